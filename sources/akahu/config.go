@@ -1,0 +1,163 @@
+package akahu
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults used by New for zero Config fields.
+const (
+	DefaultBaseURL        = "https://api.akahu.io/v1"
+	DefaultMaxInFlight    = 8
+	DefaultMaxRetries     = 6
+	DefaultBaseBackoff    = 100 * time.Millisecond
+	DefaultMaxBackoff     = 20 * time.Second
+	DefaultMaxRetryAfter  = time.Minute
+	DefaultRequestTimeout = 60 * time.Second
+	DefaultMaxBodyBytes   = 64 << 20 // 64 MiB
+)
+
+// Config configures a Client. Zero fields take the Default* values.
+type Config struct {
+	// BaseURL is the API root including /v1. Plain http:// is refused unless
+	// the host is loopback (127.0.0.0/8, ::1, localhost).
+	BaseURL string
+	// AppToken is sent as X-Akahu-Id on every request. Required.
+	AppToken Token
+	// HTTPClient performs the requests; nil means a client with a clone of
+	// http.DefaultTransport. The Client never follows redirects (so tokens
+	// are never forwarded to another host) and refuses a transport that
+	// skips TLS verification.
+	HTTPClient *http.Client
+	// MaxInFlight bounds the requests in flight across the whole Client.
+	MaxInFlight int
+	// RequestsPerSecond limits the request rate across the Client; 0 means
+	// unlimited.
+	RequestsPerSecond float64
+	// MaxRetries is how many times a retryable failure is retried; a
+	// negative value disables retries.
+	MaxRetries int
+	// BaseBackoff is the first retry delay; it doubles per retry, with
+	// jitter ×0.75–1.25, and is capped by MaxBackoff.
+	BaseBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps how long a server's Retry-After is honoured.
+	MaxRetryAfter time.Duration
+	// RequestTimeout bounds each attempt, body included.
+	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a response body; a larger body is ErrMalformed.
+	MaxBodyBytes int64
+	// Logger receives Debug lines per request and Warn lines per retry;
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults validates cfg and fills zero fields.
+func (cfg Config) withDefaults() (Config, *url.URL, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.AppToken == "" {
+		return cfg, nil, fmt.Errorf("%w: AppToken is empty (set the app token, X-Akahu-Id)", ErrConfig)
+	}
+	if strings.ContainsAny(string(cfg.AppToken), "\r\n") {
+		return cfg, nil, fmt.Errorf("%w: AppToken contains a line break", ErrConfig)
+	}
+	base, err := parseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if insecureTransport(cfg.HTTPClient.Transport) {
+		return cfg, nil, fmt.Errorf("%w: HTTPClient skips TLS verification (InsecureSkipVerify); refusing to send tokens", ErrConfig)
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.RequestsPerSecond < 0 {
+		return cfg, nil, fmt.Errorf("%w: RequestsPerSecond %v is negative", ErrConfig, cfg.RequestsPerSecond)
+	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = DefaultMaxRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
+	}
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = DefaultBaseBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.BaseBackoff {
+		cfg.MaxBackoff = cfg.BaseBackoff
+	}
+	if cfg.MaxRetryAfter <= 0 {
+		cfg.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, base, nil
+}
+
+// parseBaseURL accepts https:// anywhere and http:// only for loopback.
+// Its errors never echo user info that might hold a secret.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: BaseURL is not a URL", ErrConfig)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%w: BaseURL must not contain credentials", ErrConfig)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: BaseURL %q has no host", ErrConfig, u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%w: BaseURL %q must not have a query or fragment", ErrConfig, u.Redacted())
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("%w: BaseURL %q uses plain http:// for a non-loopback host; use https://", ErrConfig, u.Redacted())
+		}
+	default:
+		return nil, fmt.Errorf("%w: BaseURL %q: scheme must be https", ErrConfig, u.Redacted())
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// isLoopback reports whether host is localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func insecureTransport(rt http.RoundTripper) bool {
+	t, ok := rt.(*http.Transport)
+	if !ok || t == nil {
+		return false
+	}
+	var c *tls.Config = t.TLSClientConfig
+	return c != nil && c.InsecureSkipVerify
+}

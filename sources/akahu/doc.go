@@ -1,0 +1,23 @@
+// Package akahu is the HTTP client for the Akahu open-finance API
+// (https://api.akahu.io/v1) as this project speaks it (see akahu-api.md).
+//
+// It owns everything between the pipeline and the wire:
+//
+//   - authentication: both the user token (Authorization: Bearer …) and the
+//     app token (X-Akahu-Id) on every request, held in the [Token] type that
+//     never prints its value;
+//   - the read endpoints an ETL needs: [Client.Me], [Client.Accounts],
+//     [Client.Transactions] (a cursor walk streamed page by page) and
+//     [Client.Pending];
+//   - Akahu's date semantics: [Window] is start-exclusive, end-inclusive to the
+//     millisecond, and [LocalDates] turns inclusive local dates into one;
+//   - resilience: retries with backoff for 429, 5xx, network errors, timeouts,
+//     truncated and malformed bodies; a client-wide in-flight limit and an
+//     optional request rate; counters in [Stats];
+//   - errors: every failure is an [*Error] naming endpoint, account and window
+//     and unwrapping to one of the sentinels in errors.go, never containing a
+//     token.
+//
+// The package never imports the pipeline; the fake server used by tests lives
+// in the subpackage akahutest.
+package akahu

@@ -1,0 +1,254 @@
+package akahu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+)
+
+// Me is the authenticated user (GET /me).
+type Me struct{ ID, Email string }
+
+// Account is one connected account (GET /accounts). Only the fields the
+// pipeline plans with are typed; Raw keeps the object exactly as served.
+type Account struct {
+	ID, Name, Status, Type, Currency, ConnectionID, ConnectionName, AuthorisationID string
+	Attributes                                                                      []string
+	Raw                                                                             json.RawMessage // the account object as served
+}
+
+// HasTransactions reports whether the account has the TRANSACTIONS
+// attribute; only such accounts serve transactions.
+func (a Account) HasTransactions() bool { return slices.Contains(a.Attributes, "TRANSACTIONS") }
+
+// Page is one API page of a transaction walk. Index counts pages from 0 in
+// the walk, empty pages included. Items alias a buffer that is reused for the
+// next page: they are valid only during the callback; copy what you keep.
+type Page struct {
+	Index int
+	Items []json.RawMessage
+}
+
+// Me returns the user the token belongs to.
+func (c *Client) Me(ctx context.Context, user Token) (Me, error) {
+	cl := &call{endpoint: "GET /me", path: "/me", user: user, want: wantItem}
+	if err := checkUser(cl); err != nil {
+		return Me{}, err
+	}
+	var (
+		buf []byte
+		env envelope
+	)
+	if err := c.do(ctx, cl, &buf, &env); err != nil {
+		return Me{}, err
+	}
+	var w struct {
+		ID    string `json:"_id"`
+		Email string `json:"email"`
+	}
+	if err := json.Unmarshal(env.item, &w); err != nil {
+		return Me{}, cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf("decoding item: %w", err))
+	}
+	if w.ID == "" {
+		return Me{}, cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf(`item has no "_id"`))
+	}
+	return Me{ID: w.ID, Email: w.Email}, nil
+}
+
+// Accounts returns every account the user shared with the app, following a
+// cursor if the server sends one.
+func (c *Client) Accounts(ctx context.Context, user Token) ([]Account, error) {
+	cl := &call{endpoint: "GET /accounts", path: "/accounts", user: user, want: wantItems}
+	if err := checkUser(cl); err != nil {
+		return nil, err
+	}
+	raws, err := c.list(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	accounts := make([]Account, 0, len(raws))
+	for i, raw := range raws {
+		a, err := decodeAccount(raw)
+		if err != nil {
+			return nil, cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf("items[%d]: %w", i, err))
+		}
+		accounts = append(accounts, a)
+	}
+	return accounts, nil
+}
+
+// Pending returns the account's pending transactions (not paginated; a
+// cursor is followed if one appears). The items are the objects as served
+// and stay valid after the call.
+func (c *Client) Pending(ctx context.Context, user Token, accountID string) ([]json.RawMessage, error) {
+	cl := &call{
+		endpoint:  "GET /accounts/" + accountID + "/transactions/pending",
+		path:      "/accounts/" + url.PathEscape(accountID) + "/transactions/pending",
+		user:      user,
+		accountID: accountID,
+		want:      wantItems,
+	}
+	if err := checkUser(cl); err != nil {
+		return nil, err
+	}
+	if err := checkAccount(cl); err != nil {
+		return nil, err
+	}
+	return c.list(ctx, cl)
+}
+
+// Transactions walks the account's settled transactions in w (Start
+// exclusive, End inclusive), page by page: it sends start and end on every
+// request, passes cursor.next back until it is null (through empty pages),
+// and calls fn once per page, in order. fn's error stops the walk and is
+// returned wrapped. A cursor seen twice is ErrMalformed. Only one page is
+// held in memory at a time.
+func (c *Client) Transactions(ctx context.Context, user Token, accountID string, w Window, fn func(Page) error) error {
+	cl := &call{
+		endpoint:  "GET /accounts/" + accountID + "/transactions",
+		path:      "/accounts/" + url.PathEscape(accountID) + "/transactions",
+		user:      user,
+		accountID: accountID,
+		window:    w,
+		want:      wantItems,
+	}
+	if err := checkUser(cl); err != nil {
+		return err
+	}
+	if err := checkAccount(cl); err != nil {
+		return err
+	}
+	if w.Start.IsZero() || w.End.IsZero() || !w.End.After(w.Start) {
+		return cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("window must have Start before End"))
+	}
+	if fn == nil {
+		return cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("nil page callback"))
+	}
+	cl.query = url.Values{
+		"start": {w.Start.UTC().Format(TimeFormat)},
+		"end":   {w.End.UTC().Format(TimeFormat)},
+	}
+	var (
+		buf  []byte
+		env  envelope
+		seen = make(map[string]struct{})
+	)
+	for index := 0; ; index++ {
+		if err := c.do(ctx, cl, &buf, &env); err != nil {
+			return err
+		}
+		if err := fn(Page{Index: index, Items: env.items}); err != nil {
+			return fmt.Errorf("akahu: %s (account %s, window %s): page %d: %w", cl.endpoint, accountID, w, index, err)
+		}
+		next, err := nextCursor(cl, &env, seen, index)
+		if err != nil || next == "" {
+			return err
+		}
+		cl.query.Set("cursor", next)
+	}
+}
+
+// list fetches a (normally unpaginated) list, following a cursor if one
+// appears. Each page gets its own buffer so the items stay valid.
+func (c *Client) list(ctx context.Context, cl *call) ([]json.RawMessage, error) {
+	var (
+		out  []json.RawMessage
+		seen = make(map[string]struct{})
+	)
+	for index := 0; ; index++ {
+		var (
+			buf []byte
+			env envelope
+		)
+		if err := c.do(ctx, cl, &buf, &env); err != nil {
+			return nil, err
+		}
+		out = append(out, env.items...)
+		next, err := nextCursor(cl, &env, seen, index)
+		if err != nil {
+			return nil, err
+		}
+		if next == "" {
+			return out, nil
+		}
+		if cl.query == nil {
+			cl.query = url.Values{}
+		}
+		cl.query.Set("cursor", next)
+	}
+}
+
+// nextCursor returns the cursor to send next, "" when the walk is over, or
+// ErrMalformed for a cursor that must not be sent back.
+func nextCursor(cl *call, env *envelope, seen map[string]struct{}, index int) (string, error) {
+	if !env.hasNext {
+		return "", nil
+	}
+	switch env.next {
+	case "", "null":
+		return "", cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf("page %d: cursor.next is %q; refusing to send it back", index, env.next))
+	}
+	if _, dup := seen[env.next]; dup {
+		return "", cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf("page %d: cursor loop: the server repeated a cursor", index))
+	}
+	seen[env.next] = struct{}{}
+	return env.next, nil
+}
+
+func checkUser(cl *call) error {
+	if cl.user == "" {
+		return cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("empty user token"))
+	}
+	return nil
+}
+
+func checkAccount(cl *call) error {
+	if cl.accountID == "" {
+		return cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("empty account id"))
+	}
+	return nil
+}
+
+// decodeAccount types the fields the pipeline needs. connection may be an
+// object {_id,name} or, in older responses, a bare id string.
+func decodeAccount(raw json.RawMessage) (Account, error) {
+	var w struct {
+		ID            string          `json:"_id"`
+		Authorisation string          `json:"_authorisation"`
+		Name          string          `json:"name"`
+		Status        string          `json:"status"`
+		Type          string          `json:"type"`
+		Attributes    []string        `json:"attributes"`
+		Connection    json.RawMessage `json:"connection"`
+		Balance       *struct {
+			Currency string `json:"currency"`
+		} `json:"balance"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return Account{}, err
+	}
+	if w.ID == "" {
+		return Account{}, fmt.Errorf(`account has no "_id"`)
+	}
+	a := Account{
+		ID: w.ID, Name: w.Name, Status: w.Status, Type: w.Type,
+		AuthorisationID: w.Authorisation, Attributes: w.Attributes, Raw: raw,
+	}
+	if w.Balance != nil {
+		a.Currency = w.Balance.Currency
+	}
+	if len(w.Connection) > 0 {
+		var conn struct {
+			ID   string `json:"_id"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(w.Connection, &conn); err == nil {
+			a.ConnectionID, a.ConnectionName = conn.ID, conn.Name
+		} else if err := json.Unmarshal(w.Connection, &a.ConnectionID); err != nil {
+			return Account{}, fmt.Errorf("account %s: connection is neither an object nor a string", w.ID)
+		}
+	}
+	return a, nil
+}
