@@ -1,0 +1,257 @@
+package schema
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// optStr is an optional string: ok is false when the field was absent or null.
+type optStr struct {
+	b  []byte
+	ok bool
+}
+
+func (s optStr) String() string { return string(s.b) }
+
+// optNum is an optional fixed-point number or timestamp (micros).
+type optNum struct {
+	v  int64
+	ok bool
+}
+
+var (
+	errNotObject = errors.New("not a JSON object")
+	errType      = errors.New("wrong JSON type")
+	errMissing   = errors.New("missing or null")
+)
+
+// fieldError is a semantic problem with one field; decoding goes on so that
+// the error can name the item's _id even when _id comes later.
+type fieldError struct {
+	field string
+	err   error
+}
+
+// reader streams one JSON object with jsontext and collects what it needs.
+// It is reused across items; nothing it returns survives the next reset.
+type reader struct {
+	dec   jsontext.Decoder
+	in    bytes.Buffer
+	arena []byte // unescaped strings that had escapes
+	ferr  fieldError
+	extra extraTree
+}
+
+func (r *reader) reset(item []byte) {
+	r.in.Reset()
+	r.in.Write(item)
+	r.dec.Reset(&r.in)
+	r.arena = r.arena[:0]
+	r.ferr = fieldError{}
+	r.extra.reset()
+}
+
+// fail records the first semantic error.
+func (r *reader) fail(field string, err error) {
+	if r.ferr.err == nil {
+		r.ferr = fieldError{field: field, err: err}
+	}
+}
+
+// unquote returns the content of the JSON string v (quotes included). Slices
+// stay valid until the next reset.
+func (r *reader) unquote(v []byte) []byte {
+	in := v[1 : len(v)-1]
+	if bytes.IndexByte(in, '\\') < 0 {
+		return in
+	}
+	start := len(r.arena)
+	out, err := jsontext.AppendUnquote(r.arena, v)
+	if err != nil { // cannot happen: the decoder validated v
+		return in
+	}
+	r.arena = out
+	return out[start:]
+}
+
+// finish checks that nothing but whitespace follows the object.
+func (r *reader) finish() error {
+	if _, err := r.dec.ReadValue(); err == nil {
+		return fmt.Errorf("trailing data after the object: %w", ErrInvalid)
+	} else if !errors.Is(err, io.EOF) {
+		return syntaxErr(err)
+	}
+	return nil
+}
+
+func syntaxErr(err error) error {
+	return fmt.Errorf("%w: %w", err, ErrInvalid)
+}
+
+// openRoot reads the item's '{'.
+func (r *reader) openRoot() error {
+	switch k := r.dec.PeekKind(); k {
+	case '{':
+		_, err := r.dec.ReadToken()
+		if err != nil {
+			return syntaxErr(err)
+		}
+		return nil
+	case jsontext.KindInvalid:
+		_, err := r.dec.ReadToken()
+		return syntaxErr(err)
+	default:
+		return fmt.Errorf("%w (got %v): %w", errNotObject, k, ErrInvalid)
+	}
+}
+
+// openObject reads the start of an object-valued field. It reports false for
+// null and for values of another type (recording a semantic error).
+func (r *reader) openObject(field string) (bool, error) {
+	switch r.dec.PeekKind() {
+	case '{':
+		if _, err := r.dec.ReadToken(); err != nil {
+			return false, syntaxErr(err)
+		}
+		return true, nil
+	case 'n':
+		_, err := r.dec.ReadValue()
+		if err != nil {
+			return false, syntaxErr(err)
+		}
+		return false, nil
+	default:
+		if _, err := r.dec.ReadValue(); err != nil {
+			return false, syntaxErr(err)
+		}
+		r.fail(field, fmt.Errorf("%w: want an object", errType))
+		return false, nil
+	}
+}
+
+// nextName returns the next member name of the open object (unquoted and as
+// written), or more=false after consuming the closing '}'.
+func (r *reader) nextName() (name, raw []byte, more bool, err error) {
+	if r.dec.PeekKind() == '}' {
+		if _, err := r.dec.ReadToken(); err != nil {
+			return nil, nil, false, syntaxErr(err)
+		}
+		return nil, nil, false, nil
+	}
+	raw, err = r.dec.ReadValue()
+	if err != nil {
+		return nil, nil, false, syntaxErr(err)
+	}
+	return r.unquote(raw), raw, true, nil
+}
+
+// value reads the next raw value.
+func (r *reader) value() ([]byte, error) {
+	v, err := r.dec.ReadValue()
+	if err != nil {
+		return nil, syntaxErr(err)
+	}
+	return v, nil
+}
+
+// str reads a string-or-null field.
+func (r *reader) str(field string, dst *optStr) error {
+	v, err := r.value()
+	if err != nil {
+		return err
+	}
+	switch v[0] {
+	case '"':
+		*dst = optStr{b: r.unquote(v), ok: true}
+	case 'n':
+		*dst = optStr{}
+	default:
+		r.fail(field, fmt.Errorf("%w: want a string", errType))
+	}
+	return nil
+}
+
+// decimal reads a number-or-null field (a string holding a JSON number is
+// tolerated) scaled by 10^scale.
+func (r *reader) decimal(field string, precision, scale int32, dst *optNum) error {
+	v, err := r.value()
+	if err != nil {
+		return err
+	}
+	var text []byte
+	switch c := v[0]; {
+	case c == 'n':
+		*dst = optNum{}
+		return nil
+	case c == '"':
+		text = r.unquote(v)
+	case c == '-' || (c >= '0' && c <= '9'):
+		text = v
+	default:
+		r.fail(field, fmt.Errorf("%w: want a number", errType))
+		return nil
+	}
+	n, perr := parseScaled(text, precision, scale)
+	if perr != nil {
+		r.fail(field, fmt.Errorf("%q: %w", text, perr))
+		return nil
+	}
+	*dst = optNum{v: n, ok: true}
+	return nil
+}
+
+// timestamp reads an RFC 3339 string-or-null field as UTC micros.
+func (r *reader) timestamp(field string, dst *optNum) error {
+	v, err := r.value()
+	if err != nil {
+		return err
+	}
+	switch v[0] {
+	case '"':
+		text := r.unquote(v)
+		t, perr := parseTimestamp(text)
+		if perr != nil {
+			r.fail(field, fmt.Errorf("%q: %w", text, perr))
+			return nil
+		}
+		*dst = optNum{v: t, ok: true}
+	case 'n':
+		*dst = optNum{}
+	default:
+		r.fail(field, fmt.Errorf("%w: want a timestamp string", errType))
+	}
+	return nil
+}
+
+// boolean reads a bool-or-null field.
+func (r *reader) boolean(field string, dst *optNum) error {
+	v, err := r.value()
+	if err != nil {
+		return err
+	}
+	switch v[0] {
+	case 't':
+		*dst = optNum{v: 1, ok: true}
+	case 'f':
+		*dst = optNum{v: 0, ok: true}
+	case 'n':
+		*dst = optNum{}
+	default:
+		r.fail(field, fmt.Errorf("%w: want a boolean", errType))
+	}
+	return nil
+}
+
+// unknown keeps the member (name as written, raw value) in extra under parent.
+func (r *reader) unknown(parent *xref, name, raw []byte) error {
+	v, err := r.value()
+	if err != nil {
+		return err
+	}
+	r.extra.add(parent, name, raw, v)
+	return nil
+}
