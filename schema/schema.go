@@ -60,7 +60,7 @@ func (o Options) location() *time.Location {
 
 var dictMeta = arrow.NewMetadata([]string{MetadataKeyDictionary}, []string{"true"})
 
-func utf8(name string, nullable bool) arrow.Field {
+func strField(name string, nullable bool) arrow.Field {
 	return arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: nullable}
 }
 
@@ -116,7 +116,7 @@ const (
 
 func transactionFields() []arrow.Field {
 	return []arrow.Field{
-		utf8("id", false),
+		strField("id", false),
 		dict("user_id", false),
 		dict("account_id", false),
 		dict("connection_id", true),
@@ -124,29 +124,29 @@ func transactionFields() []arrow.Field {
 		field("date_local", Date, false),
 		field("created_at", Timestamp, true),
 		field("updated_at", Timestamp, true),
-		utf8("description", false),
+		strField("description", false),
 		field("amount", Money, false),
 		field("balance", Money, true),
 		dict("currency", false),
 		dict("type", false),
-		utf8("merchant_id", true),
+		strField("merchant_id", true),
 		dict("merchant_name", true),
-		utf8("merchant_website", true),
+		strField("merchant_website", true),
 		dict("category_id", true),
 		dict("category_name", true),
 		dict("category_group_id", true),
 		dict("category_group_name", true),
-		utf8("particulars", true),
-		utf8("code", true),
-		utf8("reference", true),
-		utf8("other_account", true),
-		utf8("card_suffix", true),
+		strField("particulars", true),
+		strField("code", true),
+		strField("reference", true),
+		strField("other_account", true),
+		strField("card_suffix", true),
 		field("conversion_amount", Money, true),
 		dict("conversion_currency", true),
 		field("conversion_rate", Rate, true),
 		field("conversion_fee", Money, true),
-		utf8("extra", true),
-		utf8("_run_id", false),
+		strField("extra", true),
+		strField("_run_id", false),
 		field("_extracted_at", Timestamp, false),
 	}
 }
@@ -161,8 +161,8 @@ func Transactions() *arrow.Schema { return newSchema(transactionFields()) }
 func Deletions() *arrow.Schema {
 	f := transactionFields()
 	f = append(f,
-		utf8("deleted_reason", false),
-		utf8("deleted_by_run", false),
+		strField("deleted_reason", false),
+		strField("deleted_by_run", false),
 		field("deleted_at", Timestamp, false),
 	)
 	return newSchema(f)
@@ -200,17 +200,17 @@ func Pending() *arrow.Schema {
 		field("date", Timestamp, false),
 		field("date_local", Date, false),
 		field("updated_at", Timestamp, true),
-		utf8("description", false),
+		strField("description", false),
 		field("amount", Money, false),
 		dict("currency", false),
 		dict("type", false),
-		utf8("particulars", true),
-		utf8("code", true),
-		utf8("reference", true),
-		utf8("other_account", true),
-		utf8("card_suffix", true),
-		utf8("extra", true),
-		utf8("_run_id", false),
+		strField("particulars", true),
+		strField("code", true),
+		strField("reference", true),
+		strField("other_account", true),
+		strField("card_suffix", true),
+		strField("extra", true),
+		strField("_run_id", false),
 		field("_extracted_at", Timestamp, false),
 	})
 }
@@ -247,15 +247,15 @@ const (
 func Accounts() *arrow.Schema {
 	return newSchema([]arrow.Field{
 		field("snapshot_date", Date, false),
-		utf8("account_id", false),
+		strField("account_id", false),
 		dict("user_id", false),
 		dict("authorisation_id", true),
 		dict("connection_id", true),
 		dict("connection_name", true),
-		utf8("name", true),
+		strField("name", true),
 		dict("status", true),
 		dict("type", true),
-		utf8("formatted_account", true),
+		strField("formatted_account", true),
 		dict("attributes", true),
 		dict("currency", true),
 		field("balance_current", Money, true),
@@ -265,8 +265,8 @@ func Accounts() *arrow.Schema {
 		field("refreshed_balance", Timestamp, true),
 		field("refreshed_transactions", Timestamp, true),
 		field("refreshed_meta", Timestamp, true),
-		utf8("extra", true),
-		utf8("_run_id", false),
+		strField("extra", true),
+		strField("_run_id", false),
 		field("_extracted_at", Timestamp, false),
 	})
 }
