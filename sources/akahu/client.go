@@ -75,7 +75,7 @@ func New(cfg Config) (*Client, error) {
 		jitter: rand.Float64,
 	}
 	if cfg.RequestsPerSecond > 0 {
-		c.limiter = rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), max(1, int(cfg.RequestsPerSecond)))
+		c.limiter = rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), 1) // burst 1: evenly spaced
 	}
 	return c, nil
 }
@@ -137,7 +137,8 @@ type outcome struct {
 // items alias *buf; *buf is reused (grown) across calls.
 func (c *Client) do(ctx context.Context, cl *call, buf *[]byte, env *envelope) error {
 	u := *c.base
-	u.Path = c.base.Path + cl.path
+	u.RawPath = c.base.EscapedPath() + cl.path // cl.path is already escaped
+	u.Path, _ = url.PathUnescape(u.RawPath)
 	if len(cl.query) > 0 {
 		u.RawQuery = cl.query.Encode()
 	}
@@ -294,7 +295,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 // putDecoder returns d to the pool without keeping the body it last read.
 func (c *Client) putDecoder(d *jsontext.Decoder) {
 	d.Reset(bytes.NewBuffer(nil))
-	c.putDecoder(d)
+	c.decoders.Put(d)
 }
 
 func (c *Client) getDecoder() *jsontext.Decoder {
