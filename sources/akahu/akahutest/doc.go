@@ -1,0 +1,52 @@
+// Package akahutest provides a fake Akahu API for tests, benchmarks and the
+// demo, in the spirit of net/http/httptest.
+//
+// The package owns the fake server only: a deterministic synthetic population
+// of users, accounts, settled and pending transactions derived from
+// Options.Seed; the HTTP surface under /v1 (GET /me, /accounts,
+// /accounts/{id}, /accounts/{id}/transactions, /transactions,
+// /accounts/{id}/transactions/pending, /transactions/pending and POST
+// /refresh, /refresh/{id}); ground-truth accessors (Users, AccountIDs,
+// Settled, Pending, TotalSettled, SumSettled); scripted changes (add, delete,
+// replace id, move date, change description, settle pending, revoke user);
+// and scripted faults (rate limits, 5xx, truncated and malformed bodies,
+// connection resets, slow answers, latency) with request statistics.
+//
+// It deliberately imports nothing of this module, so the Akahu client in
+// sources/akahu can be tested against it without an import cycle.
+//
+// # Behaviour, as in /work/shared/akahu-api.md
+//
+//   - Both X-Akahu-Id (the app token) and Authorization: Bearer (a user token)
+//     are required. A missing or wrong app token answers 403; a missing,
+//     unknown or revoked user token answers 401; an unknown account, or one of
+//     another user, answers 404; an unknown path 404; a wrong method 405. Every
+//     error body is {"success":false,"message":"..."}.
+//   - Settled transactions are paginated: PageSize items per page, newest
+//     "date" first, ties broken by ascending _id. The cursor is opaque
+//     standard base64 (it contains '+', '/' and '=', so clients must
+//     URL-escape it) binding the page number, the offset and a fingerprint of
+//     the scope and the start/end window. A cursor sent with another
+//     window or scope, the string "null", an empty or undecodable cursor all
+//     answer 400. Every EmptyPageEvery-th page is empty with a non-null next;
+//     the last page has "next": null.
+//   - start is exclusive and end inclusive, to the millisecond. Both accept
+//     ISO 8601 dates (UTC midnight) and date-times with Z, an offset, or
+//     none (UTC assumed); sub-millisecond digits are truncated; anything else
+//     answers 400. When start or end is missing the fake applies the SDK's
+//     "last 30 days" default: end defaults to the last millisecond of the local
+//     day of Options.To, start to end minus 30 days. Clients must not rely on it.
+//   - Accounts without the TRANSACTIONS attribute answer 200 with no items
+//     (and "next": null) on their transaction and pending endpoints: the
+//     account guides say only that such accounts have no transactions, and
+//     reserve 403 for authorisation problems.
+//   - INACTIVE accounts serve their cached data like ACTIVE ones.
+//   - The settled "date" is local midnight in Pacific/Auckland rendered in UTC
+//     with milliseconds; amounts and balances are JSON number text rendered
+//     from integer cents; pending amounts are sometimes JSON strings.
+//   - Unknown query parameters are ignored.
+//
+// Pagination is offset based, so a mutation between two pages of one walk may
+// shift items across the page boundary, as with any offset cursor; mutations
+// are guaranteed visible to the next walk.
+package akahutest
