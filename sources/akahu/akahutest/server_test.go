@@ -94,8 +94,6 @@ func TestEmptyPageEvery(t *testing.T) {
 		if len(all) < 31 {
 			t.Fatalf("population too small: %d", len(all))
 		}
-		end := all[29].Date // items 0..29 have date >= end? pick a window with exactly 30 by ids
-		_ = end
 		w := walk(t, s, u.Token, "/accounts/"+acc+"/transactions", iso(all[30].Date), iso(all[0].Date))
 		want := s.Settled(acc, all[30].Date, all[0].Date)
 		if len(w.items) != len(want) {
