@@ -1,0 +1,30 @@
+// Package parquet is the warehouse's Parquet codec: it encodes Arrow records
+// into Parquet file bytes with github.com/parquet-go/parquet-go and decodes
+// them back into Arrow records.
+//
+// The package owns the mapping between the Arrow types the schema package
+// produces and the Parquet physical and logical types analysts' engines
+// (DuckDB, BigQuery, Spark, Trino) read:
+//
+//	Arrow                      Parquet
+//	utf8                       BYTE_ARRAY  STRING
+//	timestamp[us, tz=UTC]      INT64       TIMESTAMP(isAdjustedToUTC=true, MICROS)
+//	date32                     INT32       DATE
+//	decimal128(p<=18, s)       INT64       DECIMAL(p, s)  (INT32 when p <= 9)
+//	bool                       BOOLEAN
+//	int64                      INT64
+//
+// Timestamps are never written as INT96 or NANOS (design invariant 7) and
+// decimals are copied as exact scaled integers, never through float64
+// (invariant 8). Any other Arrow type is rejected with ErrUnsupportedType.
+//
+// Write is deterministic: equal schemas, records and options give
+// byte-identical files. The file carries no clock reading, the created_by
+// string is fixed (CreatedBy) and key-value metadata is sorted by key. The
+// pipeline relies on this to skip rewriting and re-uploading unchanged
+// partitions (invariant 4).
+//
+// The package holds no state, does no I/O other than on the io.Writer or
+// io.ReaderAt it is given, and knows nothing about datasets, partitions or
+// buckets; those belong to the pipeline and sinks/bucket.
+package parquet
