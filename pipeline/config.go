@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+	_ "time/tzdata" // the dataset time zone must resolve on any machine
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+// Defaults of a run.
+const (
+	DefaultWorkers  = 8
+	DefaultLookback = 30 // days
+	DefaultHistory  = 730
+	DefaultBuckets  = 1
+	DefaultLockWait = 5 * time.Minute
+	// DefaultBatchRows is how many rows a window hands on as one Arrow record.
+	DefaultBatchRows = 8192
+)
+
+// Source is what a run needs from Akahu; *akahu.Client implements it.
+type Source interface {
+	// Me returns the user the token belongs to.
+	Me(ctx context.Context, user akahu.Token) (akahu.Me, error)
+	// Accounts lists the user's accounts.
+	Accounts(ctx context.Context, user akahu.Token) ([]akahu.Account, error)
+	// Transactions walks the settled transactions of one account in a window, page by
+	// page, newest first; fn must not keep the page's items after it returns.
+	Transactions(ctx context.Context, user akahu.Token, accountID string, w akahu.Window, fn func(akahu.Page) error) error
+	// Pending returns the account's pending transactions.
+	Pending(ctx context.Context, user akahu.Token, accountID string) ([]json.RawMessage, error)
+	// Stats returns the client's request counters.
+	Stats() akahu.Stats
+}
+
+// Config is one run's configuration. Zero values take the Default* constants.
+type Config struct {
+	Out    bucket.Bucket
+	Source Source
+	// Users are the user tokens to extract; each is a secret.
+	Users []akahu.Token
+	// Start and End are inclusive local dates (YYYY-MM-DD) in the dataset time zone.
+	// Windows are whole months: the range is widened to the months it touches. With no
+	// Start a run continues from the last committed manifest minus Lookback days, or
+	// takes History days on an empty dataset.
+	Start, End string
+	Lookback   int
+	History    int
+	// Accounts restricts the run to these account ids (all of them must exist).
+	Accounts []string
+	Workers  int
+	DryRun   bool
+	TimeZone string
+	Buckets  int
+	Shard    int
+	Shards   int
+	// LockWait is how long to wait for another run holding the shard's lock.
+	LockWait time.Duration
+	LockTTL  time.Duration
+
+	Now         func() time.Time
+	Logger      *slog.Logger
+	ToolVersion string
+	Memory      memory.Allocator
+	// PlanOut receives the plan of a dry run.
+	PlanOut io.Writer
+	// BeforeWrite, if set, is called before every object put or delete with the
+	// object's name. Crash tests kill the process there.
+	BeforeWrite func(object string)
+	// Progress, if set, is called after each window with the windows done and planned.
+	Progress func(done, total int)
+}
+
+func (c *Config) setDefaults() error {
+	if c.Out == nil || c.Source == nil {
+		return fmt.Errorf("%w: an output bucket and an Akahu source are required", ErrConfig)
+	}
+	if len(c.Users) == 0 {
+		return fmt.Errorf("%w: no user token (set AKAHU_USER_TOKEN or --user-tokens-file)", ErrConfig)
+	}
+	for i, u := range c.Users {
+		if u == "" {
+			return fmt.Errorf("%w: user token %d is empty", ErrConfig, i+1)
+		}
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		return fmt.Errorf("%w: --workers %d out of range 1..256", ErrConfig, c.Workers)
+	}
+	if c.Lookback == 0 {
+		c.Lookback = DefaultLookback
+	}
+	if c.History == 0 {
+		c.History = DefaultHistory
+	}
+	if c.Lookback < 0 || c.History < 0 {
+		return fmt.Errorf("%w: lookback and history must be positive", ErrConfig)
+	}
+	if c.TimeZone == "" {
+		c.TimeZone = schema.DefaultTimeZone
+	}
+	if c.Buckets == 0 {
+		c.Buckets = DefaultBuckets
+	}
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	if c.Buckets < 1 || c.Buckets > 4096 {
+		return fmt.Errorf("%w: bucket count %d out of range 1..4096", ErrConfig, c.Buckets)
+	}
+	if c.Shard < 0 || c.Shard >= c.Shards {
+		return fmt.Errorf("%w: shard %d of %d", ErrConfig, c.Shard, c.Shards)
+	}
+	if c.LockWait == 0 {
+		c.LockWait = DefaultLockWait
+	}
+	if c.LockTTL == 0 {
+		c.LockTTL = DefaultLockTTL
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Memory == nil {
+		c.Memory = memory.DefaultAllocator
+	}
+	if c.BeforeWrite == nil {
+		c.BeforeWrite = func(string) {}
+	}
+	if c.PlanOut == nil {
+		c.PlanOut = io.Discard
+	}
+	if c.ToolVersion == "" {
+		c.ToolVersion = "dev"
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+// Package pipeline owns one run of the ETL: it plans (users → accounts → date windows
+// aligned to month partitions), extracts windows concurrently through bounded worker
+// pools, merges each partition file with what the run re-read, classifies every
+// transaction id (inserted, updated, unchanged, moved, deleted), writes the Parquet
+// objects through a [bucket.Bucket] and finally commits the run with a manifest.
+//
+// The order of writes is what makes a run crash-safe:
+//
+//  1. an in-flight marker naming the run and the windows it covers is written before
+//     the first data object;
+//  2. partitions without deletion candidates are written as soon as all their windows
+//     are extracted; partitions that lose rows are held back to the end;
+//  3. tombstones (deletions/) are written before the partitions that drop the rows;
+//  4. pending and account snapshots;
+//  5. the manifest, which makes the run visible as a whole;
+//  6. the in-flight marker and leftovers of crashed runs are removed.
+//
+// A run that finds the marker of a crashed run re-reads that run's windows too, adopts
+// its tombstones whose rows are really gone and removes the rest, so the next successful
+// run restores every invariant of design.md. A lock object per shard keeps two runs from
+// writing the same objects at once; every object write is also conditional on the
+// generation that was read, so a lost lock shows up as a conflict, never as a lost update.
+package pipeline

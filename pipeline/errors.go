@@ -1,0 +1,20 @@
+package pipeline
+
+import "errors"
+
+var (
+	// ErrConfig reports an invalid run configuration (flags, dates, tokens file).
+	ErrConfig = errors.New("invalid configuration")
+	// ErrLocked reports that another live run holds the dataset lock of this shard.
+	ErrLocked = errors.New("dataset is locked by another run")
+	// ErrDatasetMismatch reports a run whose settings disagree with _dataset.json
+	// (time zone, bucket count or layout version).
+	ErrDatasetMismatch = errors.New("dataset settings differ")
+	// ErrCorrupt reports an object of the dataset that cannot be read back.
+	ErrCorrupt = errors.New("dataset object is corrupt")
+	// ErrBadResponse reports an Akahu response that breaks the API contract in a way the
+	// client cannot see (a transaction of another account, or dated outside the window).
+	ErrBadResponse = errors.New("bad response from Akahu")
+	// ErrPartial reports a run that committed but in which some users or accounts failed.
+	ErrPartial = errors.New("some accounts failed")
+)

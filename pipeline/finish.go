@@ -1,0 +1,670 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/decimal128"
+
+	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+)
+
+// finish decides every deletion candidate, writes tombstones before the partitions
+// that drop the rows, removes moved rows from partitions the run did not re-read, and
+// writes the pending and account snapshots.
+func (r *runner) finish(ctx context.Context) error {
+	defer func() {
+		for _, h := range r.deferred {
+			h.res.t.release()
+		}
+	}()
+	if err := r.lease.check(); err != nil {
+		return err
+	}
+	orphans := r.orphans
+
+	// Candidates: old rows of fully re-read accounts that Akahu did not return.
+	type cand struct {
+		h   *heldPart
+		row rowRef
+	}
+	cands := map[string]cand{}
+	for _, h := range r.deferred {
+		for _, c := range h.res.candidates {
+			a := r.accountByID(h.res.t.str(c, r.cols.account))
+			if a == nil || a.failed() {
+				continue // not confirmed: the row stays
+			}
+			cands[h.res.t.str(c, r.cols.id)] = cand{h, c}
+		}
+	}
+	moved := map[string]bool{}
+	var movedFresh int64 // moves whose new copy this run counted as inserted
+	for id := range cands {
+		if _, ok := r.freshIDs[id]; ok {
+			moved[id] = true // it is in another partition of this run now
+			movedFresh++
+		}
+	}
+	// Scan the partitions this run did not re-read for ids that moved in, candidates
+	// still present elsewhere, and crashed runs' tombstones.
+	moveOut, err := r.scanUntouched(ctx, func(id string) bool {
+		if _, ok := cands[id]; ok && !moved[id] {
+			moved[id] = true
+		}
+		if _, ok := r.watch[id]; ok {
+			r.watch[id] = true
+		}
+		_, fresh := r.freshIDs[id]
+		return fresh
+	})
+	if err != nil {
+		return err
+	}
+	// Rows to drop from held partitions: every confirmed candidate (moved or deleted).
+	drop := map[string]bool{}
+	var deleted []cand
+	for id, c := range cands {
+		drop[id] = true
+		if !moved[id] {
+			deleted = append(deleted, c)
+		}
+	}
+	sort.Slice(deleted, func(i, j int) bool {
+		return deleted[i].h.res.t.str(deleted[i].row, r.cols.id) < deleted[j].h.res.t.str(deleted[j].row, r.cols.id)
+	})
+	// Held partitions' final rows count for the crashed runs' tombstones too.
+	for _, h := range r.deferred {
+		rows, _ := h.res.final(r.cols, drop)
+		r.noteWatched(h.res.t, rows)
+	}
+
+	// 1. Tombstones: this run's deletions plus crashed runs' ones whose rows are gone.
+	tb := &table{schema: r.txSch}
+	var tombRows []rowRef
+	for _, d := range deleted {
+		src := int32(-1)
+		for i, rec := range tb.recs {
+			if rec == d.h.res.t.recs[d.row.src] {
+				src = int32(i)
+			}
+		}
+		if src < 0 {
+			src = tb.add(d.h.res.t.recs[d.row.src])
+		}
+		tombRows = append(tombRows, rowRef{src, d.row.row})
+	}
+	adopted := orphans.adoptable(r, drop)
+	if err := r.writeTombstones(ctx, tb, tombRows, orphans, adopted); err != nil {
+		return err
+	}
+
+	// 2. Held partitions without their dropped rows.
+	for _, h := range r.deferred {
+		rows, changed := h.res.final(r.cols, drop)
+		if !changed {
+			continue
+		}
+		if err := r.writeTx(ctx, h.key, h.res.t, rows, h.prev); err != nil {
+			return err
+		}
+	}
+	// 3. Rows that moved into a re-read partition leave the untouched one they were in.
+	for _, key := range sortedParts(moveOut) {
+		if err := r.removeMoved(ctx, key, moveOut[key]); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	nMoved := int64(len(moved))
+	for _, ids := range moveOut {
+		for id := range ids {
+			if _, ok := cands[id]; !ok {
+				nMoved++
+				movedFresh++
+			}
+		}
+	}
+	r.m.Counts.Moved = nMoved
+	r.m.Counts.Inserted -= movedFresh
+	r.m.Counts.Deleted = int64(len(deleted) + len(adopted))
+	r.mu.Unlock()
+
+	// 4. Snapshots.
+	if err := r.writePending(ctx); err != nil {
+		return err
+	}
+	return r.writeAccounts(ctx)
+}
+
+func (r *runner) accountByID(id string) *acctRun {
+	for _, a := range r.accounts {
+		if a.acct.ID == id {
+			return a
+		}
+	}
+	return nil
+}
+
+func sortedParts[V any](m map[partKey]V) []partKey {
+	out := make([]partKey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return txObject(out[i]) < txObject(out[j]) })
+	return out
+}
+
+// scanUntouched reads the id column of every transactions partition of this shard that
+// the run did not merge, calling match for each id; it returns, per partition, the ids
+// for which match said the row must leave (it moved into a re-read partition).
+func (r *runner) scanUntouched(ctx context.Context, match func(id string) bool) (map[partKey]map[string]bool, error) {
+	if len(r.freshIDs) == 0 && len(r.deferred) == 0 && len(r.watch) == 0 {
+		return nil, nil
+	}
+	touched := map[partKey]bool{}
+	for _, w := range r.windows {
+		touched[w.part] = true
+	}
+	out := map[partKey]map[string]bool{}
+	for _, key := range sortedParts(r.oldTx) {
+		if touched[key] {
+			continue
+		}
+		recs, _, err := r.readPartition(ctx, key, []string{"id"})
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			ids := rec.Column(0).(*array.String)
+			for i := 0; i < ids.Len(); i++ {
+				id := ids.Value(i)
+				if match(id) && r.freshIDs[id] != key {
+					if out[key] == nil {
+						out[key] = map[string]bool{}
+					}
+					out[key][id] = true
+				}
+			}
+			rec.Release()
+		}
+	}
+	return out, nil
+}
+
+// removeMoved rewrites an untouched partition without rows that moved away.
+func (r *runner) removeMoved(ctx context.Context, key partKey, ids map[string]bool) error {
+	old, prev, err := r.readPartition(ctx, key, nil)
+	if err != nil {
+		return err
+	}
+	t := &table{schema: r.txSch}
+	defer t.release()
+	var rows []rowRef
+	for _, rec := range old {
+		src := t.add(rec)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			ref := rowRef{src, int32(i)}
+			if !ids[t.str(ref, r.cols.id)] {
+				rows = append(rows, ref)
+			}
+		}
+	}
+	r.log.Info("moved rows leave their old partition", "object", txObject(key), "rows", len(ids))
+	return r.writeTx(ctx, key, t, rows, prev)
+}
+
+// orphanSet holds the tombstones written by crashed runs that never committed.
+type orphanSet struct {
+	t       *table
+	rows    []rowRef
+	objects []string
+}
+
+func (o *orphanSet) release() {
+	if o != nil && o.t != nil {
+		o.t.release()
+	}
+}
+
+// loadOrphanTombstones reads the tombstone objects of crashed runs and watches their ids.
+func (r *runner) loadOrphanTombstones(ctx context.Context) (*orphanSet, error) {
+	o := &orphanSet{t: &table{schema: schema.Deletions()}}
+	if len(r.crashed) == 0 {
+		return o, nil
+	}
+	crashed := map[string]bool{}
+	for _, c := range r.crashed {
+		crashed[c.RunID] = true
+	}
+	list, err := r.b.List(ctx, deletionPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", deletionPrefix, err)
+	}
+	idCol := fieldIndex(o.t.schema, "id")
+	seen := map[string]bool{}
+	for _, a := range list {
+		run, ok := parseDeletionObject(a.Name)
+		if !ok || !crashed[run] {
+			continue
+		}
+		o.objects = append(o.objects, a.Name)
+		recs, _, err := r.readObject(ctx, a.Name, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			src := o.t.add(rec)
+			for i := 0; i < int(rec.NumRows()); i++ {
+				ref := rowRef{src, int32(i)}
+				id := o.t.str(ref, idCol)
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				o.rows = append(o.rows, ref)
+				r.watch[id] = false
+			}
+		}
+	}
+	return o, nil
+}
+
+// adoptable returns the crashed runs' tombstones whose rows are really gone: not seen
+// in any partition and not already a deletion (or move) of this run.
+func (o *orphanSet) adoptable(r *runner, handled map[string]bool) []rowRef {
+	idCol := fieldIndex(o.t.schema, "id")
+	var out []rowRef
+	for _, row := range o.rows {
+		id := o.t.str(row, idCol)
+		if r.watch[id] || handled[id] {
+			continue
+		}
+		if _, fresh := r.freshIDs[id]; fresh {
+			continue
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// writeTombstones writes this run's tombstone objects, one per month of the rows' last
+// known local date.
+func (r *runner) writeTombstones(ctx context.Context, t *table, rows []rowRef, orphans *orphanSet, adopted []rowRef) error {
+	if len(rows) == 0 && len(adopted) == 0 {
+		return nil
+	}
+	delSch := schema.Deletions()
+	byMonth := map[month]*array.RecordBuilder{}
+	builder := func(m month) *array.RecordBuilder {
+		b := byMonth[m]
+		if b == nil {
+			b = array.NewRecordBuilder(r.mem, delSch)
+			byMonth[m] = b
+		}
+		return b
+	}
+	defer func() {
+		for _, b := range byMonth {
+			b.Release()
+		}
+	}()
+	nTx := len(r.txSch.Fields())
+	reasonCol, runCol, atCol := fieldIndex(delSch, "deleted_reason"), fieldIndex(delSch, "deleted_by_run"), fieldIndex(delSch, "deleted_at")
+	now := arrow.Timestamp(r.started.UnixMicro())
+	var tombs []Tombstone
+	appendRow := func(src *table, ref rowRef, reason string, at arrow.Timestamp) error {
+		m := day(src.i64(ref, r.cols.dateLocal)).month()
+		b := builder(m)
+		for c := 0; c < nTx; c++ {
+			if err := appendValue(b.Field(c), src.col(ref, c), int(ref.row)); err != nil {
+				return err
+			}
+		}
+		b.Field(reasonCol).(*array.StringBuilder).Append(reason)
+		b.Field(runCol).(*array.StringBuilder).Append(r.runID)
+		b.Field(atCol).(*array.TimestampBuilder).Append(at)
+		tombs = append(tombs, r.tombstone(src, ref, reason, deletionObject(m, r.runID)))
+		return nil
+	}
+	for _, ref := range rows {
+		if err := appendRow(t, ref, "deleted", now); err != nil {
+			return err
+		}
+	}
+	oReason, oAt := fieldIndex(orphans.t.schema, "deleted_reason"), fieldIndex(orphans.t.schema, "deleted_at")
+	for _, ref := range adopted {
+		at := arrow.Timestamp(orphans.t.i64(ref, oAt))
+		if err := appendRow(orphans.t, ref, orphans.t.str(ref, oReason), at); err != nil {
+			return err
+		}
+	}
+	months := make([]month, 0, len(byMonth))
+	for m := range byMonth {
+		months = append(months, m)
+	}
+	sort.Slice(months, func(i, j int) bool { return months[i].before(months[j]) })
+	for _, m := range months {
+		rec := byMonth[m].NewRecord()
+		err := r.writeRecords(ctx, "deletions", deletionObject(m, r.runID), delSch, []arrow.Record{rec}, nil)
+		rec.Release()
+		if err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.m.Deleted = append(r.m.Deleted, tombs...)
+	r.mu.Unlock()
+	return nil
+}
+
+// tombstone summarises a row's last known values for the manifest.
+func (r *runner) tombstone(t *table, ref rowRef, reason, object string) Tombstone {
+	amountCol := fieldIndex(t.schema, "amount")
+	descCol := fieldIndex(t.schema, "description")
+	amt := t.col(ref, amountCol).(*array.Decimal128)
+	dt := arrow.Timestamp(t.i64(ref, r.cols.date)).ToTime(arrow.Microsecond).UTC()
+	return Tombstone{
+		ID: t.str(ref, r.cols.id), UserID: t.str(ref, r.cols.user), AccountID: t.str(ref, r.cols.account),
+		Date: dt.Format("2006-01-02T15:04:05.000Z"), DateLocal: day(t.i64(ref, r.cols.dateLocal)).String(),
+		Amount: decimalString(amt.Value(int(ref.row)), schema.Money.Scale), Description: t.str(ref, descCol),
+		Reason: reason, Object: object,
+	}
+}
+
+// decimalString renders a scaled decimal exactly.
+func decimalString(v decimal128.Num, scale int32) string {
+	return v.ToString(scale)
+}
+
+// writePending replaces the pending snapshot of each bucket: rows of the accounts this
+// run fetched are replaced, others kept; an account whose pending rows did not change
+// keeps its old rows, so an unchanged snapshot is not rewritten.
+func (r *runner) writePending(ctx context.Context) error {
+	byBucket := map[int][]string{}
+	for _, id := range sortedKeys(r.pending) {
+		a := r.accountByID(id)
+		byBucket[a.bucket] = append(byBucket[a.bucket], id)
+	}
+	sch := schema.Pending()
+	for _, bk := range sortedInts(byBucket) {
+		n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, r.pending, byBucket[bk])
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.m.Counts.Pending += n
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// writeAccounts writes today's account snapshot of each bucket.
+func (r *runner) writeAccounts(ctx context.Context) error {
+	sch := schema.Accounts()
+	fresh := map[string]arrow.Record{}
+	defer func() {
+		for _, rec := range fresh {
+			rec.Release()
+		}
+	}()
+	byBucket := map[int][]string{}
+	for _, a := range r.accounts {
+		if a.user.isRevoked() || a.user.err != nil {
+			continue
+		}
+		b := schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+		err := b.Append(a.acct.Raw, a.user.me.ID)
+		if err != nil {
+			b.Release()
+			a.fail(fmt.Errorf("account %s: %w: %w", a.acct.ID, ErrBadResponse, err))
+			continue
+		}
+		fresh[a.acct.ID] = b.NewRecord()
+		b.Release()
+		byBucket[a.bucket] = append(byBucket[a.bucket], a.acct.ID)
+	}
+	today := dayOfTime(r.started, r.loc)
+	for _, bk := range sortedInts(byBucket) {
+		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, fresh, byBucket[bk])
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.m.Counts.Accounts += n
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+func sortedInts[V any](m map[int]V) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// replaceSnapshot rewrites a snapshot object in which each account's rows are replaced
+// as a whole. Rows are compared without lineage columns; an account whose rows are
+// equal keeps its old rows. Returns the rows of the fetched accounts.
+func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *arrow.Schema, fresh map[string]arrow.Record, accounts []string) (int64, error) {
+	old, prev, err := r.readObject(ctx, name, nil)
+	if err != nil {
+		return 0, err
+	}
+	t := &table{schema: sch}
+	defer func() {
+		for _, rec := range old {
+			rec.Release()
+		}
+	}()
+	for _, rec := range old {
+		t.add(rec)
+	}
+	nOld := len(t.recs)
+	acctCol := fieldIndex(sch, "account_id")
+	skip := []int{fieldIndex(sch, "_run_id"), fieldIndex(sch, "_extracted_at")}
+	oldBy := map[string][]rowRef{}
+	var order []string
+	for s := 0; s < nOld; s++ {
+		for i := 0; i < int(t.recs[s].NumRows()); i++ {
+			ref := rowRef{int32(s), int32(i)}
+			id := t.str(ref, acctCol)
+			if oldBy[id] == nil {
+				order = append(order, id)
+			}
+			oldBy[id] = append(oldBy[id], ref)
+		}
+	}
+	newBy := map[string][]rowRef{}
+	var count int64
+	for _, id := range accounts {
+		rec := fresh[id]
+		src := t.add(rec)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			newBy[id] = append(newBy[id], rowRef{src, int32(i)})
+		}
+		count += rec.NumRows()
+		if oldBy[id] == nil {
+			order = append(order, id)
+		}
+	}
+	less := func(rows []rowRef) {
+		sort.SliceStable(rows, func(i, j int) bool { return compareRows(t, rows[i], t, rows[j], skip) < 0 })
+	}
+	changed := false
+	var rows []rowRef
+	sort.Strings(order)
+	for _, id := range order {
+		nr, isNew := newBy[id]
+		if !isNew {
+			rows = append(rows, oldBy[id]...)
+			continue
+		}
+		less(nr)
+		or := oldBy[id]
+		same := len(or) == len(nr)
+		for i := 0; same && i < len(nr); i++ {
+			same = compareRows(t, or[i], t, nr[i], skip) == 0
+		}
+		if same {
+			rows = append(rows, or...)
+		} else {
+			changed = true
+			rows = append(rows, nr...)
+		}
+	}
+	if !changed && prev != nil {
+		return count, nil
+	}
+	if len(rows) == 0 && prev == nil {
+		return count, nil
+	}
+	rec, err := take(r.mem, sch, t, rows)
+	if err != nil {
+		return 0, fmt.Errorf("build %s: %w", name, err)
+	}
+	defer rec.Release()
+	return count, r.writeRecords(ctx, kind, name, sch, []arrow.Record{rec}, prev)
+}
+
+// manifest assembles the run's manifest.
+func (r *runner) manifest() *Manifest {
+	m := r.m
+	m.ManifestVersion = ManifestVersion
+	m.RunID = r.runID
+	m.Shard, m.Shards = r.cfg.Shard, r.cfg.Shards
+	m.StartedAt = r.started
+	m.FinishedAt = r.cfg.Now().UTC()
+	m.ToolVersion = r.cfg.ToolVersion
+	m.SchemaVersion = schema.Version
+	m.Config = EffectiveConfig{Out: r.b.String(), Start: r.cfg.Start, End: r.cfg.End,
+		Lookback: fmt.Sprintf("%dd", r.cfg.Lookback), History: fmt.Sprintf("%dd", r.cfg.History),
+		Accounts: r.cfg.Accounts, Workers: r.cfg.Workers, Users: len(r.cfg.Users), TimeZone: r.loc.String(),
+		Buckets: r.ds.Buckets, Shard: r.cfg.Shard, Shards: r.cfg.Shards}
+	m.ConfigHash = m.Config.hash()
+	m.Range = DateRange{Start: r.start.String(), End: r.end.String()}
+	st := r.cfg.Source.Stats()
+	m.API = APIStats{Requests: st.Requests, Retries: st.Retries, RateLimited: st.RateLimited, ServerErrors: st.ServerErrors}
+	for _, u := range r.users {
+		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status}
+		if u.err != nil {
+			us.Error = u.err.Error()
+			m.Failures = append(m.Failures, us.Error)
+		}
+		m.Users = append(m.Users, us)
+	}
+	for _, a := range r.accounts {
+		as := AccountStatus{UserID: a.user.me.ID, AccountID: a.acct.ID, Name: a.acct.Name, Type: a.acct.Type,
+			Status: a.status, Note: a.note, Rows: a.rows}
+		switch {
+		case a.user.isRevoked():
+			as.Status = "revoked"
+		case a.err != nil:
+			as.Status = "failed"
+		}
+		if a.err != nil && !errors.Is(a.err, errSkipped) {
+			as.Error = a.err.Error()
+			if !a.user.isRevoked() {
+				m.Failures = append(m.Failures, as.Error)
+			}
+		}
+		for _, s := range a.done {
+			m.Coverage = append(m.Coverage, Coverage{UserID: a.user.me.ID, AccountID: a.acct.ID, From: s.from.String(), To: s.to.String()})
+		}
+		m.Accounts = append(m.Accounts, as)
+	}
+	sort.Slice(m.Coverage, func(i, j int) bool {
+		if m.Coverage[i].AccountID != m.Coverage[j].AccountID {
+			return m.Coverage[i].AccountID < m.Coverage[j].AccountID
+		}
+		return m.Coverage[i].From < m.Coverage[j].From
+	})
+	sort.Slice(m.Objects, func(i, j int) bool { return m.Objects[i].Path < m.Objects[j].Path })
+	sort.Slice(m.Deleted, func(i, j int) bool { return m.Deleted[i].ID < m.Deleted[j].ID })
+	for _, c := range r.crashed {
+		m.Recovered = append(m.Recovered, c.RunID)
+	}
+	if m.Objects == nil {
+		m.Objects = []ObjectWrite{}
+	}
+	if m.Deleted == nil {
+		m.Deleted = []Tombstone{}
+	}
+	return &m
+}
+
+// commit writes the manifest; from here on the run is visible as a whole.
+func (r *runner) commit(ctx context.Context, m *Manifest) error {
+	if err := r.lease.check(); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	name := manifestObject(r.runID)
+	r.cfg.BeforeWrite(name)
+	if _, err := r.b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true}); err != nil {
+		return fmt.Errorf("commit manifest %s: %w", name, err)
+	}
+	r.log.Info("committed", "manifest", name, "objects", len(m.Objects), "inserted", m.Counts.Inserted,
+		"updated", m.Counts.Updated, "deleted", m.Counts.Deleted, "moved", m.Counts.Moved)
+	return nil
+}
+
+// cleanup removes this run's marker and the leftovers of the crashed runs it resolved.
+// A failure here is harmless: the next run finds the markers and cleans up again.
+func (r *runner) cleanup(ctx context.Context) {
+	runs := map[string]bool{}
+	for _, c := range r.crashed {
+		runs[c.RunID] = true
+	}
+	for _, id := range r.recovered {
+		runs[id] = true
+	}
+	if len(runs) > 0 {
+		list, err := r.b.List(ctx, deletionPrefix)
+		if err == nil {
+			for _, a := range list {
+				if run, ok := parseDeletionObject(a.Name); ok && runs[run] {
+					r.cfg.BeforeWrite(a.Name)
+					if err := r.b.Delete(ctx, a.Name, bucket.Condition{}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
+						r.log.Warn("cleanup failed", "object", a.Name, "err", err)
+					}
+				}
+			}
+		}
+	}
+	var names []string
+	for id := range runs {
+		names = append(names, inflightObject(id))
+	}
+	if r.marker {
+		names = append(names, inflightObject(r.runID))
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r.cfg.BeforeWrite(n)
+		if err := r.b.Delete(ctx, n, bucket.Condition{}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
+			r.log.Warn("cleanup failed", "object", n, "err", err)
+		}
+	}
+	if tc, ok := r.b.(interface {
+		CleanTemp(context.Context, time.Duration) ([]string, error)
+	}); ok && r.cfg.Shards == 1 {
+		if removed, err := tc.CleanTemp(ctx, 0); err == nil && len(removed) > 0 {
+			r.log.Info("removed temp files of crashed writers", "files", strings.Join(removed, ","))
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+)
+
+// ManifestVersion is the version of the manifest document.
+const ManifestVersion = 1
+
+// Manifest records one committed run (of one shard). It is written last; a run without
+// a manifest never happened as far as readers and later runs are concerned.
+type Manifest struct {
+	ManifestVersion int             `json:"manifest_version"`
+	RunID           string          `json:"run_id"`
+	Shard           int             `json:"shard"`
+	Shards          int             `json:"shards"`
+	StartedAt       time.Time       `json:"started_at"`
+	FinishedAt      time.Time       `json:"finished_at"`
+	ToolVersion     string          `json:"tool_version"`
+	SchemaVersion   int             `json:"schema_version"`
+	Config          EffectiveConfig `json:"config"`
+	ConfigHash      string          `json:"config_hash"`
+	Range           DateRange       `json:"range"`
+	Users           []UserStatus    `json:"users"`
+	Accounts        []AccountStatus `json:"accounts"`
+	Coverage        []Coverage      `json:"coverage"`
+	Objects         []ObjectWrite   `json:"objects"`
+	Counts          Counts          `json:"counts"`
+	API             APIStats        `json:"api"`
+	Uploads         UploadStats     `json:"uploads"`
+	Deleted         []Tombstone     `json:"deleted"`
+	// Recovered lists crashed runs whose leftovers this run resolved.
+	Recovered []string `json:"recovered,omitempty"`
+	Failures  []string `json:"failures,omitempty"`
+}
+
+// EffectiveConfig is the run's configuration with every secret removed.
+type EffectiveConfig struct {
+	Out      string   `json:"out"`
+	Start    string   `json:"start,omitempty"`
+	End      string   `json:"end,omitempty"`
+	Lookback string   `json:"lookback"`
+	History  string   `json:"history"`
+	Accounts []string `json:"accounts,omitempty"`
+	Workers  int      `json:"workers"`
+	Users    int      `json:"users"`
+	TimeZone string   `json:"time_zone"`
+	Buckets  int      `json:"buckets"`
+	Shard    int      `json:"shard"`
+	Shards   int      `json:"shards"`
+}
+
+func (c EffectiveConfig) hash() string {
+	b, _ := json.Marshal(c)
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// DateRange is the inclusive local date range a run covered.
+type DateRange struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// UserStatus is the outcome for one user (identified by Akahu's user id, never a token).
+type UserStatus struct {
+	UserID string `json:"user_id,omitempty"`
+	Index  int    `json:"index"`  // position of the token in the configuration
+	Status string `json:"status"` // ok, revoked, failed
+	Error  string `json:"error,omitempty"`
+}
+
+// AccountStatus is the outcome for one account.
+type AccountStatus struct {
+	UserID    string `json:"user_id"`
+	AccountID string `json:"account_id"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	Status    string `json:"status"` // ok, inactive, skipped, revoked, failed
+	Note      string `json:"note,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Rows      int64  `json:"rows"`
+}
+
+// Coverage is one (user, account, window) the run extracted completely.
+type Coverage struct {
+	UserID    string `json:"user_id"`
+	AccountID string `json:"account_id"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+}
+
+// ObjectWrite is one object the run wrote or deleted.
+type ObjectWrite struct {
+	Path               string `json:"path"`
+	Kind               string `json:"kind"` // transactions, deletions, pending, accounts
+	Op                 string `json:"op"`   // put, delete
+	Bytes              int64  `json:"bytes"`
+	Rows               int64  `json:"rows"`
+	CRC32C             uint32 `json:"crc32c"`
+	Generation         int64  `json:"generation"`
+	PreviousGeneration int64  `json:"previous_generation"`
+}
+
+// Counts classifies the transaction ids the run saw.
+type Counts struct {
+	Inserted  int64 `json:"inserted"`
+	Updated   int64 `json:"updated"`
+	Unchanged int64 `json:"unchanged"`
+	Moved     int64 `json:"moved"`
+	Deleted   int64 `json:"deleted"`
+	Pending   int64 `json:"pending"`
+	Accounts  int64 `json:"accounts"`
+	// Duplicates counts ids Akahu returned twice within one window (the first was kept).
+	Duplicates int64 `json:"duplicates"`
+}
+
+// APIStats are the Akahu client's figures for the run.
+type APIStats struct {
+	Requests     int64 `json:"requests"`
+	Retries      int64 `json:"retries"`
+	RateLimited  int64 `json:"rate_limited"`
+	ServerErrors int64 `json:"server_errors"`
+}
+
+// UploadStats counts data objects uploaded (the manifest itself and control objects
+// such as the lock are not counted). An idempotent re-run has zero.
+type UploadStats struct {
+	Objects int64 `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+	Skipped int64 `json:"skipped_unchanged"`
+}
+
+// Tombstone is a deleted (or purged) transaction with its last known values.
+type Tombstone struct {
+	ID          string `json:"id"`
+	UserID      string `json:"user_id"`
+	AccountID   string `json:"account_id"`
+	Date        string `json:"date"`
+	DateLocal   string `json:"date_local"`
+	Amount      string `json:"amount"`
+	Description string `json:"description"`
+	Reason      string `json:"reason"`
+	Object      string `json:"object"`
+}
+
+// marker is the in-flight record of a run that has started writing data.
+type marker struct {
+	RunID     string     `json:"run_id"`
+	Shard     int        `json:"shard"`
+	Shards    int        `json:"shards"`
+	StartedAt time.Time  `json:"started_at"`
+	Coverage  []Coverage `json:"coverage"`
+}
+
+// readManifests returns the committed manifests of a shard, oldest first. Only the
+// newest is decoded fully; the others are listed by run id.
+func latestManifest(ctx context.Context, b bucket.Bucket, shard, shards int) (*Manifest, error) {
+	list, err := b.List(ctx, manifestPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list manifests: %w", err)
+	}
+	var ids []string
+	for _, a := range list {
+		if id, ok := runIDOfObject(a.Name, manifestPrefix); ok && runShard(id) == shard {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for i := len(ids) - 1; i >= 0; i-- {
+		m, err := readManifest(ctx, b, ids[i])
+		if err != nil {
+			return nil, err
+		}
+		if m.Shards == shards || shards == 0 {
+			return m, nil
+		}
+	}
+	return nil, nil
+}
+
+func readManifest(ctx context.Context, b bucket.Bucket, runID string) (*Manifest, error) {
+	data, _, err := b.Get(ctx, manifestObject(runID))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", runID, err)
+	}
+	return decodeManifest(data, manifestObject(runID))
+}
+
+// decodeManifest parses a manifest strictly: unknown fields are tolerated (newer
+// tools add fields), a missing run id or version is corruption.
+func decodeManifest(data []byte, name string) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	}
+	if m.ManifestVersion < 1 || m.ManifestVersion > ManifestVersion {
+		return nil, fmt.Errorf("%w: %s: manifest_version %d not understood", ErrCorrupt, name, m.ManifestVersion)
+	}
+	if m.RunID == "" || strings.ContainsAny(m.RunID, "/\\") {
+		return nil, fmt.Errorf("%w: %s: bad run_id %q", ErrCorrupt, name, m.RunID)
+	}
+	if _, err := time.Parse(time.DateOnly, m.Range.End); m.Range.End != "" && err != nil {
+		return nil, fmt.Errorf("%w: %s: bad range end %q", ErrCorrupt, name, m.Range.End)
+	}
+	return &m, nil
+}
+
+// crashedRuns returns the in-flight markers of this shard left by runs that died.
+func crashedRuns(ctx context.Context, b bucket.Bucket, shard int, self string) ([]marker, error) {
+	list, err := b.List(ctx, inflightPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list in-flight markers: %w", err)
+	}
+	var out []marker
+	for _, a := range list {
+		id, ok := runIDOfObject(a.Name, inflightPrefix)
+		if !ok || id == self || runShard(id) != shard {
+			continue
+		}
+		data, _, err := b.Get(ctx, a.Name)
+		if errors.Is(err, bucket.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read in-flight marker %s: %w", a.Name, err)
+		}
+		var m marker
+		if err := json.Unmarshal(data, &m); err != nil || m.RunID != id {
+			// A marker is written whole (atomic put), so this is not a torn write; keep
+			// its run id so its leftovers are still cleaned up.
+			m = marker{RunID: id, Shard: shard}
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
+	return out, nil
+}

@@ -1,0 +1,284 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+// userRun is one user token's part of a run.
+type userRun struct {
+	index    int
+	token    akahu.Token
+	me       akahu.Me
+	accounts []akahu.Account
+	status   string
+	err      error
+	revoked  bool
+	mu       sync.Mutex
+}
+
+func (u *userRun) markRevoked(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.revoked {
+		u.revoked, u.status, u.err = true, "revoked", err
+	}
+}
+
+func (u *userRun) isRevoked() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.revoked
+}
+
+// acctRun is one account's part of a run.
+type acctRun struct {
+	user   *userRun
+	acct   akahu.Account
+	bucket int
+	status string // ok, inactive, skipped (set at plan time); failed, revoked (set on error)
+	note   string
+	mu     sync.Mutex
+	err    error
+	rows   int64
+	done   []span // windows extracted completely
+}
+
+func (a *acctRun) fail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err == nil {
+		a.err = err
+	}
+}
+
+func (a *acctRun) failed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err != nil
+}
+
+// window is one cursor walk: one account over one month partition.
+type window struct {
+	acct *acctRun
+	part partKey
+	span span
+}
+
+// discover resolves every user token to a user and its accounts, concurrently.
+// A revoked token marks that user alone.
+func (r *runner) discover(ctx context.Context) {
+	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
+	for _, u := range r.users {
+		p.Go(func() {
+			me, err := r.cfg.Source.Me(ctx, u.token)
+			if err == nil {
+				u.me = me
+				u.accounts, err = r.cfg.Source.Accounts(ctx, u.token)
+			}
+			switch {
+			case err == nil:
+				u.status = "ok"
+			case errors.Is(err, akahu.ErrAccessRevoked):
+				u.markRevoked(fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err))
+			default:
+				u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err)
+			}
+		})
+	}
+	p.Wait()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "user id unknown"
+	}
+	return s
+}
+
+// selectAccounts picks the accounts this shard extracts, in a stable order.
+func (r *runner) selectAccounts() error {
+	want := map[string]bool{}
+	for _, id := range r.cfg.Accounts {
+		want[id] = false
+	}
+	for _, u := range r.users {
+		for _, a := range u.accounts {
+			if len(want) > 0 {
+				if _, ok := want[a.ID]; !ok {
+					continue
+				}
+				want[a.ID] = true
+			}
+			b := bucketOf(a.ID, r.ds.Buckets)
+			if b%r.cfg.Shards != r.cfg.Shard {
+				continue
+			}
+			ar := &acctRun{user: u, acct: a, bucket: b, status: "ok"}
+			switch {
+			case !a.HasTransactions():
+				ar.status, ar.note = "skipped", "account has no TRANSACTIONS attribute"
+			case strings.EqualFold(a.Status, "INACTIVE"):
+				ar.status, ar.note = "inactive", "INACTIVE at Akahu; its cached data is still extracted"
+			}
+			r.accounts = append(r.accounts, ar)
+		}
+	}
+	var unknown []string
+	for id, seen := range want {
+		if !seen {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		// A user whose discovery failed may own the account; say so rather than guess.
+		sort.Strings(unknown)
+		for _, u := range r.users {
+			if u.err != nil {
+				return fmt.Errorf("%w: --accounts %s not found (and user %d could not be listed: %v)",
+					ErrConfig, strings.Join(unknown, ","), u.index+1, u.err)
+			}
+		}
+		return fmt.Errorf("%w: --accounts %s: no such account among the users' accounts",
+			ErrConfig, strings.Join(unknown, ","))
+	}
+	sort.SliceStable(r.accounts, func(i, j int) bool { return r.accounts[i].acct.ID < r.accounts[j].acct.ID })
+	return nil
+}
+
+// planRange decides the inclusive local date range of the run.
+func (r *runner) planRange() error {
+	today := dayOfTime(r.cfg.Now(), r.loc)
+	end := today
+	if r.cfg.End != "" {
+		d, err := parseDay(r.cfg.End)
+		if err != nil {
+			return fmt.Errorf("%w: --end: %v", ErrConfig, err)
+		}
+		end = d
+	}
+	var start day
+	switch {
+	case r.cfg.Start != "":
+		d, err := parseDay(r.cfg.Start)
+		if err != nil {
+			return fmt.Errorf("%w: --start: %v", ErrConfig, err)
+		}
+		start = d
+	case r.latest != nil && r.latest.Range.End != "":
+		last, err := parseDay(r.latest.Range.End)
+		if err != nil {
+			return fmt.Errorf("%w: manifest %s: range end: %v", ErrCorrupt, r.latest.RunID, err)
+		}
+		start = min(last, end) - day(r.cfg.Lookback)
+	default:
+		start = end - day(r.cfg.History)
+	}
+	if end < start {
+		return fmt.Errorf("%w: --end %s is before --start %s", ErrConfig, end, start)
+	}
+	if start < dayOf(1990, 1, 1) {
+		return fmt.Errorf("%w: start %s is before 1990-01-01", ErrConfig, start)
+	}
+	r.start, r.end = start, end
+	return nil
+}
+
+// planWindows lays out one window per (account, month) over the run's range, widened
+// to whole months, plus the windows of crashed runs being recovered.
+func (r *runner) planWindows() {
+	months := map[string]map[month]bool{}
+	add := func(acct string, m month) {
+		if months[acct] == nil {
+			months[acct] = map[month]bool{}
+		}
+		months[acct][m] = true
+	}
+	for _, a := range r.accounts {
+		if a.status == "skipped" {
+			continue
+		}
+		for m := r.start.month(); !r.end.month().before(m); m = m.next() {
+			add(a.acct.ID, m)
+		}
+	}
+	for _, c := range r.crashed {
+		for _, cov := range c.Coverage {
+			from, err1 := parseDay(cov.From)
+			to, err2 := parseDay(cov.To)
+			if err1 != nil || err2 != nil || months[cov.AccountID] == nil {
+				continue // an account no longer extracted by this run keeps its old rows
+			}
+			for m := from.month(); !to.month().before(m); m = m.next() {
+				add(cov.AccountID, m)
+			}
+		}
+	}
+	for _, a := range r.accounts {
+		for m := range months[a.acct.ID] {
+			r.windows = append(r.windows, &window{acct: a, part: partKey{m, a.bucket}, span: span{m.first(), m.last()}})
+		}
+	}
+	// Newest month first, then bucket and account: the windows of one partition are
+	// contiguous, so few partitions are open at once and memory stays bounded.
+	slices.SortFunc(r.windows, func(x, y *window) int {
+		if x.part.month != y.part.month {
+			if y.part.month.before(x.part.month) {
+				return -1
+			}
+			return 1
+		}
+		if x.part.bucket != y.part.bucket {
+			return x.part.bucket - y.part.bucket
+		}
+		return strings.Compare(x.acct.acct.ID, y.acct.acct.ID)
+	})
+}
+
+// printPlan writes a dry run's plan.
+func (r *runner) printPlan(w io.Writer) {
+	fmt.Fprintf(w, "plan for run %s (dry run: nothing is written)\n", r.runID)
+	fmt.Fprintf(w, "range %s..%s (%s), %d window(s)\n", r.start, r.end, r.loc, len(r.windows))
+	for _, u := range r.users {
+		if u.err != nil {
+			fmt.Fprintf(w, "user %d: %s: %v\n", u.index+1, u.status, u.err)
+		}
+	}
+	perAcct := map[*acctRun][]string{}
+	parts := map[partKey]bool{}
+	for _, wi := range r.windows {
+		perAcct[wi.acct] = append(perAcct[wi.acct], wi.part.month.String())
+		parts[wi.part] = true
+	}
+	for _, a := range r.accounts {
+		ms := perAcct[a]
+		sort.Strings(ms)
+		fmt.Fprintf(w, "account %s (%s, %s, user %s): %s", a.acct.ID, a.acct.Type, a.status, a.user.me.ID, a.note)
+		if len(ms) > 0 {
+			fmt.Fprintf(w, " months %s..%s (%d windows)", ms[0], ms[len(ms)-1], len(ms))
+		}
+		fmt.Fprintln(w)
+	}
+	var keys []string
+	for p := range parts {
+		keys = append(keys, txObject(p))
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(w, "%d partition(s) would be read and rewritten if changed:\n", len(keys))
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s\n", k)
+	}
+	for _, c := range r.crashed {
+		fmt.Fprintf(w, "would recover crashed run %s\n", c.RunID)
+	}
+}

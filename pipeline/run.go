@@ -1,0 +1,649 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	pq "github.com/akahu-etl/akahu-parquet/sinks/parquet"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// runner holds the state of one run.
+type runner struct {
+	cfg     Config
+	loc     *time.Location
+	runID   string
+	started time.Time
+	log     *slog.Logger
+	b       bucket.Bucket
+	mem     memory.Allocator
+	txSch   *arrow.Schema
+	cols    txCols
+	ds      Dataset
+
+	latest    *Manifest
+	crashed   []marker // crashed runs whose leftovers this run must resolve
+	recovered []string // crashed runs already resolved by a committed run: clean up only
+	start     day
+	end       day
+	users     []*userRun
+	accounts  []*acctRun
+	windows   []*window
+	oldTx     map[partKey]bucket.Attrs // transactions objects of our buckets at start
+	lease     *lease
+
+	mu         sync.Mutex
+	m          Manifest
+	freshIDs   map[string]partKey // ids new to their partition, when the dataset had data
+	trackFresh bool
+	deferred   []*heldPart
+	watch      map[string]bool // ids of crashed runs' tombstones: seen in a partition?
+	pending    map[string]arrow.Record
+	marker     bool
+	orphans    *orphanSet
+}
+
+// heldPart is a merged partition held back to the end because it may lose rows.
+type heldPart struct {
+	key  partKey
+	prev *bucket.Attrs
+	res  *mergeResult
+}
+
+// Run executes one run and returns its manifest. The manifest is also returned, with
+// an error wrapping ErrPartial, when the run committed but some users or accounts
+// failed. A nil manifest means nothing was committed.
+func Run(ctx context.Context, cfg Config) (*Manifest, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	loc, err := time.LoadLocation(cfg.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("%w: time zone %q: %v", ErrConfig, cfg.TimeZone, err)
+	}
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	r := &runner{
+		cfg: cfg, loc: loc, b: cfg.Out, mem: cfg.Memory,
+		started: cfg.Now().UTC(),
+		txSch:   schema.Transactions(),
+		watch:   map[string]bool{},
+		pending: map[string]arrow.Record{},
+	}
+	r.runID = newRunID(r.started, cfg.Shard, hex.EncodeToString(rnd[:]))
+	r.cols = newTxCols(r.txSch)
+	r.log = cfg.Logger.With("run_id", r.runID)
+	for i, t := range cfg.Users {
+		r.users = append(r.users, &userRun{index: i, token: t})
+	}
+	defer func() {
+		for _, rec := range r.pending {
+			rec.Release()
+		}
+	}()
+	return r.run(ctx)
+}
+
+func (r *runner) run(ctx context.Context) (*Manifest, error) {
+	if err := r.openDataset(ctx); err != nil {
+		return nil, err
+	}
+	if !r.cfg.DryRun {
+		l, err := acquireLock(ctx, r.b, lockObject(r.cfg.Shard, r.cfg.Shards), r.runID, r.cfg.LockTTL, r.cfg.LockWait, r.cfg.Now, r.cfg.BeforeWrite)
+		if err != nil {
+			return nil, err
+		}
+		r.lease = l
+		defer func() {
+			if err := l.release(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("lock release failed", "err", err)
+			}
+		}()
+	}
+	if err := r.loadState(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.planRange(); err != nil {
+		return nil, err
+	}
+	r.discover(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.selectAccounts(); err != nil {
+		return nil, err
+	}
+	r.planWindows()
+	r.log.Info("plan", "start", r.start.String(), "end", r.end.String(), "accounts", len(r.accounts), "windows", len(r.windows))
+	if r.cfg.DryRun {
+		r.printPlan(r.cfg.PlanOut)
+		return nil, nil
+	}
+	orphans, err := r.loadOrphanTombstones(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.orphans = orphans
+	defer orphans.release()
+	if err := r.extractAll(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.finish(ctx); err != nil {
+		return nil, err
+	}
+	m := r.manifest()
+	if err := r.commit(ctx, m); err != nil {
+		return nil, err
+	}
+	r.cleanup(ctx)
+	if len(m.Failures) > 0 {
+		return m, fmt.Errorf("%w: %s", ErrPartial, strings.Join(m.Failures, "; "))
+	}
+	return m, nil
+}
+
+// openDataset reads _dataset.json, creating it on first use, and checks that this
+// run's settings agree with it.
+func (r *runner) openDataset(ctx context.Context) error {
+	want := Dataset{LayoutVersion: LayoutVersion, SchemaVersion: schema.Version, TimeZone: r.loc.String(),
+		Grain: "month", Buckets: r.cfg.Buckets, CreatedAt: r.started}
+	data, _, err := r.b.Get(ctx, datasetObject)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		if r.cfg.DryRun {
+			r.ds = want
+			return nil
+		}
+		buf, _ := json.MarshalIndent(want, "", "  ")
+		r.cfg.BeforeWrite(datasetObject)
+		if _, err := r.b.Put(ctx, datasetObject, buf, bucket.Condition{DoesNotExist: true}); err != nil && !errors.Is(err, bucket.ErrConflict) {
+			return fmt.Errorf("create %s in %s: %w", datasetObject, r.b, err)
+		}
+		return r.openDataset(ctx)
+	case err != nil:
+		return fmt.Errorf("read %s in %s: %w", datasetObject, r.b, err)
+	}
+	var ds Dataset
+	if err := json.Unmarshal(data, &ds); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, datasetObject, err)
+	}
+	switch {
+	case ds.LayoutVersion != LayoutVersion:
+		return fmt.Errorf("%w: layout version %d, this tool writes %d", ErrDatasetMismatch, ds.LayoutVersion, LayoutVersion)
+	case ds.TimeZone != want.TimeZone:
+		return fmt.Errorf("%w: dataset time zone is %s, run asked for %s", ErrDatasetMismatch, ds.TimeZone, want.TimeZone)
+	case r.cfg.Buckets != DefaultBuckets && ds.Buckets != r.cfg.Buckets:
+		return fmt.Errorf("%w: dataset has %d buckets, run asked for %d", ErrDatasetMismatch, ds.Buckets, r.cfg.Buckets)
+	case ds.SchemaVersion > schema.Version:
+		return fmt.Errorf("%w: dataset schema version %d is newer than this tool's %d", ErrDatasetMismatch, ds.SchemaVersion, schema.Version)
+	}
+	r.ds = ds
+	return nil
+}
+
+// loadState reads the latest committed manifest, crashed runs' markers and the list
+// of transactions partitions this shard owns.
+func (r *runner) loadState(ctx context.Context) error {
+	latest, err := latestManifest(ctx, r.b, r.cfg.Shard, r.cfg.Shards)
+	if err != nil {
+		return err
+	}
+	r.latest = latest
+	crashed, err := crashedRuns(ctx, r.b, r.cfg.Shard, r.runID)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	if latest != nil {
+		for _, id := range latest.Recovered {
+			done[id] = true
+		}
+	}
+	for _, c := range crashed {
+		if done[c.RunID] {
+			r.recovered = append(r.recovered, c.RunID)
+		} else {
+			r.crashed = append(r.crashed, c)
+		}
+	}
+	list, err := r.b.List(ctx, txPrefix)
+	if err != nil {
+		return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
+	}
+	r.oldTx = map[partKey]bucket.Attrs{}
+	for _, a := range list {
+		if p, ok := parseTxObject(a.Name); ok && p.bucket%r.cfg.Shards == r.cfg.Shard {
+			r.oldTx[p] = a
+		}
+	}
+	r.trackFresh = len(r.oldTx) > 0
+	if len(r.crashed) > 0 {
+		r.log.Warn("recovering crashed runs", "runs", len(r.crashed))
+	}
+	return nil
+}
+
+// windowResult is the outcome of one window's cursor walk.
+type windowResult struct {
+	w    *window
+	recs []arrow.Record
+	err  error
+}
+
+// partState collects the windows of one partition until all are in.
+type partState struct {
+	key       partKey
+	remaining int
+	results   []windowResult
+}
+
+// extractAll walks every window through a bounded pool and merges each partition as
+// soon as its last window is in. At most Workers+2 partitions are open at once.
+func (r *runner) extractAll(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	parts := map[partKey]*partState{}
+	for _, w := range r.windows {
+		ps := parts[w.part]
+		if ps == nil {
+			ps = &partState{key: w.part}
+			parts[w.part] = ps
+		}
+		ps.remaining++
+	}
+	slots := make(chan struct{}, r.cfg.Workers+2)
+	opened := map[partKey]bool{}
+	ready := make(chan *partState, len(parts))
+	var mu sync.Mutex
+	var done atomic.Int64
+
+	merge := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(2)
+	merge.Go(func(ctx context.Context) error {
+		for ps := range ready {
+			err := r.mergeAndWrite(ctx, ps)
+			<-slots
+			if err != nil {
+				cancel()
+				for range ready { // drain so producers never block
+					<-slots
+				}
+				return err
+			}
+		}
+		return nil
+	})
+
+	extract := pool.New().WithContext(ctx).WithMaxGoroutines(r.cfg.Workers)
+	// Pending transactions, one request per account, ride the same pool.
+	for _, a := range r.accounts {
+		if a.status == "skipped" {
+			continue
+		}
+		extract.Go(func(ctx context.Context) error {
+			r.extractPending(ctx, a)
+			return nil
+		})
+	}
+feed:
+	for _, w := range r.windows {
+		if !opened[w.part] {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				break feed
+			}
+			opened[w.part] = true
+		}
+		extract.Go(func(ctx context.Context) error {
+			res := r.extractWindow(ctx, w)
+			if r.cfg.Progress != nil {
+				r.cfg.Progress(int(done.Add(1)), len(r.windows))
+			}
+			mu.Lock()
+			ps := parts[w.part]
+			ps.results = append(ps.results, res)
+			ps.remaining--
+			last := ps.remaining == 0
+			mu.Unlock()
+			if last {
+				ready <- ps
+			}
+			return nil
+		})
+	}
+	_ = extract.Wait()
+	close(ready)
+	if err := merge.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// extractWindow walks one window and normalises its pages into Arrow records.
+func (r *runner) extractWindow(ctx context.Context, w *window) (res windowResult) {
+	res.w = w
+	a := w.acct
+	if a.user.isRevoked() || a.failed() {
+		res.err = errSkipped
+		return res
+	}
+	b := schema.NewTransactionBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+	defer b.Release()
+	aw := akahu.LocalDates(w.span.from.civil(), w.span.to.civil(), r.loc)
+	log := r.log.With("user", a.user.me.ID, "account", a.acct.ID, "window", w.part.month.String())
+	err := r.cfg.Source.Transactions(ctx, a.user.token, a.acct.ID, aw, func(p akahu.Page) error {
+		for i, item := range p.Items {
+			if err := b.Append(item, a.acct.Currency); err != nil {
+				return fmt.Errorf("%w: page %d item %d: %w", ErrBadResponse, p.Index, i, err)
+			}
+		}
+		if b.Len() >= DefaultBatchRows {
+			res.recs = append(res.recs, b.NewRecord())
+		}
+		return nil
+	})
+	if err == nil && b.Len() > 0 {
+		res.recs = append(res.recs, b.NewRecord())
+	}
+	if err == nil {
+		err = r.validateWindow(w, res.recs)
+	}
+	if err != nil {
+		for _, rec := range res.recs {
+			rec.Release()
+		}
+		res.recs = nil
+		res.err = fmt.Errorf("account %s, window %s..%s: %w", a.acct.ID, w.span.from, w.span.to, err)
+		if errors.Is(err, akahu.ErrAccessRevoked) {
+			a.user.markRevoked(fmt.Errorf("user %s: %w", a.user.me.ID, err))
+		}
+		a.fail(res.err)
+		log.Error("window failed", "err", res.err)
+		return res
+	}
+	var rows int64
+	for _, rec := range res.recs {
+		rows += rec.NumRows()
+	}
+	a.mu.Lock()
+	a.rows += rows
+	a.done = append(a.done, w.span)
+	a.mu.Unlock()
+	log.Debug("window extracted", "rows", rows)
+	return res
+}
+
+var errSkipped = errors.New("skipped after an earlier failure of the same account or user")
+
+// validateWindow checks what the client cannot: every row belongs to the account and
+// is dated inside the window.
+func (r *runner) validateWindow(w *window, recs []arrow.Record) error {
+	t := &table{schema: r.txSch, recs: recs}
+	for s := range recs {
+		for i := 0; i < int(recs[s].NumRows()); i++ {
+			ref := rowRef{int32(s), int32(i)}
+			if acc := t.str(ref, r.cols.account); acc != w.acct.acct.ID {
+				return fmt.Errorf("%w: transaction %s belongs to account %s, not %s", ErrBadResponse, t.str(ref, r.cols.id), acc, w.acct.acct.ID)
+			}
+			if d := day(t.i64(ref, r.cols.dateLocal)); !w.span.contains(d) {
+				return fmt.Errorf("%w: transaction %s dated %s is outside the window %s..%s", ErrBadResponse, t.str(ref, r.cols.id), d, w.span.from, w.span.to)
+			}
+		}
+	}
+	return nil
+}
+
+// extractPending fetches one account's pending transactions.
+func (r *runner) extractPending(ctx context.Context, a *acctRun) {
+	if a.user.isRevoked() {
+		return
+	}
+	items, err := r.cfg.Source.Pending(ctx, a.user.token, a.acct.ID)
+	if err == nil {
+		b := schema.NewPendingBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+		defer b.Release()
+		for i, it := range items {
+			if err = b.Append(it, a.acct.Currency); err != nil {
+				err = fmt.Errorf("%w: pending item %d: %w", ErrBadResponse, i, err)
+				break
+			}
+		}
+		if err == nil {
+			rec := b.NewRecord()
+			r.mu.Lock()
+			r.pending[a.acct.ID] = rec
+			r.mu.Unlock()
+			return
+		}
+	}
+	if errors.Is(err, akahu.ErrAccessRevoked) {
+		a.user.markRevoked(fmt.Errorf("user %s: %w", a.user.me.ID, err))
+	}
+	a.fail(fmt.Errorf("account %s, pending: %w", a.acct.ID, err))
+}
+
+// mergeAndWrite merges one partition with its fresh windows and writes it, or holds
+// it back when it may lose rows.
+func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
+	if err := r.lease.check(); err != nil {
+		return err
+	}
+	reread := map[string]span{}
+	var fresh []arrow.Record
+	for _, res := range ps.results {
+		if res.err == nil {
+			reread[res.w.acct.acct.ID] = res.w.span
+			fresh = append(fresh, res.recs...)
+		}
+	}
+	if len(reread) == 0 {
+		return nil // every window of the partition failed: the file stays as it is
+	}
+	old, prev, err := r.readPartition(ctx, ps.key, nil)
+	if err != nil {
+		for _, rec := range fresh {
+			rec.Release()
+		}
+		return err
+	}
+	res := mergePartition(r.cols, r.txSch, old, fresh, reread)
+	r.mu.Lock()
+	r.m.Counts.Updated += int64(res.updated)
+	r.m.Counts.Unchanged += int64(res.same)
+	r.m.Counts.Duplicates += int64(res.dupFresh)
+	if r.trackFresh {
+		if r.freshIDs == nil {
+			r.freshIDs = map[string]partKey{}
+		}
+		for _, id := range res.fresh {
+			r.freshIDs[id] = ps.key
+		}
+	}
+	r.m.Counts.Inserted += int64(len(res.fresh)) // moves are subtracted at the end
+	if len(res.candidates) > 0 {
+		r.deferred = append(r.deferred, &heldPart{key: ps.key, prev: prev, res: res})
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Unlock()
+	defer res.t.release()
+	rows, changed := res.final(r.cols, nil)
+	r.noteWatched(res.t, rows)
+	if !changed {
+		return nil
+	}
+	return r.writeTx(ctx, ps.key, res.t, rows, prev)
+}
+
+// readPartition reads a transactions object (all columns, or the named ones).
+// A missing object is an empty partition.
+func (r *runner) readPartition(ctx context.Context, key partKey, cols []string) ([]arrow.Record, *bucket.Attrs, error) {
+	return r.readObject(ctx, txObject(key), cols)
+}
+
+func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]arrow.Record, *bucket.Attrs, error) {
+	data, attrs, err := r.b.Get(ctx, name)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	var opts []pq.ReadOption
+	if len(cols) > 0 {
+		opts = append(opts, pq.Columns(cols...))
+	}
+	_, recs, err := pq.Read(bytes.NewReader(data), int64(len(data)), r.mem, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
+	}
+	return recs, &attrs, nil
+}
+
+// noteWatched marks ids of crashed runs' tombstones that are present in a partition.
+func (r *runner) noteWatched(t *table, rows []rowRef) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.watch) == 0 {
+		return
+	}
+	for _, row := range rows {
+		id := t.str(row, r.cols.id)
+		if _, ok := r.watch[id]; ok {
+			r.watch[id] = true
+		}
+	}
+}
+
+// writeTx encodes rows as a transactions partition and writes it.
+func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) error {
+	name := txObject(key)
+	if len(rows) == 0 {
+		return r.deleteObject(ctx, "transactions", name, prev)
+	}
+	rec, err := take(r.mem, r.txSch, t, rows)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", name, err)
+	}
+	defer rec.Release()
+	return r.writeRecords(ctx, "transactions", name, r.txSch, []arrow.Record{rec}, prev)
+}
+
+// writeRecords encodes records as Parquet and writes the object unless its bytes are
+// already there.
+func (r *runner) writeRecords(ctx context.Context, kind, name string, sch *arrow.Schema, recs []arrow.Record, prev *bucket.Attrs) error {
+	var buf bytes.Buffer
+	info, err := pq.Write(&buf, sch, recs)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	return r.putObject(ctx, kind, name, buf.Bytes(), info.Rows, prev)
+}
+
+// putObject writes one data object, conditional on the generation that was read
+// (or on its absence), and records it in the manifest.
+func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, rows int64, prev *bucket.Attrs) error {
+	crc := crc32.Checksum(data, castagnoli)
+	if prev != nil && prev.CRC32C == crc && prev.Size == int64(len(data)) {
+		r.mu.Lock()
+		r.m.Uploads.Skipped++
+		r.mu.Unlock()
+		return nil
+	}
+	if err := r.ensureMarker(ctx); err != nil {
+		return err
+	}
+	cond := bucket.Condition{DoesNotExist: true}
+	var prevGen int64
+	if prev != nil {
+		cond = bucket.Condition{GenerationMatch: prev.Generation}
+		prevGen = prev.Generation
+	}
+	r.cfg.BeforeWrite(name)
+	attrs, err := r.b.Put(ctx, name, data, cond)
+	if err != nil {
+		if errors.Is(err, bucket.ErrConflict) {
+			return fmt.Errorf("write %s: another writer changed it since generation %d (is another run writing this dataset?): %w", name, prevGen, err)
+		}
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.Uploads.Objects++
+	r.m.Uploads.Bytes += int64(len(data))
+	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "put", Bytes: int64(len(data)), Rows: rows,
+		CRC32C: crc, Generation: attrs.Generation, PreviousGeneration: prevGen})
+	return nil
+}
+
+func (r *runner) deleteObject(ctx context.Context, kind, name string, prev *bucket.Attrs) error {
+	if prev == nil {
+		return nil
+	}
+	if err := r.ensureMarker(ctx); err != nil {
+		return err
+	}
+	r.cfg.BeforeWrite(name)
+	if err := r.b.Delete(ctx, name, bucket.Condition{GenerationMatch: prev.Generation}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "delete", PreviousGeneration: prev.Generation})
+	return nil
+}
+
+// ensureMarker writes the in-flight marker before the run's first data write.
+func (r *runner) ensureMarker(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.marker {
+		return nil
+	}
+	mk := marker{RunID: r.runID, Shard: r.cfg.Shard, Shards: r.cfg.Shards, StartedAt: r.started, Coverage: r.plannedCoverage()}
+	data, _ := json.Marshal(mk)
+	r.cfg.BeforeWrite(inflightObject(r.runID))
+	if _, err := r.b.Put(ctx, inflightObject(r.runID), data, bucket.Condition{DoesNotExist: true}); err != nil {
+		return fmt.Errorf("write in-flight marker %s: %w", inflightObject(r.runID), err)
+	}
+	r.marker = true
+	return nil
+}
+
+func (r *runner) plannedCoverage() []Coverage {
+	var out []Coverage
+	for _, w := range r.windows {
+		out = append(out, Coverage{UserID: w.acct.user.me.ID, AccountID: w.acct.acct.ID, From: w.span.from.String(), To: w.span.to.String()})
+	}
+	return out
+}
+
+// sortedKeys returns map keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
