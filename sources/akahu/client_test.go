@@ -62,7 +62,7 @@ func TestRetryClassification(t *testing.T) {
 		{name: "valid JSON cut short with correct length", steps: []http.HandlerFunc{status(200, meBody[:40])},
 			wantErr: ErrMalformed, wantStatus: 200, wantReqs: 4, wantRetries: 3},
 		{name: "item not an object", steps: []http.HandlerFunc{status(200, `{"success":true,"item":[1,2]}`)},
-			wantErr: ErrMalformed, wantStatus: 200, wantReqs: 4, wantRetries: 3, wantText: "item: a array, not a JSON object"},
+			wantErr: ErrMalformed, wantStatus: 200, wantReqs: 4, wantRetries: 3, wantText: "item: an array, not a JSON object"},
 		{name: "missing item", steps: []http.HandlerFunc{status(200, `{"success":true}`)},
 			wantErr: ErrMalformed, wantStatus: 200, wantReqs: 4, wantRetries: 3},
 		{name: "HTML instead of JSON", steps: []http.HandlerFunc{status(200, `<html></html>`), status(200, meBody)}, wantReqs: 2, wantRetries: 1},

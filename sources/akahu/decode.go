@@ -90,7 +90,7 @@ func decodeEnvelope(d *jsontext.Decoder, body []byte, env *envelope) error {
 			case 't', 'f':
 				env.success, env.hasSuccess = tok.Bool(), true
 			default:
-				return fmt.Errorf("field success is a %s, not a boolean", tok.Kind())
+				return fmt.Errorf("field success is %s, not a boolean", kindName(tok.Kind()))
 			}
 		case "items":
 			if err := once(sawItems, name); err != nil {
@@ -212,7 +212,7 @@ func decodeCursor(d *jsontext.Decoder, env *envelope) error {
 		case '"':
 			env.next, env.hasNext = tok.String(), true
 		default:
-			return fmt.Errorf("next is a %s, not a string or null", tok.Kind())
+			return fmt.Errorf("next is %s, not a string or null", kindName(tok.Kind()))
 		}
 	}
 }
@@ -225,7 +225,7 @@ func readObject(d *jsontext.Decoder, body []byte) (json.RawMessage, error) {
 		return nil, err
 	}
 	if v.Kind() != '{' {
-		return nil, fmt.Errorf("a %s, not a JSON object", kindName(v.Kind()))
+		return nil, fmt.Errorf("%s, not a JSON object", kindName(v.Kind()))
 	}
 	end := d.InputOffset()
 	start := end - int64(len(v))
@@ -237,11 +237,14 @@ func readObject(d *jsontext.Decoder, body []byte) (json.RawMessage, error) {
 
 func expectDelim(d *jsontext.Decoder, want jsontext.Kind, what string) error {
 	tok, err := d.ReadToken()
+	if err == io.EOF {
+		return fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF)
+	}
 	if err != nil {
 		return err
 	}
 	if k := tok.Kind(); k != want {
-		return fmt.Errorf("%s is a %s, not %s", what, kindName(k), kindName(want))
+		return fmt.Errorf("%s is %s, not %s", what, kindName(k), kindName(want))
 	}
 	return nil
 }
@@ -258,14 +261,25 @@ func peek(d *jsontext.Decoder) (jsontext.Kind, error) {
 	return 0, err
 }
 
+// kindName names a kind with its article, for messages.
 func kindName(k jsontext.Kind) string {
 	switch k {
 	case '{':
-		return "object"
+		return "an object"
 	case '[':
-		return "array"
-	case '}', ']':
-		return "end of " + map[jsontext.Kind]string{'}': "object", ']': "array"}[k]
+		return "an array"
+	case '}':
+		return "the end of an object"
+	case ']':
+		return "the end of an array"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
 	}
-	return k.String()
+	return "an invalid token"
 }
