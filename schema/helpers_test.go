@@ -121,3 +121,5 @@ func validateRecord(t testing.TB, rec arrow.Record, want *arrow.Schema) {
 		}
 	}
 }
+
+func jsonUnmarshalString(cell string, dst *string) error { return json.Unmarshal([]byte(cell), dst) }

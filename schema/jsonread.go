@@ -57,9 +57,13 @@ func (r *reader) reset(item []byte) {
 
 // fail records the first semantic error.
 func (r *reader) fail(field string, err error) {
-	if r.ferr.err == nil {
-		r.ferr = fieldError{field: field, err: err}
+	if r.ferr.err != nil {
+		return
 	}
+	if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrOverflow) {
+		err = fmt.Errorf("%w: %w", err, ErrInvalid)
+	}
+	r.ferr = fieldError{field: field, err: err}
 }
 
 // unquote returns the content of the JSON string v (quotes included). Slices
