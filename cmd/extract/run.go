@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/akahu-etl/akahu-parquet/pipeline"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sinks/gcs"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+// runFlags are the flags of 'extract run'.
+type runFlags struct {
+	out, start, end, accounts, tokensFile string
+	lookback, history                     string
+	workers, buckets, shard, shards       int
+	dryRun                                bool
+	timeZone                              string
+	rps                                   float64
+	maxInFlight                           int
+	logFormat, logLevel                   string
+	lockWait                              time.Duration
+}
+
+func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
+	fs.StringVar(&f.out, "out", "", "output: a local directory or gs://BUCKET/PREFIX (required)")
+	fs.StringVar(&f.start, "start", "", "first local date YYYY-MM-DD (default: last run's end minus --lookback)")
+	fs.StringVar(&f.end, "end", "", "last local date YYYY-MM-DD, inclusive (default: today)")
+	fs.StringVar(&f.accounts, "accounts", "", "comma-separated account ids to extract (default: all)")
+	fs.StringVar(&f.tokensFile, "user-tokens-file", "", "file with one user token per line (instead of AKAHU_USER_TOKEN)")
+	fs.StringVar(&f.lookback, "lookback", "30d", "with no --start: re-read this far before the last run's end")
+	fs.StringVar(&f.history, "history", "730d", "on an empty dataset with no --start: how far back to read")
+	fs.IntVar(&f.workers, "workers", pipeline.DefaultWorkers, "concurrent cursor walks")
+	fs.IntVar(&f.buckets, "buckets", pipeline.DefaultBuckets, "files per partition (fixed when the dataset is created)")
+	fs.IntVar(&f.shard, "shard", envInt(getenv, "CLOUD_RUN_TASK_INDEX", "JOB_COMPLETION_INDEX"), "this shard's index (default from CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX)")
+	fs.IntVar(&f.shards, "shards", max(1, envInt(getenv, "CLOUD_RUN_TASK_COUNT")), "number of shards (default from CLOUD_RUN_TASK_COUNT)")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (accounts, windows, partitions) and write nothing")
+	fs.StringVar(&f.timeZone, "time-zone", "Pacific/Auckland", "dataset time zone for local dates and partitions")
+	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second across the run (0: unlimited)")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
+	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&f.lockWait, "lock-wait", pipeline.DefaultLockWait, "how long to wait for another run writing the same dataset")
+}
+
+func envInt(getenv env, names ...string) int {
+	for _, n := range names {
+		if v := getenv(n); v != "" {
+			if i, err := strconv.Atoi(v); err == nil {
+				return i
+			}
+		}
+	}
+	return 0
+}
+
+// parseDays parses "30d" or "30" as a number of days.
+func parseDays(flagName, s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(s), "d"))
+	if err != nil || n < 1 || n > 36500 {
+		return 0, fmt.Errorf("--%s %q: want a number of days such as 30d", flagName, s)
+	}
+	return n, nil
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
+	fs := flag.NewFlagSet("extract run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f runFlags
+	f.register(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "extract run: unexpected argument %q (tokens are never taken from flags or arguments)\n", fs.Arg(0))
+		return exitUsage
+	}
+	log, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract run:", err)
+		return exitUsage
+	}
+	cfg, client, err := f.config(ctx, getenv, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract run:", err)
+		return exitUsage
+	}
+	cfg.Source = client
+	cfg.PlanOut = stdout
+	if isTerminal(stderr) {
+		cfg.Progress = progressLine(stderr)
+	}
+	return execute(ctx, cfg, stdout, stderr)
+}
+
+// execute runs the pipeline and reports: a summary on stdout, one line per failure on
+// stderr, and the exit status.
+func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer) int {
+	begin := time.Now()
+	m, err := pipeline.Run(ctx, cfg)
+	if cfg.DryRun && err == nil {
+		return exitOK
+	}
+	if m != nil {
+		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d API requests, %d retries\n",
+			m.RunID, time.Since(begin).Round(time.Millisecond), m.Counts.Inserted, m.Counts.Updated, m.Counts.Unchanged,
+			m.Counts.Moved, m.Counts.Deleted, m.Counts.Pending, m.Uploads.Objects, m.Uploads.Bytes, m.Uploads.Skipped,
+			m.API.Requests, m.API.Retries)
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, pipeline.ErrPartial) && m != nil:
+		for _, f := range m.Failures {
+			fmt.Fprintln(stderr, "failed:", f)
+		}
+		return exitPartial
+	case errors.Is(err, pipeline.ErrConfig):
+		fmt.Fprintln(stderr, "extract:", err)
+		return exitUsage
+	}
+	fmt.Fprintln(stderr, "extract: run failed, nothing committed:", err)
+	return exitFailed
+}
+
+// config turns flags and environment into a pipeline configuration and a client.
+func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pipeline.Config, *akahu.Client, error) {
+	var cfg pipeline.Config
+	if f.out == "" {
+		return cfg, nil, errors.New("--out is required (a directory or gs://BUCKET/PREFIX)")
+	}
+	lookback, err := parseDays("lookback", f.lookback)
+	if err != nil {
+		return cfg, nil, err
+	}
+	history, err := parseDays("history", f.history)
+	if err != nil {
+		return cfg, nil, err
+	}
+	for _, d := range []struct{ name, v string }{{"start", f.start}, {"end", f.end}} {
+		if d.v != "" {
+			if _, err := time.Parse(time.DateOnly, d.v); err != nil {
+				return cfg, nil, fmt.Errorf("--%s %q: want a date YYYY-MM-DD", d.name, d.v)
+			}
+		}
+	}
+	if f.start != "" && f.end != "" && f.end < f.start {
+		return cfg, nil, fmt.Errorf("--end %s is before --start %s", f.end, f.start)
+	}
+	if _, err := time.LoadLocation(f.timeZone); err != nil {
+		return cfg, nil, fmt.Errorf("--time-zone %q: unknown zone", f.timeZone)
+	}
+	if f.shards < 1 || f.shard < 0 || f.shard >= f.shards {
+		return cfg, nil, fmt.Errorf("--shard %d --shards %d: want 0 <= shard < shards", f.shard, f.shards)
+	}
+	var accounts []string
+	for _, a := range strings.Split(f.accounts, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			if !strings.HasPrefix(a, "acc_") {
+				return cfg, nil, fmt.Errorf("--accounts: %q is not an account id (acc_…)", a)
+			}
+			accounts = append(accounts, a)
+		}
+	}
+	users, err := userTokens(getenv, f.tokensFile)
+	if err != nil {
+		return cfg, nil, err
+	}
+	appToken := getenv("AKAHU_APP_TOKEN")
+	if appToken == "" {
+		return cfg, nil, errors.New("AKAHU_APP_TOKEN is not set")
+	}
+	client, err := akahu.New(akahu.Config{
+		BaseURL: getenv("AKAHU_BASE_URL"), AppToken: akahu.Token(appToken),
+		RequestsPerSecond: f.rps, MaxInFlight: f.maxInFlight, Logger: log,
+	})
+	if err != nil {
+		return cfg, nil, err
+	}
+	out, err := openBucket(ctx, f.out)
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg = pipeline.Config{
+		Out: out, Users: users, Start: f.start, End: f.end, Lookback: lookback, History: history,
+		Accounts: accounts, Workers: f.workers, DryRun: f.dryRun, TimeZone: f.timeZone,
+		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
+		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv),
+	}
+	return cfg, client, nil
+}
+
+// userTokens reads the user tokens: AKAHU_USER_TOKEN, or a file with one per line
+// (blank lines and # comments ignored). Errors name the line, never the token.
+func userTokens(getenv env, file string) ([]akahu.Token, error) {
+	if file == "" {
+		t := strings.TrimSpace(getenv("AKAHU_USER_TOKEN"))
+		if t == "" {
+			return nil, errors.New("no user token: set AKAHU_USER_TOKEN or pass --user-tokens-file")
+		}
+		return []akahu.Token{akahu.Token(t)}, nil
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--user-tokens-file: %w", err)
+	}
+	defer fh.Close()
+	var out []akahu.Token
+	seen := map[string]int{}
+	sc := bufio.NewScanner(fh)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.ContainsAny(line, " \t") {
+			return nil, fmt.Errorf("--user-tokens-file %s line %d: a token must not contain spaces", file, n)
+		}
+		if prev, dup := seen[line]; dup {
+			return nil, fmt.Errorf("--user-tokens-file %s line %d: same token as line %d", file, n, prev)
+		}
+		seen[line] = n
+		out = append(out, akahu.Token(line))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--user-tokens-file %s: %w", file, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--user-tokens-file %s has no tokens (only blank or # comment lines)", file)
+	}
+	return out, nil
+}
+
+// openBucket opens a local directory or a gs://BUCKET/PREFIX location.
+func openBucket(ctx context.Context, out string) (bucket.Bucket, error) {
+	if rest, ok := strings.CutPrefix(out, "gs://"); ok {
+		name, prefix, _ := strings.Cut(rest, "/")
+		if name == "" {
+			return nil, fmt.Errorf("--out %q: want gs://BUCKET/PREFIX", out)
+		}
+		b, err := gcs.New(ctx, name, strings.Trim(prefix, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("--out %s: %w", out, err)
+		}
+		return b, nil
+	}
+	if strings.Contains(out, "://") {
+		return nil, fmt.Errorf("--out %q: only local directories and gs:// are supported", out)
+	}
+	b, err := bucket.NewLocal(out)
+	if err != nil {
+		return nil, fmt.Errorf("--out %s: %w", out, err)
+	}
+	return b, nil
+}
+
+// killHook supports crash tests: with EXTRACT_TEST_KILL_AT=N the process SIGKILLs
+// itself just before its N-th object write or delete. It is inert otherwise.
+func killHook(getenv env) func(string) {
+	n, err := strconv.Atoi(getenv("EXTRACT_TEST_KILL_AT"))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	var count atomic.Int64
+	return func(string) {
+		if count.Add(1) == int64(n) {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // never reached
+		}
+	}
+}
+
+// progressLine redraws one progress line on a terminal.
+func progressLine(w io.Writer) func(done, total int) {
+	var last atomic.Int64
+	return func(done, total int) {
+		now := time.Now().UnixMilli()
+		if prev := last.Load(); now-prev < 200 && done != total {
+			return
+		}
+		last.Store(now)
+		fmt.Fprintf(w, "\rwindows %d/%d (%d%%)", done, total, done*100/max(total, 1))
+		if done == total {
+			fmt.Fprintln(w)
+		}
+	}
+}
