@@ -98,18 +98,16 @@ func checkItemsAlias(t testing.TB, body []byte, env *envelope) {
 	}
 }
 
-// within reports whether sub shares memory with buf.
+// within reports whether sub is a sub-slice of buf (same memory).
 func within(buf, sub []byte) bool {
-	if len(sub) == 0 || len(buf) == 0 {
+	if len(sub) == 0 {
 		return false
 	}
-	b0 := &buf[0]
 	for i := range buf {
 		if &buf[i] == &sub[0] {
-			return i+len(sub) <= len(buf) && &buf[i+len(sub)-1] == &sub[len(sub)-1]
+			return i+len(sub) <= len(buf)
 		}
 	}
-	_ = b0
 	return false
 }
 

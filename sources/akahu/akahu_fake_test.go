@@ -1,0 +1,319 @@
+package akahu_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
+)
+
+var nz = mustZone("Pacific/Auckland")
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+func newFake(t *testing.T, opts akahutest.Options) (*akahutest.Server, *akahu.Client) {
+	t.Helper()
+	srv := akahutest.NewServer(opts)
+	t.Cleanup(srv.Close)
+	c, err := akahu.New(akahu.Config{
+		BaseURL:     srv.URL,
+		AppToken:    akahu.Token(srv.AppToken()),
+		HTTPClient:  srv.Client(),
+		MaxInFlight: 4,
+		BaseBackoff: time.Millisecond,
+		MaxBackoff:  5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
+// walk collects every item of a window, failing on a duplicate id, and
+// returns them by id.
+func walk(t *testing.T, c *akahu.Client, user akahu.Token, acc string, w akahu.Window) (map[string][]byte, error) {
+	t.Helper()
+	got := map[string][]byte{}
+	err := c.Transactions(context.Background(), user, acc, w, func(p akahu.Page) error {
+		for _, it := range p.Items {
+			id := itemID(it)
+			if _, dup := got[id]; dup {
+				t.Errorf("%s: transaction %s delivered twice", acc, id)
+			}
+			got[id] = bytes.Clone(it)
+		}
+		return nil
+	})
+	return got, err
+}
+
+func itemID(item []byte) string {
+	const key = `"_id":"`
+	i := bytes.Index(item, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := item[i+len(key):]
+	return string(rest[:bytes.IndexByte(rest, '"')])
+}
+
+// sameAsFake checks got holds exactly the fake's settled transactions of w,
+// byte for byte.
+func sameAsFake(t *testing.T, f *akahutest.Server, acc string, w akahu.Window, got map[string][]byte) {
+	t.Helper()
+	want := f.Settled(acc, w.Start, w.End)
+	if len(got) != len(want) {
+		t.Errorf("%s %s: got %d transactions, fake has %d", acc, w, len(got), len(want))
+	}
+	for _, tx := range want {
+		if b, ok := got[tx.ID]; !ok {
+			t.Errorf("%s %s: missing %s dated %s", acc, w, tx.ID, tx.Date.Format(akahu.TimeFormat))
+		} else if !bytes.Equal(b, tx.JSON) {
+			t.Errorf("%s: %s differs from the served JSON", acc, tx.ID)
+		}
+	}
+}
+
+func TestFakeMultiYearWalkExactlyOnce(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2023, 1, 1, 0, 0, 0, 0, nz)
+	to := time.Date(2025, 12, 31, 0, 0, 0, 0, nz)
+	srv, c := newFake(t, akahutest.Options{
+		Seed: 42, Users: 2, AccountsPerUser: 3, From: from, To: to,
+		TxPerAccountPerMonth: 25, PageSize: 40, EmptyPageEvery: 4,
+	})
+	ctx := context.Background()
+	total := 0
+	for _, u := range srv.Users() {
+		user := akahu.Token(u.Token)
+		me, err := c.Me(ctx, user)
+		if err != nil || me.ID != u.ID {
+			t.Fatalf("Me = %+v, %v; want %s", me, err, u.ID)
+		}
+		accts, err := c.Accounts(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := srv.AccountIDs(u.ID)
+		if len(accts) != len(ids) {
+			t.Fatalf("user %s: %d accounts, fake has %d", u.ID, len(accts), len(ids))
+		}
+		for i, a := range accts {
+			if a.ID != ids[i] {
+				t.Errorf("account %d = %s, want %s", i, a.ID, ids[i])
+			}
+			info, _ := srv.Account(a.ID)
+			if a.HasTransactions() != info.HasTransactions || a.Status != info.Status || a.Currency != info.Currency {
+				t.Errorf("account %s = %+v, fake says %+v", a.ID, a, info)
+			}
+			if !a.HasTransactions() {
+				continue
+			}
+			// One walk over the whole history...
+			whole := akahu.LocalDates(from, to, nz)
+			all, err := walk(t, c, user, a.ID, whole)
+			if err != nil {
+				t.Fatalf("%s: %v", a.ID, err)
+			}
+			sameAsFake(t, srv, a.ID, whole, all)
+			if len(all) != srv.TotalSettled(a.ID) {
+				t.Errorf("%s: whole-history walk got %d, account serves %d", a.ID, len(all), srv.TotalSettled(a.ID))
+			}
+			total += len(all)
+			// ...equals the union of monthly windows walked in parallel, with
+			// no transaction in two months.
+			var (
+				mu    sync.Mutex
+				union = map[string]string{}
+				wg    sync.WaitGroup
+			)
+			for m := from; !m.After(to); m = m.AddDate(0, 1, 0) {
+				w := akahu.LocalDates(m, m.AddDate(0, 1, -1), nz)
+				wg.Go(func() {
+					got, err := walk(t, c, user, a.ID, w)
+					if err != nil {
+						t.Errorf("%s %s: %v", a.ID, w, err)
+						return
+					}
+					sameAsFake(t, srv, a.ID, w, got)
+					mu.Lock()
+					defer mu.Unlock()
+					for id := range got {
+						if prev, dup := union[id]; dup {
+							t.Errorf("%s in two months: %s and %s", id, prev, w)
+						}
+						union[id] = w.String()
+					}
+				})
+			}
+			wg.Wait()
+			if len(union) != len(all) {
+				t.Errorf("%s: monthly union %d != whole walk %d", a.ID, len(union), len(all))
+			}
+			pending, err := c.Pending(ctx, user, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPending := srv.Pending(a.ID)
+			if len(pending) != len(wantPending) {
+				t.Errorf("%s: %d pending, fake has %d", a.ID, len(pending), len(wantPending))
+			}
+			for i := range min(len(pending), len(wantPending)) {
+				if !bytes.Equal(pending[i], wantPending[i]) {
+					t.Errorf("%s: pending %d differs", a.ID, i)
+				}
+			}
+		}
+	}
+	if total < 1000 {
+		t.Errorf("only %d transactions walked; the population is too small to prove much", total)
+	}
+	if st := srv.Stats(); st.EmptyPages == 0 {
+		t.Error("the fake served no empty pages; pagination through them untested")
+	}
+}
+
+func TestFakeWindowBoundaries(t *testing.T) {
+	t.Parallel()
+	srv, c := newFake(t, akahutest.Options{Seed: 3, Users: 1, AccountsPerUser: 2,
+		From: time.Date(2024, 1, 1, 0, 0, 0, 0, nz), To: time.Date(2024, 12, 31, 0, 0, 0, 0, nz)})
+	u := srv.Users()[0]
+	acc := firstWithTransactions(t, srv, u.ID)
+	for _, w := range []akahu.Window{
+		akahu.LocalDates(time.Date(2024, 3, 1, 0, 0, 0, 0, nz), time.Date(2024, 3, 31, 0, 0, 0, 0, nz), nz),
+		akahu.LocalDates(time.Date(2024, 4, 7, 0, 0, 0, 0, nz), time.Date(2024, 4, 7, 0, 0, 0, 0, nz), nz),   // 25 h day
+		akahu.LocalDates(time.Date(2024, 9, 29, 0, 0, 0, 0, nz), time.Date(2024, 9, 29, 0, 0, 0, 0, nz), nz), // 23 h day
+	} {
+		firstIn := srv.AddTransaction(acc, w.Start.Add(time.Millisecond), "-1.00", "first ms in")
+		lastIn := srv.AddTransaction(acc, w.End, "-2.00", "last ms in")
+		before := srv.AddTransaction(acc, w.Start, "-3.00", "start itself is out")
+		after := srv.AddTransaction(acc, w.End.Add(time.Millisecond), "-4.00", "1 ms after end is out")
+		got, err := walk(t, c, akahu.Token(u.Token), acc, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]bool{firstIn: true, lastIn: true, before: false, after: false} {
+			if _, ok := got[id]; ok != want {
+				t.Errorf("window %s: %s present = %v, want %v", w, id, ok, want)
+			}
+		}
+		sameAsFake(t, srv, acc, w, got)
+	}
+}
+
+func firstWithTransactions(t *testing.T, srv *akahutest.Server, userID string) string {
+	t.Helper()
+	for _, id := range srv.AccountIDs(userID) {
+		if info, _ := srv.Account(id); info.HasTransactions {
+			return id
+		}
+	}
+	t.Fatalf("user %s has no account with transactions", userID)
+	return ""
+}
+
+func TestFakeFaultsRetried(t *testing.T) {
+	t.Parallel()
+	from, to := time.Date(2024, 1, 1, 0, 0, 0, 0, nz), time.Date(2024, 12, 31, 0, 0, 0, 0, nz)
+	srv, c := newFake(t, akahutest.Options{Seed: 9, Users: 1, AccountsPerUser: 2, From: from, To: to, PageSize: 30})
+	u := srv.Users()[0]
+	acc := firstWithTransactions(t, srv, u.ID)
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.RateLimit, PathContains: "cursor="})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 2, PathContains: "cursor="})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 502, PathContains: "/transactions"})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.Truncate, PathContains: "cursor="})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.Malformed, PathContains: "cursor="})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.RateLimit, RetryAfter: time.Second, PathContains: "cursor="})
+	w := akahu.LocalDates(from, to, nz)
+	start := time.Now()
+	got, err := walk(t, c, akahu.Token(u.Token), acc, w)
+	if err != nil {
+		t.Fatalf("walk with faults: %v", err)
+	}
+	sameAsFake(t, srv, acc, w, got)
+	if fs := srv.Stats().FaultsInjected(); fs != 7 {
+		t.Errorf("faults injected = %d, want 7 (all consumed)", fs)
+	}
+	st := c.Stats()
+	if st.Retries != 7 || st.RateLimited != 2 || st.ServerErrors != 3 {
+		t.Errorf("client Stats = %+v, want 7 retries, 2 rate-limited, 3 server errors", st)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Errorf("walk took %v; Retry-After: 1 was not honoured", el)
+	}
+}
+
+func TestFakeRetriesExhausted(t *testing.T) {
+	t.Parallel()
+	srv, c := newFake(t, akahutest.Options{Seed: 5, Users: 1, AccountsPerUser: 1})
+	u := srv.Users()[0]
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 100})
+	_, err := c.Accounts(context.Background(), akahu.Token(u.Token))
+	var e *akahu.Error
+	if !errors.Is(err, akahu.ErrServer) || !errors.As(err, &e) || e.Status != 503 || e.Retries != akahu.DefaultMaxRetries {
+		t.Fatalf("err = %v, want ErrServer 503 after %d retries", err, akahu.DefaultMaxRetries)
+	}
+	if n := srv.Stats().Requests; n != akahu.DefaultMaxRetries+1 {
+		t.Errorf("fake saw %d requests, want %d", n, akahu.DefaultMaxRetries+1)
+	}
+}
+
+func TestFakeAccessRevoked(t *testing.T) {
+	t.Parallel()
+	srv, c := newFake(t, akahutest.Options{Seed: 11, Users: 2, AccountsPerUser: 2})
+	users := srv.Users()
+	revoked, other := users[0], users[1]
+	ctx := context.Background()
+	acc := firstWithTransactions(t, srv, revoked.ID)
+	if _, err := c.Accounts(ctx, akahu.Token(revoked.Token)); err != nil {
+		t.Fatal(err)
+	}
+	srv.RevokeUser(revoked.ID)
+	srv.ResetStats()
+	w := akahu.LocalDates(time.Now().AddDate(0, -1, 0), time.Now(), nz)
+	errs := []error{
+		func() error { _, err := c.Me(ctx, akahu.Token(revoked.Token)); return err }(),
+		func() error { _, err := c.Accounts(ctx, akahu.Token(revoked.Token)); return err }(),
+		c.Transactions(ctx, akahu.Token(revoked.Token), acc, w, func(akahu.Page) error { return nil }),
+		func() error { _, err := c.Pending(ctx, akahu.Token(revoked.Token), acc); return err }(),
+	}
+	for i, err := range errs {
+		var e *akahu.Error
+		if !errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 401 || e.Retries != 0 {
+			t.Errorf("call %d: err = %v, want ErrAccessRevoked 401 without retries", i, err)
+		}
+	}
+	if st := srv.Stats(); st.Requests != int64(len(errs)) {
+		t.Errorf("fake saw %d requests for %d calls: a 401 was retried", st.Requests, len(errs))
+	}
+	// Other users are unaffected.
+	if _, err := c.Accounts(ctx, akahu.Token(other.Token)); err != nil {
+		t.Errorf("other user: %v", err)
+	}
+	// A wrong app token is 403, also ErrAccessRevoked.
+	bad, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: "app_token_wrong", HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bad.Me(ctx, akahu.Token(other.Token))
+	var e *akahu.Error
+	if !errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 403 {
+		t.Errorf("wrong app token: err = %v, want ErrAccessRevoked 403", err)
+	}
+	// An unknown account is 404.
+	err = c.Transactions(ctx, akahu.Token(other.Token), "acc_does_not_exist", w, func(akahu.Page) error { return nil })
+	if !errors.Is(err, akahu.ErrNotFound) {
+		t.Errorf("unknown account: err = %v, want ErrNotFound", err)
+	}
+}
