@@ -36,7 +36,7 @@ func TestWalkYieldsSettledExactlyOnce(t *testing.T) {
 				want = s.Settled(strings.Split(tc.path, "/")[2], tc.start, tc.end)
 			}
 			s.ResetStats()
-			got := walk(t, s.Server(), u.Token, tc.path, iso(tc.start), iso(tc.end))
+			got := walk(t, s, u.Token, tc.path, iso(tc.start), iso(tc.end))
 			if len(got.items) != len(want) {
 				t.Fatalf("walk gave %d items, Settled %d", len(got.items), len(want))
 			}
@@ -78,9 +78,6 @@ func TestWalkYieldsSettledExactlyOnce(t *testing.T) {
 		})
 	}
 }
-
-// Server returns s itself; it lets table tests share helpers with Servers.
-func (s *Server) Server() *Server { return s }
 
 func TestEmptyPageEvery(t *testing.T) {
 	for _, tc := range []struct {
