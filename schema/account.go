@@ -289,4 +289,3 @@ func (r *reader) decodeAttributes(row *accountRow) error {
 	}
 	return nil
 }
-

@@ -27,13 +27,13 @@ func TestParseDecimal(t *testing.T) {
 		{in: "-0.0e-99999", want: "0.0000"},
 		{in: "0", want: "0.0000"},
 		{in: "100", want: "100.0000"},
-		{in: "1.23450000000000000000", want: "1.2345"},  // extra digits are zeros: exact
+		{in: "1.23450000000000000000", want: "1.2345"},           // extra digits are zeros: exact
 		{in: "99999999999999.9999", want: "99999999999999.9999"}, // largest Money
 		{in: "-99999999999999.9999", want: "-99999999999999.9999"},
-		{in: "0.00001", err: ErrInvalid},                 // more fractional digits than scale 4
+		{in: "0.00001", err: ErrInvalid}, // more fractional digits than scale 4
 		{in: "1.23456", err: ErrInvalid},
 		{in: "1e-5", err: ErrInvalid},
-		{in: "100000000000000", err: ErrOverflow},         // 10^14 * 10^4 = 10^18 does not fit 18 digits
+		{in: "100000000000000", err: ErrOverflow}, // 10^14 * 10^4 = 10^18 does not fit 18 digits
 		{in: "1e14", err: ErrOverflow},
 		{in: "1e99999999999", err: ErrOverflow},
 		{in: "12345678901234567890123", err: ErrOverflow},

@@ -1,0 +1,70 @@
+package schema
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+// FuzzTransactionAppend: Append never panics; a failure appends nothing and
+// is classified; a success yields exactly one more row in a valid record.
+func FuzzTransactionAppend(f *testing.F) {
+	for _, name := range []string{"enriched_transactions.json", "seed001_transactions.json", "seed004_transactions.json"} {
+		for _, it := range loadItems(f, name) {
+			f.Add([]byte(it))
+			f.Add(withUser(it))
+		}
+	}
+	for _, it := range syntheticItems(20, 3) {
+		f.Add(it)
+	}
+	f.Add([]byte(minimalTx))
+	f.Add([]byte(`{"_id":"t","_user":"u","_account":"a","date":"2024-01-01T00:00:00+13:00","amount":"1e2","meta":{"conversion":{"rate":"0.5"}}}`))
+	mem := memory.NewGoAllocator()
+	b := NewTransactionBuilder(mem, testOptions())
+	f.Fuzz(func(t *testing.T, item []byte) {
+		before := b.Len()
+		err := b.Append(item, "NZD")
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrOverflow) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			if b.Len() != before {
+				t.Fatalf("failed Append changed Len %d -> %d", before, b.Len())
+			}
+			return
+		}
+		if b.Len() != before+1 {
+			t.Fatalf("Len %d -> %d", before, b.Len())
+		}
+		rec := b.NewRecord()
+		defer rec.Release()
+		validateRecord(t, rec, Transactions())
+	})
+}
+
+// FuzzPendingAppend is the same property for pending items.
+func FuzzPendingAppend(f *testing.F) {
+	for _, it := range loadItems(f, "pending_transactions.json") {
+		f.Add([]byte(it))
+	}
+	b := NewPendingBuilder(memory.NewGoAllocator(), testOptions())
+	f.Fuzz(func(t *testing.T, item []byte) {
+		if err := b.Append(item, "NZD"); err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrOverflow) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			if b.Len() != 0 {
+				t.Fatal("failed Append appended")
+			}
+			return
+		}
+		rec := b.NewRecord()
+		defer rec.Release()
+		if rec.NumRows() != 1 {
+			t.Fatalf("%d rows", rec.NumRows())
+		}
+		validateRecord(t, rec, Pending())
+	})
+}
