@@ -46,6 +46,20 @@
 //     from integer cents; pending amounts are sometimes JSON strings.
 //   - Unknown query parameters are ignored.
 //
+// # Use
+//
+// Tests call NewServer, which listens on 127.0.0.1 and whose URL already ends
+// in /v1. A Fake is itself an http.Handler for paths starting with /v1/, so a
+// demo can serve it on its own loopback listener:
+//
+//	f := akahutest.New(akahutest.Options{Seed: 1})
+//	go http.Serve(ln, f) // base URL: "http://" + ln.Addr().String() + "/v1"
+//
+// Settled transactions are not stored: each is generated from its position
+// (account, local day, index), and its id encodes that position, so a
+// population of millions costs a few MiB (see BenchmarkNewLarge). Scripted
+// changes are kept as a small overlay.
+//
 // Pagination is offset based, so a mutation between two pages of one walk may
 // shift items across the page boundary, as with any offset cursor; mutations
 // are guaranteed visible to the next walk.
