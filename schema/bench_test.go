@@ -1,0 +1,150 @@
+package schema
+
+// Decoder comparison (BenchmarkNormalise, one core: go test -bench Normalise
+// -benchmem -cpu 1 ./schema; pages of 100 synthetic ~1 KB transactions, 70%
+// enriched, through to an Arrow record). Figures from the 2-core dev box,
+// Go 1.26, numbers in README.md:
+//
+//	jsontext        token streaming (chosen)      see README.md
+//	jsonv2-struct   json v2 Unmarshal + ,embed  see README.md
+//	encoding-json   struct + map pass per object  see README.md
+//
+// jsontext wins because it reads each member once, hands number text and raw
+// unknown values straight from the input buffer (no float64, no re-encoding,
+// no map), and lets the row be decoded into a reusable intermediate without
+// per-field allocations. encoding/json needs a second, map-based pass to find
+// unknown fields and allocates every string.
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+const benchPageSize = 100
+
+func benchPages(n int) [][][]byte {
+	pages := make([][][]byte, n)
+	for i := range pages {
+		pages[i] = syntheticItems(benchPageSize, uint64(i+1))
+	}
+	return pages
+}
+
+type decodeFunc func(b *TransactionBuilder, item []byte) error
+
+func decoderVariants() []struct {
+	name string
+	fn   func() decodeFunc
+} {
+	return []struct {
+		name string
+		fn   func() decodeFunc
+	}{
+		{"jsontext", func() decodeFunc {
+			return func(b *TransactionBuilder, item []byte) error { return b.Append(item, "NZD") }
+		}},
+		{"jsonv2-struct", func() decodeFunc {
+			d := &v2Decoder{}
+			var row txRow
+			return func(b *TransactionBuilder, item []byte) error {
+				if err := d.decode(item, &row); err != nil {
+					return err
+				}
+				b.appendRow(&row, "NZD")
+				return nil
+			}
+		}},
+		{"encoding-json", func() decodeFunc {
+			d := &stdDecoder{}
+			var row txRow
+			return func(b *TransactionBuilder, item []byte) error {
+				if err := d.decode(item, &row); err != nil {
+					return err
+				}
+				b.appendRow(&row, "NZD")
+				return nil
+			}
+		}},
+	}
+}
+
+func BenchmarkNormalise(b *testing.B) {
+	pages := benchPages(20)
+	var bytesPerPage int64
+	for _, it := range pages[0] {
+		bytesPerPage += int64(len(it))
+	}
+	for _, v := range decoderVariants() {
+		b.Run(v.name, func(b *testing.B) {
+			tb := NewTransactionBuilder(memory.NewGoAllocator(), testOptions())
+			defer tb.Release()
+			decode := v.fn()
+			b.SetBytes(bytesPerPage)
+			b.ReportAllocs()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, it := range pages[i%len(pages)] {
+					if err := decode(tb, it); err != nil {
+						b.Fatal(err)
+					}
+				}
+				tb.NewRecord().Release()
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&ms1)
+			tx := float64(b.N) * benchPageSize
+			b.ReportMetric(tx/b.Elapsed().Seconds(), "tx/s")
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/tx, "allocs/tx")
+		})
+	}
+}
+
+// The benchmark variants must be doing the same work: identical records.
+func TestDecoderVariantsAgree(t *testing.T) {
+	items := syntheticItems(300, 42)
+	items = append(items, []byte(minimalTx))
+	for _, it := range loadItems(t, "enriched_transactions.json") {
+		items = append(items, it)
+	}
+	var want []byte
+	for _, v := range decoderVariants() {
+		tb := newTxBuilder(t, testOptions())
+		decode := v.fn()
+		for _, it := range items {
+			if err := decode(tb, it); err != nil {
+				t.Fatalf("%s: %v", v.name, err)
+			}
+		}
+		rec := tb.NewRecord()
+		got := dumpRecord(t, rec)
+		rec.Release()
+		if want == nil {
+			want = got
+			continue
+		}
+		if string(got) != string(want) {
+			gl, wl := splitLines(got), splitLines(want)
+			for i := range wl {
+				if i >= len(gl) || gl[i] != wl[i] {
+					t.Fatalf("%s differs at row %d:\n got %s\nwant %s", v.name, i, gl[i], wl[i])
+				}
+			}
+		}
+	}
+}
+
+func splitLines(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			out = append(out, string(b[start:i]))
+			start = i + 1
+		}
+	}
+	return out
+}
