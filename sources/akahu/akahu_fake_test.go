@@ -317,3 +317,41 @@ func TestFakeAccessRevoked(t *testing.T) {
 		t.Errorf("unknown account: err = %v, want ErrNotFound", err)
 	}
 }
+
+// BenchmarkTransactionsWalk walks a year of one busy account from the fake
+// over loopback: the client's share is the request, body read and page
+// decode; the fake's rendering shares the CPU.
+func BenchmarkTransactionsWalk(b *testing.B) {
+	from, to := time.Date(2024, 1, 1, 0, 0, 0, 0, nz), time.Date(2024, 12, 31, 0, 0, 0, 0, nz)
+	srv := akahutest.NewServer(akahutest.Options{Seed: 1, Users: 1, AccountsPerUser: 1, From: from, To: to,
+		TxPerAccountPerMonth: 1000, PendingPerAccount: -1, EmptyPageEvery: -1})
+	defer srv.Close()
+	c, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: akahu.Token(srv.AppToken()), HTTPClient: srv.Client()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := srv.Users()[0]
+	var acc string
+	for _, id := range srv.AccountIDs(u.ID) {
+		if info, _ := srv.Account(id); info.HasTransactions {
+			acc = id
+		}
+	}
+	if acc == "" {
+		b.Skip("no account with transactions")
+	}
+	w := akahu.LocalDates(from, to, nz)
+	items, pages := 0, 0
+	for b.Loop() {
+		err := c.Transactions(context.Background(), akahu.Token(u.Token), acc, w, func(p akahu.Page) error {
+			items += len(p.Items)
+			pages++
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(items)/b.Elapsed().Seconds(), "items/s")
+	b.ReportMetric(float64(pages)/b.Elapsed().Seconds(), "pages/s")
+}

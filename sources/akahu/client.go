@@ -241,6 +241,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 	case code >= 500:
 		c.serverErrors.Add(1)
 		o.class, o.retryable = ErrServer, true
+		o.retryAfter, o.hasAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()) // e.g. 503 maintenance
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		o.class = ErrAccessRevoked
 	case code == http.StatusNotFound:

@@ -39,6 +39,8 @@ func TestRetryClassification(t *testing.T) {
 		{name: "429 Retry-After capped by MaxRetryAfter", steps: []http.HandlerFunc{status(429, ``, "Retry-After", "86400"), status(200, meBody)},
 			wantReqs: 2, wantRetries: 1, want429: 1, wantWaits: []time.Duration{DefaultMaxRetryAfter}},
 		{name: "500 then ok", steps: []http.HandlerFunc{status(500, ``), status(200, meBody)}, wantReqs: 2, wantRetries: 1, want5xx: 1},
+		{name: "503 Retry-After honoured", steps: []http.HandlerFunc{status(503, ``, "Retry-After", "2"), status(200, meBody)},
+			wantReqs: 2, wantRetries: 1, want5xx: 1, wantWaits: []time.Duration{2 * time.Second}},
 		{name: "502 then ok", steps: []http.HandlerFunc{status(502, `<html>bad gateway</html>`), status(200, meBody)}, wantReqs: 2, wantRetries: 1, want5xx: 1},
 		{name: "503 forever", steps: []http.HandlerFunc{status(503, `{"success":false,"message":"down for maintenance"}`)},
 			wantErr: ErrServer, wantStatus: 503, wantReqs: 4, wantRetries: 3, want5xx: 4,

@@ -1,7 +1,6 @@
 package akahu
 
 import (
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -158,6 +157,5 @@ func insecureTransport(rt http.RoundTripper) bool {
 	if !ok || t == nil {
 		return false
 	}
-	var c *tls.Config = t.TLSClientConfig
-	return c != nil && c.InsecureSkipVerify
+	return t.TLSClientConfig != nil && t.TLSClientConfig.InsecureSkipVerify
 }
