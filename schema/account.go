@@ -164,9 +164,7 @@ func (r *reader) decodeAccountObject(row *accountRow) error {
 	if err := r.openRoot(); err != nil {
 		return err
 	}
-	conn := newRef(nil, qConnection)
-	bal := newRef(nil, qBalance)
-	ref := newRef(nil, qRefreshed)
+	x := &r.refs
 	for {
 		name, raw, more, err := r.nextName()
 		if err != nil || !more {
@@ -188,7 +186,7 @@ func (r *reader) decodeAccountObject(row *accountRow) error {
 		case "attributes":
 			err = r.decodeAttributes(row)
 		case "connection":
-			err = r.members("connection", &conn, func(name, raw []byte) (bool, error) {
+			err = r.members("connection", &x.connection, func(name, raw []byte) (bool, error) {
 				switch string(name) {
 				case "_id":
 					return true, r.str("connection._id", &row.connectionID)
@@ -198,7 +196,7 @@ func (r *reader) decodeAccountObject(row *accountRow) error {
 				return false, nil
 			})
 		case "balance":
-			err = r.members("balance", &bal, func(name, raw []byte) (bool, error) {
+			err = r.members("balance", &x.balance, func(name, raw []byte) (bool, error) {
 				switch string(name) {
 				case "currency":
 					return true, r.str("balance.currency", &row.currency)
@@ -214,7 +212,7 @@ func (r *reader) decodeAccountObject(row *accountRow) error {
 				return false, nil
 			})
 		case "refreshed":
-			err = r.members("refreshed", &ref, func(name, raw []byte) (bool, error) {
+			err = r.members("refreshed", &x.refreshed, func(name, raw []byte) (bool, error) {
 				switch string(name) {
 				case "balance":
 					return true, r.timestamp("refreshed.balance", &row.refBalance)

@@ -44,12 +44,35 @@ type reader struct {
 	arena []byte // unescaped strings that had escapes
 	ferr  fieldError
 	extra extraTree
+	refs  txRefs
 }
 
+// txRefs are the known objects of a transaction that may hold unknown
+// members; they live in the reader so that decoding does not allocate them.
+type txRefs struct {
+	merchant, category, groups, pf, meta, conv xref
+	connection, balance, refreshed             xref
+}
+
+func (r *reader) resetRefs() {
+	x := &r.refs
+	x.merchant = newRef(nil, qMerchant)
+	x.category = newRef(nil, qCategory)
+	x.groups = newRef(&x.category, qGroups)
+	x.pf = newRef(&x.groups, qPersonalFinance)
+	x.meta = newRef(nil, qMeta)
+	x.conv = newRef(&x.meta, qConversion)
+	x.connection = newRef(nil, qConnection)
+	x.balance = newRef(nil, qBalance)
+	x.refreshed = newRef(nil, qRefreshed)
+}
+
+// reset prepares the reader for item, which must stay unmodified until the
+// row has been appended: decoded strings and raw values alias it.
 func (r *reader) reset(item []byte) {
-	r.in.Reset()
-	r.in.Write(item)
+	r.in = *bytes.NewBuffer(item)
 	r.dec.Reset(&r.in)
+	r.resetRefs()
 	r.arena = r.arena[:0]
 	r.ferr = fieldError{}
 	r.extra.reset()

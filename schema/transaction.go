@@ -83,12 +83,7 @@ func (r *reader) decodeTxObject(row *txRow, pending bool) error {
 	if err := r.openRoot(); err != nil {
 		return err
 	}
-	merchant := newRef(nil, qMerchant)
-	category := newRef(nil, qCategory)
-	groups := newRef(&category, qGroups)
-	pf := newRef(&groups, qPersonalFinance)
-	meta := newRef(nil, qMeta)
-	conv := newRef(&meta, qConversion)
+	x := &r.refs
 	for {
 		name, raw, more, err := r.nextName()
 		if err != nil || !more {
@@ -112,7 +107,7 @@ func (r *reader) decodeTxObject(row *txRow, pending bool) error {
 		case "type":
 			err = r.str("type", &row.typ)
 		case "meta":
-			err = r.decodeMeta(row, &meta, &conv, pending)
+			err = r.decodeMeta(row, &x.meta, &x.conv, pending)
 		default:
 			if pending {
 				err = r.unknown(nil, name, raw)
@@ -126,9 +121,9 @@ func (r *reader) decodeTxObject(row *txRow, pending bool) error {
 			case "balance":
 				err = r.decimal("balance", Money.Precision, Money.Scale, &row.balance)
 			case "merchant":
-				err = r.decodeMerchant(row, &merchant)
+				err = r.decodeMerchant(row, &x.merchant)
 			case "category":
-				err = r.decodeCategory(row, &category, &groups, &pf)
+				err = r.decodeCategory(row, &x.category, &x.groups, &x.pf)
 			default:
 				err = r.unknown(nil, name, raw)
 			}
