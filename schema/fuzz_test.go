@@ -68,3 +68,28 @@ func FuzzPendingAppend(f *testing.F) {
 		validateRecord(t, rec, Pending())
 	})
 }
+
+// FuzzAccountAppend is the same property for accounts.
+func FuzzAccountAppend(f *testing.F) {
+	for _, it := range loadItems(f, "seed000_accounts.json") {
+		f.Add([]byte(it))
+	}
+	b := NewAccountBuilder(memory.NewGoAllocator(), testOptions())
+	f.Fuzz(func(t *testing.T, item []byte) {
+		if err := b.Append(item, "user_1"); err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrOverflow) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			if b.Len() != 0 {
+				t.Fatal("failed Append appended")
+			}
+			return
+		}
+		rec := b.NewRecord()
+		defer rec.Release()
+		if rec.NumRows() != 1 {
+			t.Fatalf("%d rows", rec.NumRows())
+		}
+		validateRecord(t, rec, Accounts())
+	})
+}
