@@ -1,6 +1,6 @@
 # Akahu → Parquet ETL. `make help` lists the targets.
 GO            ?= go
-STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_OUT      ?= demo-out
 BENCHTIME     ?= 1x
 PKGS          := ./...

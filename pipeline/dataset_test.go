@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math/big"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -161,14 +160,5 @@ func snapshot(t *testing.T, b bucket.Bucket, prefixes ...string) map[string]stri
 			out[a.Name] = hex.EncodeToString(s[:])
 		}
 	}
-	return out
-}
-
-func sortedIDs(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

@@ -268,6 +268,22 @@ func testRunSequence(t *testing.T, b bucket.Bucket) {
 	}
 	expectTombstones(t, b, map[string]int{deleted: 1, replaced: 1})
 
+	// 4b. A date moved out of the run's window (February → January, run over February
+	// only) is a move found in the neighbouring month, not a deletion.
+	outward := febTx[3].ID
+	if err := h.srv.MoveDate(outward, date(2026, 1, 30)); err != nil {
+		t.Fatal(err)
+	}
+	m = h.run(feb, to)
+	rows = h.expectFaithful(from, to)
+	if r, ok := rows[outward]; !ok || r.DateLocal != "2026-01-30" {
+		t.Errorf("transaction moved to January: present %v, dated %s in %s", ok, r.DateLocal, r.Object)
+	}
+	if m.Counts.Moved != 1 || m.Counts.Deleted != 0 || m.Counts.Inserted != 0 {
+		t.Errorf("outward move: counts %+v, want 1 moved and nothing inserted or deleted", m.Counts)
+	}
+	expectTombstones(t, b, map[string]int{deleted: 1, replaced: 1})
+
 	// 5. A pending transaction settles.
 	pendingBefore := len(h.srv.Pending(acct))
 	settledID, err := h.srv.SettlePending(acct)

@@ -18,8 +18,8 @@ import (
 )
 
 // finish decides every deletion candidate, writes tombstones before the partitions
-// that drop the rows, removes moved rows from partitions the run did not re-read, and
-// writes the pending and account snapshots.
+// that drop the rows, removes moved rows from the partitions they left, and writes the
+// pending and account snapshots.
 func (r *runner) finish(ctx context.Context) error {
 	defer func() {
 		for _, h := range r.deferred {
@@ -31,50 +31,65 @@ func (r *runner) finish(ctx context.Context) error {
 	}
 	orphans := r.orphans
 
-	// Candidates: old rows of fully re-read accounts that Akahu did not return.
-	type cand struct {
-		h   *heldPart
-		row rowRef
+	cands := r.candidates()
+	// A candidate that no partition of this run received may have moved to a month
+	// the run did not read: read the neighbouring months of those accounts first.
+	if err := r.extractNeighbours(ctx, cands); err != nil {
+		return err
 	}
-	cands := map[string]cand{}
+	cands = r.candidates()
+
+	// Presence: every partition of this shard is visited once, on disk or in memory.
+	held := map[partKey]*heldPart{}
 	for _, h := range r.deferred {
-		for _, c := range h.res.candidates {
-			a := r.accountByID(h.res.t.str(c, r.cols.account))
-			if a == nil || a.failed() {
-				continue // not confirmed: the row stays
-			}
-			cands[h.res.t.str(c, r.cols.id)] = cand{h, c}
-		}
+		held[h.key] = h
 	}
-	moved := map[string]bool{}
+	present := map[string]bool{}              // candidates found in another partition
+	moveOut := map[partKey]map[string]bool{}  // ids to remove from partitions on disk
+	dropHeld := map[partKey]map[string]bool{} // ids to remove from held partitions
+	mark := func(m map[partKey]map[string]bool, k partKey, id string) {
+		if m[k] == nil {
+			m[k] = map[string]bool{}
+		}
+		m[k][id] = true
+	}
 	var movedFresh int64 // moves whose new copy this run counted as inserted
-	for id := range cands {
-		if _, ok := r.freshIDs[id]; ok {
-			moved[id] = true // it is in another partition of this run now
-			movedFresh++
-		}
-	}
-	// Scan the partitions this run did not re-read for ids that moved in, candidates
-	// still present elsewhere, and crashed runs' tombstones.
-	moveOut, err := r.scanUntouched(ctx, func(id string) bool {
-		if _, ok := cands[id]; ok && !moved[id] {
-			moved[id] = true
+	visit := func(key partKey, id string) {
+		if c, ok := cands[id]; ok && c.h.key != key {
+			present[id] = true
 		}
 		if _, ok := r.watch[id]; ok {
 			r.watch[id] = true
 		}
-		_, fresh := r.freshIDs[id]
-		return fresh
-	})
-	if err != nil {
-		return err
+		if fk, ok := r.freshIDs[id]; ok && fk != key {
+			if _, isCand := cands[id]; isCand {
+				return // leaves its held partition below
+			}
+			if held[key] != nil {
+				mark(dropHeld, key, id)
+			} else {
+				mark(moveOut, key, id)
+			}
+		}
 	}
-	// Rows to drop from held partitions: every confirmed candidate (moved or deleted).
-	drop := map[string]bool{}
+	if len(r.freshIDs) > 0 || len(cands) > 0 || len(r.watch) > 0 {
+		if err := r.scanPartitions(ctx, held, visit); err != nil {
+			return err
+		}
+		for _, h := range r.deferred {
+			for _, row := range h.res.rows {
+				visit(h.key, h.res.t.str(row, r.cols.id))
+			}
+		}
+	}
 	var deleted []cand
 	for id, c := range cands {
-		drop[id] = true
-		if !moved[id] {
+		mark(dropHeld, c.h.key, id)
+		if present[id] {
+			if _, ok := r.freshIDs[id]; ok {
+				movedFresh++
+			}
+		} else {
 			deleted = append(deleted, c)
 		}
 	}
@@ -83,33 +98,35 @@ func (r *runner) finish(ctx context.Context) error {
 	})
 	// Held partitions' final rows count for the crashed runs' tombstones too.
 	for _, h := range r.deferred {
-		rows, _ := h.res.final(r.cols, drop)
+		rows, _ := h.res.final(r.cols, dropHeld[h.key])
 		r.noteWatched(h.res.t, rows)
 	}
 
 	// 1. Tombstones: this run's deletions plus crashed runs' ones whose rows are gone.
 	tb := &table{schema: r.txSch}
 	var tombRows []rowRef
+	srcOf := map[arrow.Record]int32{}
 	for _, d := range deleted {
-		src := int32(-1)
-		for i, rec := range tb.recs {
-			if rec == d.h.res.t.recs[d.row.src] {
-				src = int32(i)
-			}
-		}
-		if src < 0 {
-			src = tb.add(d.h.res.t.recs[d.row.src])
+		rec := d.h.res.t.recs[d.row.src]
+		src, ok := srcOf[rec]
+		if !ok {
+			src = tb.add(rec)
+			srcOf[rec] = src
 		}
 		tombRows = append(tombRows, rowRef{src, d.row.row})
 	}
-	adopted := orphans.adoptable(r, drop)
+	handled := map[string]bool{}
+	for id := range cands {
+		handled[id] = true
+	}
+	adopted := orphans.adoptable(r, handled)
 	if err := r.writeTombstones(ctx, tb, tombRows, orphans, adopted); err != nil {
 		return err
 	}
 
 	// 2. Held partitions without their dropped rows.
 	for _, h := range r.deferred {
-		rows, changed := h.res.final(r.cols, drop)
+		rows, changed := h.res.final(r.cols, dropHeld[h.key])
 		if !changed {
 			continue
 		}
@@ -117,17 +134,21 @@ func (r *runner) finish(ctx context.Context) error {
 			return err
 		}
 	}
-	// 3. Rows that moved into a re-read partition leave the untouched one they were in.
+	// 3. Rows that moved into a re-read partition leave the one they were in.
 	for _, key := range sortedParts(moveOut) {
 		if err := r.removeMoved(ctx, key, moveOut[key]); err != nil {
 			return err
 		}
 	}
 	r.mu.Lock()
-	nMoved := int64(len(moved))
+	nMoved := int64(len(present))
 	for _, ids := range moveOut {
+		nMoved += int64(len(ids))
+		movedFresh += int64(len(ids))
+	}
+	for k, ids := range dropHeld {
 		for id := range ids {
-			if _, ok := cands[id]; !ok {
+			if _, isCand := cands[id]; !isCand && held[k] != nil {
 				nMoved++
 				movedFresh++
 			}
@@ -143,6 +164,84 @@ func (r *runner) finish(ctx context.Context) error {
 		return err
 	}
 	return r.writeAccounts(ctx)
+}
+
+// cand is a deletion candidate: a row of a held partition.
+type cand struct {
+	h   *heldPart
+	row rowRef
+}
+
+// candidates returns the old rows of fully re-read accounts that Akahu did not return.
+// Rows of accounts with a failed window are not candidates: they stay.
+func (r *runner) candidates() map[string]cand {
+	out := map[string]cand{}
+	for _, h := range r.deferred {
+		for _, c := range h.res.candidates {
+			a := r.accountByID(h.res.t.str(c, r.cols.account))
+			if a == nil || a.failed() {
+				continue
+			}
+			out[h.res.t.str(c, r.cols.id)] = cand{h, c}
+		}
+	}
+	return out
+}
+
+// extractNeighbours re-reads, for each account with a candidate that no partition of
+// this run received, the month before its first window and the month after its last
+// one (if that month has begun): a transaction whose date moved just outside the run's
+// range is found there and recorded as moved, not deleted.
+func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) error {
+	need := map[*acctRun]bool{}
+	for id, c := range cands {
+		if _, fresh := r.freshIDs[id]; !fresh {
+			need[r.accountByID(c.h.res.t.str(c.row, r.cols.account))] = true
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	have := map[*acctRun]map[month]bool{}
+	lo, hi := map[*acctRun]month{}, map[*acctRun]month{}
+	for _, w := range r.windows {
+		if !need[w.acct] {
+			continue
+		}
+		if have[w.acct] == nil {
+			have[w.acct] = map[month]bool{}
+			lo[w.acct], hi[w.acct] = w.part.month, w.part.month
+		}
+		have[w.acct][w.part.month] = true
+		if w.part.month.before(lo[w.acct]) {
+			lo[w.acct] = w.part.month
+		}
+		if hi[w.acct].before(w.part.month) {
+			hi[w.acct] = w.part.month
+		}
+	}
+	now := dayOfTime(r.cfg.Now(), r.loc).month()
+	var extra []*window
+	for _, a := range r.accounts {
+		if !need[a] {
+			continue
+		}
+		for _, m := range []month{lo[a].add(-1), hi[a].next()} {
+			if have[a][m] || now.before(m) {
+				continue
+			}
+			extra = append(extra, &window{acct: a, part: partKey{m, a.bucket}, span: span{m.first(), m.last()}})
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	r.log.Info("re-reading neighbouring months to tell moves from deletions", "windows", len(extra))
+	if err := r.extractWindows(ctx, extra); err != nil {
+		return err
+	}
+	r.windows = append(r.windows, extra...)
+	return nil
 }
 
 func (r *runner) accountByID(id string) *acctRun {
@@ -163,41 +262,31 @@ func sortedParts[V any](m map[partKey]V) []partKey {
 	return out
 }
 
-// scanUntouched reads the id column of every transactions partition of this shard that
-// the run did not merge, calling match for each id; it returns, per partition, the ids
-// for which match said the row must leave (it moved into a re-read partition).
-func (r *runner) scanUntouched(ctx context.Context, match func(id string) bool) (map[partKey]map[string]bool, error) {
-	if len(r.freshIDs) == 0 && len(r.deferred) == 0 && len(r.watch) == 0 {
-		return nil, nil
+// scanPartitions lists the transactions partitions of this shard and calls visit for
+// every id of every partition that is not held in memory (reading the id column only).
+func (r *runner) scanPartitions(ctx context.Context, held map[partKey]*heldPart, visit func(partKey, string)) error {
+	list, err := r.b.List(ctx, txPrefix)
+	if err != nil {
+		return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
 	}
-	touched := map[partKey]bool{}
-	for _, w := range r.windows {
-		touched[w.part] = true
-	}
-	out := map[partKey]map[string]bool{}
-	for _, key := range sortedParts(r.oldTx) {
-		if touched[key] {
+	for _, a := range list {
+		key, ok := parseTxObject(a.Name)
+		if !ok || key.bucket%r.cfg.Shards != r.cfg.Shard || held[key] != nil {
 			continue
 		}
 		recs, _, err := r.readPartition(ctx, key, []string{"id"})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, rec := range recs {
 			ids := rec.Column(0).(*array.String)
 			for i := 0; i < ids.Len(); i++ {
-				id := ids.Value(i)
-				if match(id) && r.freshIDs[id] != key {
-					if out[key] == nil {
-						out[key] = map[string]bool{}
-					}
-					out[key][id] = true
-				}
+				visit(key, ids.Value(i))
 			}
 			rec.Release()
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // removeMoved rewrites an untouched partition without rows that moved away.

@@ -257,13 +257,23 @@ type partState struct {
 	results   []windowResult
 }
 
-// extractAll walks every window through a bounded pool and merges each partition as
-// soon as its last window is in. At most Workers+2 partitions are open at once.
+// extractAll walks every planned window and pending list.
 func (r *runner) extractAll(ctx context.Context) error {
+	return r.extract(ctx, r.windows, true)
+}
+
+// extractWindows walks extra windows (no pending lists).
+func (r *runner) extractWindows(ctx context.Context, windows []*window) error {
+	return r.extract(ctx, windows, false)
+}
+
+// extract walks windows through a bounded pool and merges each partition as soon as
+// its last window is in. At most Workers+2 partitions are open at once.
+func (r *runner) extract(ctx context.Context, windows []*window, withPending bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	parts := map[partKey]*partState{}
-	for _, w := range r.windows {
+	for _, w := range windows {
 		ps := parts[w.part]
 		if ps == nil {
 			ps = &partState{key: w.part}
@@ -296,7 +306,7 @@ func (r *runner) extractAll(ctx context.Context) error {
 	extract := pool.New().WithContext(ctx).WithMaxGoroutines(r.cfg.Workers)
 	// Pending transactions, one request per account, ride the same pool.
 	for _, a := range r.accounts {
-		if a.status == "skipped" {
+		if a.status == "skipped" || !withPending {
 			continue
 		}
 		extract.Go(func(ctx context.Context) error {
@@ -305,7 +315,7 @@ func (r *runner) extractAll(ctx context.Context) error {
 		})
 	}
 feed:
-	for _, w := range r.windows {
+	for _, w := range windows {
 		if !opened[w.part] {
 			select {
 			case slots <- struct{}{}:
@@ -317,7 +327,7 @@ feed:
 		extract.Go(func(ctx context.Context) error {
 			res := r.extractWindow(ctx, w)
 			if r.cfg.Progress != nil {
-				r.cfg.Progress(int(done.Add(1)), len(r.windows))
+				r.cfg.Progress(int(done.Add(1)), len(windows))
 			}
 			mu.Lock()
 			ps := parts[w.part]
