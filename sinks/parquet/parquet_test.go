@@ -247,7 +247,6 @@ func describeLogical(lt aschema.LogicalType) string {
 	return lt.String()
 }
 
-
 // pqarrowFile writes recs with Arrow's own writer, the "other tool".
 func pqarrowFile(t testing.TB, sch *arrow.Schema, recs []arrow.Record, rowGroup int64, level int) []byte {
 	t.Helper()

@@ -1,6 +1,7 @@
 package parquet
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,14 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 				release()
 				return nil, nil, fmt.Errorf("parquet: row group %d: column %q missing: %w", gi, c.name, ErrInvalidFile)
 			}
+			if gi >= len(f.Metadata().RowGroups) || c.leaf >= len(f.Metadata().RowGroups[gi].Columns) {
+				release()
+				return nil, nil, fmt.Errorf("parquet: row group %d: column %q: no metadata: %w", gi, c.name, ErrInvalidFile)
+			}
+			if err := checkChunk(r, size, &f.Metadata().RowGroups[gi].Columns[c.leaf].MetaData, n); err != nil {
+				release()
+				return nil, nil, fmt.Errorf("parquet: row group %d: column %q: %v: %w", gi, c.name, err, ErrInvalidFile)
+			}
 			a, err := dec.readColumn(mem, chunks[c.leaf], &c, n)
 			if err != nil {
 				release()
@@ -126,6 +135,31 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 func openFile(r io.ReaderAt, size int64) (*pq.File, error) {
 	if r == nil || size < 0 {
 		return nil, fmt.Errorf("parquet: no input: %w", ErrInvalidFile)
+	}
+	// parquet-go allocates the footer length the file claims before reading
+	// it; check the framing first so a corrupt length cannot ask for
+	// gigabytes. Encrypted files ("PARE") are not supported.
+	const magic = "PAR1"
+	if size < int64(2*len(magic)+4) {
+		return nil, fmt.Errorf("parquet: %d bytes is too short for a parquet file: %w", size, ErrInvalidFile)
+	}
+	var head [4]byte
+	var tail [8]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return nil, fmt.Errorf("parquet: reading header: %v: %w", err, ErrInvalidFile)
+	}
+	if _, err := r.ReadAt(tail[:], size-8); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parquet: reading footer: %v: %w", err, ErrInvalidFile)
+	}
+	if string(head[:]) != magic || string(tail[4:]) != magic {
+		return nil, fmt.Errorf("parquet: bad magic bytes %q/%q: %w", head[:], tail[4:], ErrInvalidFile)
+	}
+	footer := int64(binary.LittleEndian.Uint32(tail[:4]))
+	if footer > size-12 {
+		return nil, fmt.Errorf("parquet: footer of %d bytes in a %d-byte file: %w", footer, size, ErrInvalidFile)
+	}
+	if err := checkFooter(r, size, footer); err != nil {
+		return nil, fmt.Errorf("parquet: %v: %w", err, ErrInvalidFile)
 	}
 	f, err := pq.OpenFile(r, size, pq.SkipPageIndex(true), pq.SkipBloomFilters(true))
 	if err != nil {
