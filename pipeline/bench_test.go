@@ -56,13 +56,14 @@ type benchEnv struct {
 	b        bucket.Bucket
 	dir      string
 	inflight *inflightMeter
+	walks    *inflightMeter // cursor walks (Source.Transactions calls) in progress
 }
 
 func newBenchEnv(b *testing.B, opts akahutest.Options) *benchEnv {
 	b.Helper()
 	srv := akahutest.NewServer(opts)
 	b.Cleanup(srv.Close)
-	e := &benchEnv{srv: srv, opts: srv.Options(), inflight: &inflightMeter{}}
+	e := &benchEnv{srv: srv, opts: srv.Options(), inflight: &inflightMeter{}, walks: &inflightMeter{}}
 	hc := srv.Client()
 	// Measure the requests in flight (for the latency-bound figures) around the
 	// fake's own transport.
@@ -111,7 +112,7 @@ func (e *benchEnv) newBucket(b *testing.B) {
 }
 
 func (e *benchEnv) config() pipeline.Config {
-	return pipeline.Config{Out: e.b, Source: e.client, Users: e.tokens, Now: e.now, Workers: benchWorkers,
+	return pipeline.Config{Out: e.b, Source: meteredSource{e.client, e.walks}, Users: e.tokens, Now: e.now, Workers: benchWorkers,
 		Start: e.opts.From.Format(time.DateOnly), End: e.opts.To.Format(time.DateOnly)}
 }
 
@@ -209,6 +210,8 @@ type inflightMeter struct {
 	integral time.Duration // Σ in-flight × dt
 	busy     time.Duration // time with ≥1 request in flight
 	peak     int
+	first    time.Time // first request sent
+	lastDone time.Time // last response headers received
 }
 
 func (m *inflightMeter) step(d int) {
@@ -223,6 +226,12 @@ func (m *inflightMeter) step(d int) {
 		}
 	}
 	m.last = now
+	if d > 0 && m.first.IsZero() {
+		m.first = now
+	}
+	if d < 0 {
+		m.lastDone = now
+	}
 	m.n += d
 	m.peak = max(m.peak, m.n)
 }
@@ -230,13 +239,25 @@ func (m *inflightMeter) step(d int) {
 func (m *inflightMeter) reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.last, m.integral, m.busy, m.peak = time.Time{}, 0, 0, 0
+	m.last, m.integral, m.busy, m.peak, m.first, m.lastDone = time.Time{}, 0, 0, 0, time.Time{}, time.Time{}
 }
 
 func (m *inflightMeter) RoundTrip(req *http.Request) (*http.Response, error) {
 	m.step(1)
 	defer m.step(-1)
 	return m.next.RoundTrip(req)
+}
+
+// meteredSource counts the cursor walks in progress.
+type meteredSource struct {
+	*akahu.Client
+	walks *inflightMeter
+}
+
+func (s meteredSource) Transactions(ctx context.Context, user akahu.Token, accountID string, w akahu.Window, fn func(akahu.Page) error) error {
+	s.walks.step(1)
+	defer s.walks.step(-1)
+	return s.Client.Transactions(ctx, user, accountID, w, fn)
 }
 
 // BenchmarkBackfill is a first backfill of ~100k transactions with no latency into a
@@ -284,11 +305,11 @@ func BenchmarkBackfill(b *testing.B) {
 	b.ReportMetric(float64(ncpu)/float64(cpu/time.Duration(b.N)), "fake_cpu_share")
 }
 
-// latencyPopulation: 4 users × 4 accounts × 24 months with ~400 transactions a month
-// (4–5 pages of 100 per window plus the fake's empty pages) so that with 50 ms per
-// page the run takes ~15 s at a concurrency of 8.
+// latencyPopulation: 4 users × 4 accounts × 36 months with ~400 transactions a month
+// (4–5 pages of 100 per window plus the fake's empty pages, ~1950 pages in all) so
+// that with 50 ms per page the run takes ~12–15 s at a concurrency of 8.
 func latencyPopulation() akahutest.Options {
-	from, to := benchMonths(24)
+	from, to := benchMonths(36)
 	return akahutest.Options{Seed: 13, Users: 4, AccountsPerUser: 4, TxPerAccountPerMonth: 400,
 		From: from, To: to, PageSize: 100, PageLatency: benchPageLatency}
 }
@@ -302,14 +323,19 @@ const benchPageLatency = 50 * time.Millisecond
 //
 // Reported: wall_s, pages (transaction pages the fake answered), requests (every
 // request: /me, /accounts and pending lists sleep too), ideal_s, ratio = wall/ideal,
-// ideal_req_s and ratio_req (the same over every request), and mean_inflight (the
-// time-average of requests in flight; 8 is ideal).
+// ideal_req_s and ratio_req (the same over every request), mean_inflight (the
+// time-average of requests in flight; 8 is ideal) and peak_inflight, mean_walks (the
+// time-average of cursor walks in progress: below 8 means the pipeline's scheduling
+// starves the pool, above mean_inflight means time spent between pages), head_s (run
+// start to the first request: dataset, lock, state) and tail_s (last response to the
+// run's return: the last partitions' merge and write, the commit).
 func BenchmarkLatencyBound(b *testing.B) {
 	e := newBenchEnv(b, latencyPopulation())
 	concurrency := min(benchWorkers, akahu.DefaultMaxInFlight)
 	var wall time.Duration
 	var pages, requests int64
-	var meanInflight float64
+	var meanInflight, meanWalks float64
+	var head, tail time.Duration
 	peak := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -319,7 +345,9 @@ func BenchmarkLatencyBound(b *testing.B) {
 		}
 		e.srv.ResetStats()
 		e.inflight.reset()
+		e.walks.reset()
 		b.StartTimer()
+		t0 := time.Now()
 		m, w, _ := e.run(b)
 		b.StopTimer()
 		if m.Counts.Inserted != int64(e.srv.TotalSettledAll()) {
@@ -332,7 +360,12 @@ func BenchmarkLatencyBound(b *testing.B) {
 		e.inflight.mu.Lock()
 		meanInflight += e.inflight.integral.Seconds() / w.Seconds()
 		peak = max(peak, e.inflight.peak)
+		head += e.inflight.first.Sub(t0)
+		tail += t0.Add(w).Sub(e.inflight.lastDone)
 		e.inflight.mu.Unlock()
+		e.walks.mu.Lock()
+		meanWalks += e.walks.integral.Seconds() / w.Seconds()
+		e.walks.mu.Unlock()
 		b.StartTimer()
 	}
 	n := float64(b.N)
@@ -347,6 +380,9 @@ func BenchmarkLatencyBound(b *testing.B) {
 	b.ReportMetric(wall.Seconds()/idealReq, "ratio_req")
 	b.ReportMetric(meanInflight/n, "mean_inflight")
 	b.ReportMetric(float64(peak), "peak_inflight")
+	b.ReportMetric(meanWalks/n, "mean_walks")
+	b.ReportMetric(head.Seconds()/n, "head_s")
+	b.ReportMetric(tail.Seconds()/n, "tail_s")
 }
 
 // BenchmarkIdempotentRerun backfills ~100k transactions (untimed), then re-runs over

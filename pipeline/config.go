@@ -76,6 +76,9 @@ type Config struct {
 	// BeforeWrite, if set, is called before every object put or delete with the
 	// object's name. Crash tests kill the process there.
 	BeforeWrite func(object string)
+	// PurgeRevoked deletes the data of users whose access was revoked (401/403) during
+	// the run, as the Privacy Act asks of data no longer reasonably required.
+	PurgeRevoked bool
 	// Progress, if set, is called after each window with the windows done and planned.
 	Progress func(done, total int)
 }

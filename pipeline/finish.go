@@ -631,6 +631,7 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 func (r *runner) manifest() *Manifest {
 	m := r.m
 	m.ManifestVersion = ManifestVersion
+	m.Kind = "run"
 	m.RunID = r.runID
 	m.Shard, m.Shards = r.cfg.Shard, r.cfg.Shards
 	m.StartedAt = r.started
@@ -646,7 +647,7 @@ func (r *runner) manifest() *Manifest {
 	st := r.cfg.Source.Stats()
 	m.API = APIStats{Requests: st.Requests, Retries: st.Retries, RateLimited: st.RateLimited, ServerErrors: st.ServerErrors}
 	for _, u := range r.users {
-		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status}
+		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status, TokenFP: tokenFingerprint(u.token)}
 		if u.err != nil {
 			us.Error = u.err.Error()
 			m.Failures = append(m.Failures, us.Error)
@@ -698,17 +699,25 @@ func (r *runner) commit(ctx context.Context, m *Manifest) error {
 	if err := r.lease.check(); err != nil {
 		return err
 	}
+	if err := commitManifest(ctx, r.b, m, r.cfg.BeforeWrite); err != nil {
+		return err
+	}
+	r.log.Info("committed", "manifest", manifestObject(m.RunID), "objects", len(m.Objects), "inserted", m.Counts.Inserted,
+		"updated", m.Counts.Updated, "deleted", m.Counts.Deleted, "moved", m.Counts.Moved)
+	return nil
+}
+
+// commitManifest writes a manifest; it never replaces one.
+func commitManifest(ctx context.Context, b bucket.Bucket, m *Manifest, before func(string)) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	name := manifestObject(r.runID)
-	r.cfg.BeforeWrite(name)
-	if _, err := r.b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true}); err != nil {
+	name := manifestObject(m.RunID)
+	before(name)
+	if _, err := b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true}); err != nil {
 		return fmt.Errorf("commit manifest %s: %w", name, err)
 	}
-	r.log.Info("committed", "manifest", name, "objects", len(m.Objects), "inserted", m.Counts.Inserted,
-		"updated", m.Counts.Updated, "deleted", m.Counts.Deleted, "moved", m.Counts.Moved)
 	return nil
 }
 

@@ -21,6 +21,7 @@ const ManifestVersion = 1
 // a manifest never happened as far as readers and later runs are concerned.
 type Manifest struct {
 	ManifestVersion int             `json:"manifest_version"`
+	Kind            string          `json:"kind"` // run or purge
 	RunID           string          `json:"run_id"`
 	Shard           int             `json:"shard"`
 	Shards          int             `json:"shards"`
@@ -42,6 +43,11 @@ type Manifest struct {
 	// Recovered lists crashed runs whose leftovers this run resolved.
 	Recovered []string `json:"recovered,omitempty"`
 	Failures  []string `json:"failures,omitempty"`
+	// Purge is set on a purge's manifest; Purges lists purges a run did (revoked users).
+	Purge  *PurgeRecord  `json:"purge,omitempty"`
+	Purges []PurgeRecord `json:"purges,omitempty"`
+	// Redacted lists purges that removed entries from this manifest afterwards.
+	Redacted []string `json:"redacted_by,omitempty"`
 }
 
 // EffectiveConfig is the run's configuration with every secret removed.
@@ -75,9 +81,12 @@ type DateRange struct {
 // UserStatus is the outcome for one user (identified by Akahu's user id, never a token).
 type UserStatus struct {
 	UserID string `json:"user_id,omitempty"`
-	Index  int    `json:"index"`  // position of the token in the configuration
-	Status string `json:"status"` // ok, revoked, failed
-	Error  string `json:"error,omitempty"`
+	Index  int    `json:"index"` // position of the token in the configuration
+	// TokenFP is a truncated SHA-256 of the token: it matches a token across runs
+	// (to find a revoked user's id) without revealing it.
+	TokenFP string `json:"token_fingerprint"`
+	Status  string `json:"status"` // ok, revoked, failed
+	Error   string `json:"error,omitempty"`
 }
 
 // AccountStatus is the outcome for one account.
@@ -182,6 +191,9 @@ func latestManifest(ctx context.Context, b bucket.Bucket, shard, shards int) (*M
 		if err != nil {
 			return nil, err
 		}
+		if m.Kind == "purge" {
+			continue
+		}
 		if m.Shards == shards || shards == 0 {
 			return m, nil
 		}
@@ -206,6 +218,9 @@ func decodeManifest(data []byte, name string) (*Manifest, error) {
 	}
 	if m.ManifestVersion < 1 || m.ManifestVersion > ManifestVersion {
 		return nil, fmt.Errorf("%w: %s: manifest_version %d not understood", ErrCorrupt, name, m.ManifestVersion)
+	}
+	if m.Kind == "" {
+		m.Kind = "run"
 	}
 	if m.RunID == "" || strings.ContainsAny(m.RunID, "/\\") {
 		return nil, fmt.Errorf("%w: %s: bad run_id %q", ErrCorrupt, name, m.RunID)

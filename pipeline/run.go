@@ -152,6 +152,11 @@ func (r *runner) run(ctx context.Context) (*Manifest, error) {
 		return nil, err
 	}
 	m := r.manifest()
+	if r.cfg.PurgeRevoked {
+		if err := r.purgeRevoked(ctx, m); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.commit(ctx, m); err != nil {
 		return nil, err
 	}
@@ -524,6 +529,9 @@ func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]
 		opts = append(opts, pq.Columns(cols...))
 	}
 	_, recs, err := pq.Read(bytes.NewReader(data), int64(len(data)), r.mem, opts...)
+	if err == nil && len(cols) == 0 {
+		err = checkSchema(name, recs)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
 	}
@@ -562,12 +570,45 @@ func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowR
 // writeRecords encodes records as Parquet and writes the object unless its bytes are
 // already there.
 func (r *runner) writeRecords(ctx context.Context, kind, name string, sch *arrow.Schema, recs []arrow.Record, prev *bucket.Attrs) error {
-	var buf bytes.Buffer
-	info, err := pq.Write(&buf, sch, recs)
+	data, rows, err := encodeParquet(sch, recs)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
-	return r.putObject(ctx, kind, name, buf.Bytes(), info.Rows, prev)
+	return r.putObject(ctx, kind, name, data, rows, prev)
+}
+
+// encodeParquet encodes records with the sink's defaults (deterministic bytes).
+func encodeParquet(sch *arrow.Schema, recs []arrow.Record) ([]byte, int64, error) {
+	var buf bytes.Buffer
+	info, err := pq.Write(&buf, sch, recs)
+	if err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), info.Rows, nil
+}
+
+// readParquet decodes a whole Parquet object.
+func readParquet(data []byte, mem memory.Allocator) (*arrow.Schema, []arrow.Record, error) {
+	return pq.Read(bytes.NewReader(data), int64(len(data)), mem)
+}
+
+// checkSchema rejects a transactions object whose columns are not this tool's
+// (a file of a newer schema version, or a foreign file): merging it would lose columns.
+func checkSchema(name string, recs []arrow.Record) error {
+	if len(recs) == 0 || !strings.HasPrefix(name, txPrefix) {
+		return nil
+	}
+	want := schema.Transactions()
+	got := recs[0].Schema()
+	if len(got.Fields()) != len(want.Fields()) {
+		return fmt.Errorf("%d columns, this tool writes %d (schema version %d)", len(got.Fields()), len(want.Fields()), schema.Version)
+	}
+	for i, f := range want.Fields() {
+		if g := got.Field(i); g.Name != f.Name || !arrow.TypeEqual(g.Type, f.Type) {
+			return fmt.Errorf("column %d is %s %s, want %s %s", i, g.Name, g.Type, f.Name, f.Type)
+		}
+	}
+	return nil
 }
 
 // putObject writes one data object, conditional on the generation that was read

@@ -1,0 +1,380 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+// PurgeRecord is what a purge manifest records: the scope and how much was removed,
+// never the removed values.
+type PurgeRecord struct {
+	Scope string           `json:"scope"` // user or account
+	ID    string           `json:"id"`
+	Rows  map[string]int64 `json:"rows"` // per dataset: transactions, pending, accounts, deletions
+	// Manifests counts earlier manifests from which the scope's entries were removed.
+	Manifests int    `json:"manifests_redacted"`
+	Reason    string `json:"reason"`
+}
+
+// PurgeConfig configures Purge. Exactly one of UserID and AccountID is set.
+type PurgeConfig struct {
+	Out       bucket.Bucket
+	UserID    string
+	AccountID string
+	// Shards is the dataset's shard count: the purge takes every shard's lock.
+	Shards      int
+	LockWait    time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
+	ToolVersion string
+	BeforeWrite func(string)
+	Memory      memory.Allocator
+	Reason      string
+}
+
+// Purge removes every row of a user or an account from all datasets (transactions,
+// pending, accounts, deletions), removes the scope's entries from earlier manifests,
+// and records the purge in a manifest of its own. It is idempotent: a second purge
+// finds nothing and writes no data object.
+func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
+	if (cfg.UserID == "") == (cfg.AccountID == "") {
+		return nil, fmt.Errorf("%w: purge needs exactly one of --user and --account", ErrConfig)
+	}
+	if cfg.UserID != "" && !strings.HasPrefix(cfg.UserID, "user_") {
+		return nil, fmt.Errorf("%w: --user %q is not a user id (user_…)", ErrConfig, cfg.UserID)
+	}
+	if cfg.AccountID != "" && !strings.HasPrefix(cfg.AccountID, "acc_") {
+		return nil, fmt.Errorf("%w: --account %q is not an account id (acc_…)", ErrConfig, cfg.AccountID)
+	}
+	if cfg.Out == nil {
+		return nil, fmt.Errorf("%w: no output bucket", ErrConfig)
+	}
+	if cfg.Shards < 1 {
+		cfg.Shards = 1
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BeforeWrite == nil {
+		cfg.BeforeWrite = func(string) {}
+	}
+	if cfg.Memory == nil {
+		cfg.Memory = memory.DefaultAllocator
+	}
+	if cfg.LockWait == 0 {
+		cfg.LockWait = DefaultLockWait
+	}
+	if cfg.Reason == "" {
+		cfg.Reason = "requested"
+	}
+	if _, _, err := cfg.Out.Get(ctx, datasetObject); err != nil {
+		return nil, fmt.Errorf("purge %s: not a dataset: %w", cfg.Out, err)
+	}
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	started := cfg.Now().UTC()
+	runID := newRunID(started, 0, hex.EncodeToString(rnd[:]))
+	for i := 0; i < cfg.Shards; i++ {
+		l, err := acquireLock(ctx, cfg.Out, lockObject(i, cfg.Shards), runID, DefaultLockTTL, cfg.LockWait, cfg.Now, cfg.BeforeWrite)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = l.release(context.WithoutCancel(ctx)) }()
+	}
+	p := &purger{b: cfg.Out, mem: cfg.Memory, before: cfg.BeforeWrite, log: cfg.Logger.With("run_id", runID),
+		user: cfg.UserID, account: cfg.AccountID, owns: func(string) bool { return true }}
+	m := &Manifest{ManifestVersion: ManifestVersion, Kind: "purge", RunID: runID, Shards: cfg.Shards,
+		StartedAt: started, ToolVersion: cfg.ToolVersion}
+	rec, err := p.purge(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	rec.Reason = cfg.Reason
+	m.Purge = rec
+	m.FinishedAt = cfg.Now().UTC()
+	if err := commitManifest(ctx, cfg.Out, m, cfg.BeforeWrite); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// purger removes the rows of one user or account.
+type purger struct {
+	b             bucket.Bucket
+	mem           memory.Allocator
+	before        func(string)
+	log           *slog.Logger
+	user, account string
+	owns          func(object string) bool // objects this shard may touch
+}
+
+func (p *purger) scope() (string, string) {
+	if p.user != "" {
+		return "user", p.user
+	}
+	return "account", p.account
+}
+
+func (p *purger) purge(ctx context.Context, m *Manifest) (*PurgeRecord, error) {
+	scope, id := p.scope()
+	rec := &PurgeRecord{Scope: scope, ID: id, Rows: map[string]int64{}}
+	for _, prefix := range []string{txPrefix, pendingPrefix, accountsPrefix, deletionPrefix} {
+		list, err := p.b.List(ctx, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		kind := strings.TrimSuffix(prefix, "/")
+		for _, a := range list {
+			if !strings.HasSuffix(a.Name, ".parquet") || !p.owns(a.Name) {
+				continue
+			}
+			n, ow, err := p.purgeObject(ctx, kind, a.Name)
+			if err != nil {
+				return nil, err
+			}
+			rec.Rows[kind] += n
+			if ow != nil {
+				m.Objects = append(m.Objects, *ow)
+			}
+		}
+	}
+	n, err := p.redactManifests(ctx, m.RunID)
+	if err != nil {
+		return nil, err
+	}
+	rec.Manifests = n
+	return rec, nil
+}
+
+// purgeObject rewrites one Parquet object without the scope's rows.
+func (p *purger) purgeObject(ctx context.Context, kind, name string) (int64, *ObjectWrite, error) {
+	data, attrs, err := p.b.Get(ctx, name)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	sch, recs, err := readParquet(data, p.mem)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
+	}
+	t := &table{schema: sch, recs: recs}
+	defer t.release()
+	col := fieldIndex(sch, "user_id")
+	want := p.user
+	if p.account != "" {
+		col, want = fieldIndex(sch, "account_id"), p.account
+	}
+	var keep []rowRef
+	var removed int64
+	for s, r := range recs {
+		for i := 0; i < int(r.NumRows()); i++ {
+			ref := rowRef{int32(s), int32(i)}
+			if t.str(ref, col) == want {
+				removed++
+			} else {
+				keep = append(keep, ref)
+			}
+		}
+	}
+	if removed == 0 {
+		return 0, nil, nil
+	}
+	ow := &ObjectWrite{Path: name, Kind: kind, PreviousGeneration: attrs.Generation}
+	p.before(name)
+	if len(keep) == 0 {
+		ow.Op = "delete"
+		if err := p.b.Delete(ctx, name, bucket.Condition{GenerationMatch: attrs.Generation}); err != nil {
+			return 0, nil, fmt.Errorf("delete %s: %w", name, err)
+		}
+		return removed, ow, nil
+	}
+	out, err := take(p.mem, sch, t, keep)
+	if err != nil {
+		return 0, nil, fmt.Errorf("build %s: %w", name, err)
+	}
+	defer out.Release()
+	buf, rows, err := encodeParquet(sch, []arrow.Record{out})
+	if err != nil {
+		return 0, nil, fmt.Errorf("encode %s: %w", name, err)
+	}
+	na, err := p.b.Put(ctx, name, buf, bucket.Condition{GenerationMatch: attrs.Generation})
+	if err != nil {
+		return 0, nil, fmt.Errorf("write %s: %w", name, err)
+	}
+	ow.Op, ow.Bytes, ow.Rows, ow.CRC32C, ow.Generation = "put", int64(len(buf)), rows, na.CRC32C, na.Generation
+	p.log.Info("purged rows", "object", name, "rows", removed)
+	return removed, ow, nil
+}
+
+// redactManifests removes the scope's entries (users, accounts, coverage, deleted
+// values) from earlier manifests.
+func (p *purger) redactManifests(ctx context.Context, self string) (int, error) {
+	list, err := p.b.List(ctx, manifestPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("list manifests: %w", err)
+	}
+	n := 0
+	for _, a := range list {
+		id, ok := runIDOfObject(a.Name, manifestPrefix)
+		if !ok || id == self || !p.owns(a.Name) {
+			continue
+		}
+		data, attrs, err := p.b.Get(ctx, a.Name)
+		if err != nil {
+			return n, fmt.Errorf("read %s: %w", a.Name, err)
+		}
+		m, err := decodeManifest(data, a.Name)
+		if err != nil {
+			return n, err
+		}
+		if !p.redact(m) {
+			continue
+		}
+		m.Redacted = append(m.Redacted, self)
+		out, _ := json.MarshalIndent(m, "", "  ")
+		p.before(a.Name)
+		if _, err := p.b.Put(ctx, a.Name, out, bucket.Condition{GenerationMatch: attrs.Generation}); err != nil {
+			return n, fmt.Errorf("redact %s: %w", a.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// redact removes the scope's entries from m and reports whether anything changed.
+func (p *purger) redact(m *Manifest) bool {
+	match := func(user, account string) bool {
+		return (p.user != "" && user == p.user) || (p.account != "" && account == p.account)
+	}
+	changed := false
+	var users []UserStatus
+	for _, u := range m.Users {
+		if p.user != "" && u.UserID == p.user {
+			changed = true
+			continue
+		}
+		users = append(users, u)
+	}
+	var accts []AccountStatus
+	for _, a := range m.Accounts {
+		if match(a.UserID, a.AccountID) {
+			changed = true
+			continue
+		}
+		accts = append(accts, a)
+	}
+	var cov []Coverage
+	for _, c := range m.Coverage {
+		if match(c.UserID, c.AccountID) {
+			changed = true
+			continue
+		}
+		cov = append(cov, c)
+	}
+	var del []Tombstone
+	for _, d := range m.Deleted {
+		if match(d.UserID, d.AccountID) {
+			changed = true
+			continue
+		}
+		del = append(del, d)
+	}
+	var fails []string
+	for _, f := range m.Failures {
+		if (p.user != "" && strings.Contains(f, p.user)) || (p.account != "" && strings.Contains(f, p.account)) {
+			changed = true
+			continue
+		}
+		fails = append(fails, f)
+	}
+	m.Users, m.Accounts, m.Coverage, m.Deleted, m.Failures = users, accts, cov, del, fails
+	if m.Deleted == nil {
+		m.Deleted = []Tombstone{}
+	}
+	return changed
+}
+
+// tokenFingerprint identifies a token across runs without revealing it: a truncated
+// SHA-256 of a high-entropy secret.
+func tokenFingerprint(t akahu.Token) string {
+	s := sha256.Sum256([]byte("akahu-parquet/token-fingerprint/v1:" + string(t)))
+	return hex.EncodeToString(s[:6])
+}
+
+// ownsObject reports whether an object belongs to this run's shard.
+func (r *runner) ownsObject(name string) bool {
+	if r.cfg.Shards == 1 {
+		return true
+	}
+	if run, ok := parseDeletionObject(name); ok {
+		return runShard(run) == r.cfg.Shard
+	}
+	if id, ok := runIDOfObject(name, manifestPrefix); ok {
+		return runShard(id) == r.cfg.Shard
+	}
+	i := strings.LastIndex(name, "/part-")
+	if i < 0 {
+		return false
+	}
+	b, err := strconv.Atoi(strings.TrimSuffix(name[i+len("/part-"):], ".parquet"))
+	return err == nil && b%r.cfg.Shards == r.cfg.Shard
+}
+
+// purgeRevoked removes the data of users whose access was revoked during this run
+// (Config.PurgeRevoked). A revoked token whose user id was never seen by this run is
+// matched to earlier manifests by its fingerprint.
+func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
+	known := map[string]string{}
+	if r.latest != nil {
+		for _, u := range r.latest.Users {
+			if u.TokenFP != "" && u.UserID != "" {
+				known[u.TokenFP] = u.UserID
+			}
+		}
+	}
+	var ids []string
+	for _, u := range r.users {
+		if !u.isRevoked() {
+			continue
+		}
+		id := u.me.ID
+		if id == "" {
+			id = known[tokenFingerprint(u.token)]
+		}
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		p := &purger{b: r.b, mem: r.mem, before: r.cfg.BeforeWrite, log: r.log, user: id, owns: r.ownsObject}
+		rec, err := p.purge(ctx, m)
+		if err != nil {
+			return fmt.Errorf("purge revoked user %s: %w", id, err)
+		}
+		rec.Reason = "access revoked (401)"
+		m.Purges = append(m.Purges, *rec)
+	}
+	return nil
+}
