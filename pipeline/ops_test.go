@@ -37,9 +37,9 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T)
-		want  string
+		want   string
 	}{
 		{"duplicate ids across partitions", func(t *testing.T) {
 			if _, err := b.Put(ctx, "transactions/month=2030-01/part-000.parquet", janData, bucket.Condition{}); err != nil {

@@ -39,6 +39,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return cmdRun(ctx, args[1:], stdout, stderr, getenv)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr, getenv)
+	case "verify":
+		return cmdVerify(ctx, args[1:], stdout, stderr, getenv)
+	case "purge":
+		return cmdPurge(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "extract", version())
 		return exitOK
@@ -56,6 +60,8 @@ func usage(w io.Writer) {
   extract run    --out DIR|gs://BUCKET/PREFIX [--start YYYY-MM-DD] [--end YYYY-MM-DD]
                  [--accounts acc_1,acc_2] [--workers N] [--lookback 30d] [--dry-run]
   extract demo   [--out DIR]        built-in fake Akahu, no tokens needed
+  extract verify --out DIR|gs://BUCKET/PREFIX
+  extract purge  --out DIR|gs://BUCKET/PREFIX (--user ID | --account ID)
 
 Run 'extract COMMAND -h' for a command's flags. Credentials come from the environment:
 AKAHU_APP_TOKEN, and AKAHU_USER_TOKEN or --user-tokens-file.

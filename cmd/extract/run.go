@@ -32,6 +32,7 @@ type runFlags struct {
 	maxInFlight                           int
 	logFormat, logLevel                   string
 	lockWait                              time.Duration
+	purgeRevoked                          bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
@@ -52,6 +53,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.purgeRevoked, "purge-revoked", false, "delete the data of users whose access was revoked (401/403)")
 	fs.DurationVar(&f.lockWait, "lock-wait", pipeline.DefaultLockWait, "how long to wait for another run writing the same dataset")
 }
 
@@ -127,13 +129,15 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 			fmt.Fprintln(stderr, "failed:", f)
 		}
 		return exitPartial
-	case errors.Is(err, pipeline.ErrConfig):
+	case isConfig(err):
 		fmt.Fprintln(stderr, "extract:", err)
 		return exitUsage
 	}
 	fmt.Fprintln(stderr, "extract: run failed, nothing committed:", err)
 	return exitFailed
 }
+
+func isConfig(err error) bool { return errors.Is(err, pipeline.ErrConfig) }
 
 // config turns flags and environment into a pipeline configuration and a client.
 func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pipeline.Config, *akahu.Client, error) {
@@ -197,7 +201,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		Out: out, Users: users, Start: f.start, End: f.end, Lookback: lookback, History: history,
 		Accounts: accounts, Workers: f.workers, DryRun: f.dryRun, TimeZone: f.timeZone,
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
-		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv),
+		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
 	}
 	return cfg, client, nil
 }
