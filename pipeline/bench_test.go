@@ -13,6 +13,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type benchEnv struct {
 	dir      string
 	inflight *inflightMeter
 	walks    *inflightMeter // cursor walks (Source.Transactions calls) in progress
+	dials    atomic.Int64   // TCP connections the client opened
 }
 
 func newBenchEnv(b *testing.B, opts akahutest.Options) *benchEnv {
@@ -69,6 +71,18 @@ func newBenchEnv(b *testing.B, opts akahutest.Options) *benchEnv {
 	// fake's own transport.
 	e.inflight.next = hc.Transport
 	hc.Transport = e.inflight
+	// Count new connections: with 8 requests in flight and Go's default of 2 idle
+	// connections per host, keep-alive connections may be closed and re-dialled.
+	if tr, ok := e.inflight.next.(*http.Transport); ok {
+		dial := tr.DialContext
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			e.dials.Add(1)
+			return dial(ctx, network, addr)
+		}
+	}
 	client, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: akahu.Token(srv.AppToken()), HTTPClient: hc})
 	if err != nil {
 		b.Fatal(err)
@@ -274,6 +288,7 @@ func BenchmarkBackfill(b *testing.B) {
 	total := e.srv.TotalSettledAll()
 	var tx, bytes int64
 	var wall, cpu time.Duration
+	d0 := e.dials.Load()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -291,6 +306,7 @@ func BenchmarkBackfill(b *testing.B) {
 		cpu += c
 	}
 	b.StopTimer()
+	dials := e.dials.Load() - d0
 	items, nwall, ncpu := e.noopWalk(b)
 	if items != int64(total) {
 		b.Fatalf("no-op walk saw %d items, want %d", items, total)
@@ -303,6 +319,7 @@ func BenchmarkBackfill(b *testing.B) {
 	b.ReportMetric(float64(nwall.Nanoseconds())/float64(items), "noop_ns/tx")
 	b.ReportMetric(float64(ncpu.Nanoseconds())/float64(items), "noop_cpu_ns/tx")
 	b.ReportMetric(float64(ncpu)/float64(cpu/time.Duration(b.N)), "fake_cpu_share")
+	b.ReportMetric(float64(dials)/float64(b.N), "dials")
 }
 
 // latencyPopulation: 4 users × 4 accounts × 36 months with ~400 transactions a month
@@ -328,14 +345,17 @@ const benchPageLatency = 50 * time.Millisecond
 // time-average of cursor walks in progress: below 8 means the pipeline's scheduling
 // starves the pool, above mean_inflight means time spent between pages), head_s (run
 // start to the first request: dataset, lock, state) and tail_s (last response to the
-// run's return: the last partitions' merge and write, the commit).
+// run's return: the last partitions' merge and write, the commit), dials (TCP
+// connections opened) and cpu_s (process CPU, the fake included: far below wall_s,
+// so the run is latency-bound unless other processes hold the cores).
 func BenchmarkLatencyBound(b *testing.B) {
 	e := newBenchEnv(b, latencyPopulation())
 	concurrency := min(benchWorkers, akahu.DefaultMaxInFlight)
 	var wall time.Duration
 	var pages, requests int64
 	var meanInflight, meanWalks float64
-	var head, tail time.Duration
+	var head, tail, cpu time.Duration
+	var dials int64
 	peak := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -344,15 +364,18 @@ func BenchmarkLatencyBound(b *testing.B) {
 			e.newBucket(b)
 		}
 		e.srv.ResetStats()
+		d0 := e.dials.Load()
 		e.inflight.reset()
 		e.walks.reset()
 		b.StartTimer()
 		t0 := time.Now()
-		m, w, _ := e.run(b)
+		m, w, c := e.run(b)
 		b.StopTimer()
 		if m.Counts.Inserted != int64(e.srv.TotalSettledAll()) {
 			b.Fatalf("inserted %d, want %d", m.Counts.Inserted, e.srv.TotalSettledAll())
 		}
+		dials += e.dials.Load() - d0
+		cpu += c
 		st := e.srv.Stats()
 		wall += w
 		pages += st.Pages
@@ -381,6 +404,8 @@ func BenchmarkLatencyBound(b *testing.B) {
 	b.ReportMetric(meanInflight/n, "mean_inflight")
 	b.ReportMetric(float64(peak), "peak_inflight")
 	b.ReportMetric(meanWalks/n, "mean_walks")
+	b.ReportMetric(float64(dials)/n, "dials")
+	b.ReportMetric(cpu.Seconds()/n, "cpu_s")
 	b.ReportMetric(head.Seconds()/n, "head_s")
 	b.ReportMetric(tail.Seconds()/n, "tail_s")
 }
