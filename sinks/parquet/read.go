@@ -93,41 +93,44 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 
 	dec := decoder{buf: make([]pq.Value, readChunk)}
 	for gi, rg := range f.RowGroups() {
-		n := rg.NumRows()
-		if n <= 0 {
+		if rg.NumRows() <= 0 {
 			continue
 		}
-		chunks := rg.ColumnChunks()
-		arrs := make([]arrow.Array, 0, len(cols))
-		release := func() {
-			for _, a := range arrs {
-				a.Release()
-			}
+		rec, err := dec.readRowGroup(r, size, mem, f, gi, rg, sch, cols)
+		if err != nil {
+			// recs, not nil: the deferred cleanup releases what was read
+			return nil, recs, fmt.Errorf("parquet: row group %d: %w", gi, err)
 		}
-		for _, c := range cols {
-			if c.leaf >= len(chunks) {
-				release()
-				return nil, nil, fmt.Errorf("parquet: row group %d: column %q missing: %w", gi, c.name, ErrInvalidFile)
-			}
-			if gi >= len(f.Metadata().RowGroups) || c.leaf >= len(f.Metadata().RowGroups[gi].Columns) {
-				release()
-				return nil, nil, fmt.Errorf("parquet: row group %d: column %q: no metadata: %w", gi, c.name, ErrInvalidFile)
-			}
-			if err := checkChunk(r, size, &f.Metadata().RowGroups[gi].Columns[c.leaf].MetaData, n); err != nil {
-				release()
-				return nil, nil, fmt.Errorf("parquet: row group %d: column %q: %v: %w", gi, c.name, err, ErrInvalidFile)
-			}
-			a, err := dec.readColumn(mem, chunks[c.leaf], &c, n)
-			if err != nil {
-				release()
-				return nil, nil, fmt.Errorf("parquet: row group %d: column %q: %w", gi, c.name, err)
-			}
-			arrs = append(arrs, a)
-		}
-		recs = append(recs, array.NewRecord(sch, arrs, n))
-		release()
+		recs = append(recs, rec)
 	}
 	return sch, recs, nil
+}
+
+// readRowGroup decodes the selected columns of one row group into a record.
+// The deferred release also runs when parquet-go panics on corrupt input.
+func (d *decoder) readRowGroup(r io.ReaderAt, size int64, mem memory.Allocator, f *pq.File, gi int, rg pq.RowGroup, sch *arrow.Schema, cols []fileColumn) (arrow.Record, error) {
+	n := rg.NumRows()
+	chunks := rg.ColumnChunks()
+	arrs := make([]arrow.Array, 0, len(cols))
+	defer func() {
+		for _, a := range arrs {
+			a.Release()
+		}
+	}()
+	for _, c := range cols {
+		if c.leaf >= len(chunks) || gi >= len(f.Metadata().RowGroups) || c.leaf >= len(f.Metadata().RowGroups[gi].Columns) {
+			return nil, fmt.Errorf("column %q: missing chunk: %w", c.name, ErrInvalidFile)
+		}
+		if err := checkChunk(r, size, &f.Metadata().RowGroups[gi].Columns[c.leaf].MetaData, n); err != nil {
+			return nil, fmt.Errorf("column %q: %w", c.name, err)
+		}
+		a, err := d.readColumn(mem, chunks[c.leaf], &c, n)
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", c.name, err)
+		}
+		arrs = append(arrs, a)
+	}
+	return array.NewRecord(sch, arrs, n), nil
 }
 
 // openFile opens the footer only; page indexes and bloom filters are not

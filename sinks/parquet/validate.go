@@ -190,6 +190,14 @@ func checkFooter(r io.ReaderAt, size, footerLen int64) error {
 // maxPageBytes, and value counts within numRows (flat columns have one
 // value per row).
 func checkChunk(r io.ReaderAt, size int64, md *format.ColumnMetaData, numRows int64) error {
+	err := checkChunkFraming(r, size, md, numRows)
+	if err != nil && !errors.Is(err, ErrUnsupportedType) {
+		return fmt.Errorf("%v: %w", err, ErrInvalidFile)
+	}
+	return err
+}
+
+func checkChunkFraming(r io.ReaderAt, size int64, md *format.ColumnMetaData, numRows int64) error {
 	start := md.DataPageOffset
 	if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < start {
 		start = md.DictionaryPageOffset
