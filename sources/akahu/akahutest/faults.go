@@ -68,6 +68,7 @@ type faultState struct {
 	queue      []Fault
 	latency    time.Duration
 	randomRate float64
+	randomSlow time.Duration
 	random     rng
 	stats      Stats
 }
@@ -137,6 +138,14 @@ func (f *Fake) SetRandomFaults(rate float64, seed int64) {
 	f.faults.mu.Unlock()
 }
 
+// SetRandomSlowDelay sets how long a random Slow fault sleeps (default 20ms), so a
+// test can make it outlast the client's per-request timeout.
+func (f *Fake) SetRandomSlowDelay(d time.Duration) {
+	f.faults.mu.Lock()
+	f.faults.randomSlow = d
+	f.faults.mu.Unlock()
+}
+
 // Stats returns a snapshot of the counters.
 func (f *Fake) Stats() Stats {
 	f.faults.mu.Lock()
@@ -176,8 +185,15 @@ func (f *Fake) begin(kind, pathQuery string) (time.Duration, *Fault) {
 	}
 	if ft == nil && s.randomRate > 0 && s.random.float() < s.randomRate {
 		kinds := []FaultKind{RateLimit, ServerError, Truncate, Malformed, Reset, Slow}
-		ft = &Fault{Kind: kinds[s.random.intn(len(kinds))], Delay: 20 * time.Millisecond}
+		slow := s.randomSlow
+		if slow <= 0 {
+			slow = 20 * time.Millisecond
+		}
+		ft = &Fault{Kind: kinds[s.random.intn(len(kinds))], Delay: slow}
 		ft.Status = []int{500, 502, 503}[s.random.intn(3)]
+		if ft.Kind == RateLimit && s.random.intn(2) == 0 {
+			ft.RetryAfter = time.Second // half the random 429s carry Retry-After: 1
+		}
 	}
 	if ft != nil {
 		if s.stats.Faults == nil {
