@@ -11,10 +11,15 @@ package pipeline_test
 // from run to run by tens of percent.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -460,4 +465,110 @@ func uploadedPaths(m *pipeline.Manifest) string {
 		s += fmt.Sprintf(" %s %s (%d B)", o.Op, o.Path, o.Bytes)
 	}
 	return s
+}
+
+// rssPopulation is 200 accounts (50 users × 4; the ones with the TRANSACTIONS
+// attribute carry the history) over the given number of months ending in November
+// 2026, at a fixed density: ~2M transactions over 60 months, ~0.5M over 15. The size
+// of a month partition is the same in both, so what grows is the backfill's length.
+func rssPopulation(months int) akahutest.Options {
+	from, to := benchMonths(months)
+	opts := akahutest.Options{Seed: 17, Users: 50, AccountsPerUser: 4, From: from, To: to, PageSize: 100}
+	// The density that gives 2M over 60 months, from a probe (construction is cheap).
+	probe := opts
+	probe.From, _ = benchMonths(60)
+	probe.TxPerAccountPerMonth = 100
+	opts.TxPerAccountPerMonth = int(100*2e6/float64(akahutest.New(probe).TotalSettledAll()) + 0.5)
+	return opts
+}
+
+// peakRSS remembers the figures measured in this process, so the 2M sub-benchmark
+// can report its ratio to 0.5M.
+var peakRSS = map[string]benchChildResult{}
+
+// BenchmarkPeakRSS backfills 0.5M and 2M transactions in a child process (the fake
+// Akahu is served by this process) and reports the child's peak RSS from its rusage.
+// Targets: 2M ≤ 300 MiB, and within 10% of 0.5M (ratio_2M/0.5M ≤ 1.10).
+//
+// Reported per size: peak_MiB (the child's peak RSS), peak_go_MiB (peak of the Go
+// runtime's mapped memory not returned to the OS, sampled every 20 ms),
+// peak_heap_MiB (peak heap in use, sampled), tx, tx/s, MB_written, GCs; and for 2M
+// ratio_2M/0.5M (the 0.5M child is run first if this process has not run it yet).
+// GOGC and GOMEMLIMIT are those of the environment (unset: Go's defaults).
+func BenchmarkPeakRSS(b *testing.B) {
+	for _, size := range []struct {
+		name   string
+		months int
+	}{{"0.5M", 15}, {"2M", 60}} {
+		b.Run(size.name, func(b *testing.B) {
+			var res benchChildResult
+			for i := 0; i < b.N; i++ {
+				res = runBenchChild(b, rssPopulation(size.months))
+			}
+			peakRSS[size.name] = res
+			b.ReportMetric(float64(res.MaxRSSKiB)/1024, "peak_MiB")
+			b.ReportMetric(float64(res.PeakGoBytes)/(1<<20), "peak_go_MiB")
+			b.ReportMetric(float64(res.PeakHeapLive)/(1<<20), "peak_heap_MiB")
+			b.ReportMetric(float64(res.Inserted), "tx")
+			b.ReportMetric(float64(res.Inserted)/(float64(res.WallNs)/1e9), "tx/s")
+			b.ReportMetric(float64(res.CPUNs)/float64(res.Inserted), "child_cpu_ns/tx")
+			b.ReportMetric(float64(res.UploadBytes)/1e6, "MB_written")
+			b.ReportMetric(float64(res.NumGC), "GCs")
+			if size.name == "2M" {
+				small, ok := peakRSS["0.5M"]
+				if !ok {
+					b.StopTimer()
+					small = runBenchChild(b, rssPopulation(15))
+					peakRSS["0.5M"] = small
+				}
+				b.ReportMetric(float64(res.MaxRSSKiB)/float64(small.MaxRSSKiB), "ratio_2M/0.5M")
+			}
+		})
+	}
+}
+
+// runBenchChild serves opts from this process and runs one backfill of it in a
+// child process (TestBenchChild), returning the child's figures with the peak RSS
+// taken from the child's rusage.
+func runBenchChild(b *testing.B, opts akahutest.Options) benchChildResult {
+	b.Helper()
+	srv := akahutest.NewServer(opts)
+	defer srv.Close()
+	o := srv.Options()
+	job := benchChildJob{URL: srv.URL, AppToken: srv.AppToken(), Workers: benchWorkers,
+		Start: o.From.Format(time.DateOnly), End: o.To.Format(time.DateOnly),
+		Now: time.Date(o.To.Year(), o.To.Month(), o.To.Day()+1, 9, 0, 0, 0, auckland)}
+	for _, u := range srv.Users() {
+		job.Tokens = append(job.Tokens, u.Token)
+	}
+	spec, _ := json.Marshal(job)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChild$", "-test.bench=^$", "-test.count=1", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), benchChildEnv+"="+string(spec))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("child: %v\n%s%s", err, stdout.Bytes(), stderr.Bytes())
+	}
+	var res benchChildResult
+	found := false
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, benchChildPrefix); ok {
+			if err := json.Unmarshal([]byte(rest), &res); err != nil {
+				b.Fatalf("child result %q: %v", rest, err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		b.Fatalf("child printed no result:\n%s%s", stdout.Bytes(), stderr.Bytes())
+	}
+	if want := int64(srv.TotalSettledAll()); res.Inserted != want {
+		b.Fatalf("child inserted %d transactions, the fake serves %d", res.Inserted, want)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		b.Skip("no rusage on this platform")
+	}
+	res.MaxRSSKiB = ru.Maxrss // KiB on Linux
+	return res
 }
