@@ -30,7 +30,9 @@ func localMidnight(loc *time.Location, y int, m time.Month, d int) time.Time {
 // scriptChanges changes the fake like a bank overnight, inside the last 30 days so an
 // incremental run (30-day lookback) re-reads every change: a deletion on each user,
 // a re-identified id, a new description, a move back and a move forward across the
-// month boundary, a new transaction and a settled pending one.
+// month boundary, a new transaction and a settled pending one. One more move brings a
+// transaction from six months back into the current month: the old partition is not
+// re-read, yet the id must not stay there too (invariant 2).
 func scriptChanges(t *testing.T, d *dataset) changes {
 	t.Helper()
 	to := d.srv.Options().To.In(d.loc)
@@ -51,9 +53,15 @@ func scriptChanges(t *testing.T, d *dataset) changes {
 			c.replacedFrom, c.replacedBy = cur[1], newID
 			c.described, c.description = cur[2].ID, "POS W/D Kāpiti Coast Café ☕ (corrected)"
 			must(t, d.srv.SetDescription(c.described, c.description))
+			// A transaction from six months back, a partition no re-run below re-reads.
+			far := d.srv.Settled(acc, first.AddDate(0, -6, 0), first.AddDate(0, -5, 0))
+			if len(far) == 0 {
+				t.Fatalf("account %s has no transaction six months back", acc)
+			}
 			c.moved = map[string]time.Time{
 				cur[3].ID:  first.AddDate(0, 0, -1), // back into the previous month
 				prev[0].ID: first.AddDate(0, 0, 9),  // forward into this month
+				far[0].ID:  first.AddDate(0, 0, 4),  // from outside the re-read window into it
 			}
 			for id, date := range c.moved {
 				must(t, d.srv.MoveDate(id, date))
