@@ -371,3 +371,113 @@ func TestLocalGenerationStrictlyIncreases(t *testing.T) {
 		t.Errorf("Get = %q gen %d", got, b.Generation)
 	}
 }
+
+// Crash safety: a helper process rewrites self-checking objects in a loop
+// and is killed with SIGKILL at a random instant. Every object must then be
+// some complete version, List must show only objects, and any temp file
+// left behind must be invisible and removable.
+
+const crashEnv = "BUCKET_TEST_CRASH_DIR"
+
+// selfChecking returns a payload of about size bytes whose first line
+// states its length and CRC32C of the rest.
+func selfChecking(i, size int) []byte {
+	body := bytes.Repeat([]byte{byte(i)}, size+i%1000)
+	return append(fmt.Appendf(nil, "%d %d\n", len(body), CRC32C(body)), body...)
+}
+
+func checkSelfChecking(data []byte) error {
+	head, body, ok := bytes.Cut(data, []byte("\n"))
+	if !ok {
+		return fmt.Errorf("no header in %d bytes", len(data))
+	}
+	var n int
+	var crc uint32
+	if _, err := fmt.Sscanf(string(head), "%d %d", &n, &crc); err != nil {
+		return fmt.Errorf("header %q: %w", head, err)
+	}
+	if len(body) != n || CRC32C(body) != crc {
+		return fmt.Errorf("torn object: header says %d bytes crc %d, body has %d bytes crc %d", n, crc, len(body), CRC32C(body))
+	}
+	return nil
+}
+
+func TestLocalCrashHelper(t *testing.T) {
+	dir := os.Getenv(crashEnv)
+	if dir == "" {
+		t.Skip("helper for TestLocalKilledMidPut")
+	}
+	l, err := NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; ; i++ {
+		name := fmt.Sprintf("t/month=2024-0%d/part-000.parquet", i%3+1)
+		if _, err := l.Put(context.Background(), name, selfChecking(i, 256<<10), Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLocalKilledMidPut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	ctx := context.Background()
+	l := newLocal(t)
+	for round := range 6 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLocalCrashHelper$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashEnv+"="+l.Dir())
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Let it complete at least one Put, then kill it at an arbitrary
+		// later instant.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if list, _ := l.List(ctx, ""); len(list) > round%3 || time.Now().After(deadline) {
+				break
+			}
+		}
+		time.Sleep(time.Duration(round*7) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+
+		list, err := l.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list {
+			if !strings.HasSuffix(a.Name, ".parquet") {
+				t.Errorf("round %d: List shows %q", round, a.Name)
+			}
+			data, g, err := l.Get(ctx, a.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := checkSelfChecking(data); err != nil {
+				t.Errorf("round %d: %s: %v", round, a.Name, err)
+			}
+			if g.CRC32C != a.CRC32C && g.Generation == a.Generation {
+				t.Errorf("round %d: %s: List crc32c %#x, Get %#x for generation %d", round, a.Name, a.CRC32C, g.CRC32C, g.Generation)
+			}
+		}
+		if len(list) == 0 {
+			t.Fatalf("round %d: helper wrote nothing before it was killed", round)
+		}
+		matches, _ := filepath.Glob(filepath.Join(l.Dir(), "t", "*", "*.parquet"))
+		if len(matches) != len(list) {
+			t.Errorf("round %d: glob *.parquet finds %d files, List %d objects", round, len(matches), len(list))
+		}
+	}
+	tmp, err := l.TempFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("temp files left by 6 kills: %d", len(tmp))
+	removed, err := l.CleanTemp(ctx, 0)
+	if err != nil || len(removed) != len(tmp) {
+		t.Errorf("CleanTemp removed %d of %d: %v", len(removed), len(tmp), err)
+	}
+}
