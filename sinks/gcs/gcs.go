@@ -163,15 +163,15 @@ func (b *Bucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, er
 	}
 	defer r.Close()
 	ra := r.Attrs
-	data := make([]byte, 0, max(ra.Size, 0))
-	buf := data[:cap(data)]
-	n, err := io.ReadFull(r, buf)
-	switch {
-	case err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		data = buf[:n]
-	default:
+	if ra.Size < 0 { // size unknown (decompressive transcoding); we never write such objects
+		return nil, bucket.Attrs{}, b.fail("get", name, fmt.Errorf("%w: GCS reports no size for generation %d", bucket.ErrChecksum, ra.Generation))
+	}
+	data := make([]byte, ra.Size)
+	n, err := io.ReadFull(r, data)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, bucket.Attrs{}, b.fail("get", name, err)
 	}
+	data = data[:n]
 	if extra, err := io.Copy(io.Discard, r); err != nil || extra != 0 {
 		return nil, bucket.Attrs{}, b.fail("get", name, fmt.Errorf("%w: object longer than its reported size %d (%d more bytes, %v)", bucket.ErrChecksum, ra.Size, extra, err))
 	}
