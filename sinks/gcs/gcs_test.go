@@ -357,3 +357,26 @@ func TestPrefixIsolation(t *testing.T) {
 		t.Errorf("escaped the prefix: %v", err)
 	}
 }
+
+// TestNewHonoursEmulatorHost checks that New leaves STORAGE_EMULATOR_HOST to
+// the official client (no credentials needed, requests go to the emulator).
+func TestNewHonoursEmulatorHost(t *testing.T) {
+	srv, _ := emulator(t, nil)
+	bn := newBucketName()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bn})
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.URL(), "http://"))
+	ctx := context.Background()
+	b, err := gcs.New(ctx, bn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a, err := b.Put(ctx, "_dataset.json", []byte(`{"layout":1}`), bucket.Condition{DoesNotExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := srv.GetObject(bn, "_dataset.json")
+	if err != nil || string(got.Content) != `{"layout":1}` || got.Generation != a.Generation {
+		t.Errorf("emulator holds %q gen %d (%v); want our bytes, gen %d", got.Content, got.Generation, err, a.Generation)
+	}
+}
