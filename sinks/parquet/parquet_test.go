@@ -189,8 +189,8 @@ func TestPqarrowReadsOurFile(t *testing.T) {
 		if set, err := cc.StatsSet(); err != nil || !set {
 			t.Errorf("%s: no column chunk statistics (%v)", sch.Field(i).Name, err)
 		}
-		if (cc.BloomFilterOffset() > 0) != (i == 0) {
-			t.Errorf("%s: bloom filter offset %d", sch.Field(i).Name, cc.BloomFilterOffset())
+		if cc.BloomFilterOffset() > 0 {
+			t.Errorf("%s: bloom filter written by default", sch.Field(i).Name)
 		}
 	}
 	if v := fm.KeyValueMetadata().FindValue("akahu_parquet.schema_version"); v == nil || *v != "1" {
@@ -701,4 +701,35 @@ func TestReadInvalid(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestBloomFilterOnID(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	recs := []arrow.Record{testRecord(mem, 0, 500)}
+	defer releaseAll(recs)
+	data, _ := writeBytes(t, testSchema(), recs, WithBloomFilters("id", "no_such_column"))
+	f, err := pq.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := f.RowGroups()[0].ColumnChunks()[0]
+	bf := id.BloomFilter()
+	if bf == nil {
+		t.Fatal("no bloom filter on id")
+	}
+	for _, v := range []string{"trans_000000000000", "trans_000000000499"} {
+		if ok, err := bf.Check(pq.ValueOf(v)); err != nil || !ok {
+			t.Errorf("bloom filter misses %s (%v)", v, err)
+		}
+	}
+	if other := f.RowGroups()[0].ColumnChunks()[1].BloomFilter(); other != nil {
+		t.Errorf("bloom filter on user_id too")
+	}
+	// Data still round-trips.
+	gotSch, got, err := Read(bytes.NewReader(data), int64(len(data)), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseAll(got)
+	assertSameRows(t, mem, recs, testSchema(), got, gotSch)
 }
