@@ -265,8 +265,9 @@ type txKey struct {
 // dsRow is a row of transactions/ or deletions/ with the object it is in.
 type dsRow struct {
 	txKey
-	Object string
-	Reason string // deletions only
+	Object    string
+	Reason    string // deletions only
+	DeletedBy string // deletions only: the run that recorded the tombstone
 }
 
 // manifestDoc is the part of a run manifest the tests read.
@@ -422,7 +423,7 @@ func readParquet(data []byte) (arrow.Table, error) {
 func txRows(tbl arrow.Table, name string, deletions bool) ([]dsRow, error) {
 	cols := []string{"id", "account_id", "date_local", "amount", "description"}
 	if deletions {
-		cols = append(cols, "deleted_reason")
+		cols = append(cols, "deleted_reason", "deleted_by_run")
 	}
 	chunks := map[string][]arrow.Array{}
 	for _, c := range cols {
@@ -460,6 +461,7 @@ func txRows(tbl arrow.Table, name string, deletions bool) ([]dsRow, error) {
 			}}
 			if deletions {
 				r.Reason = str(chunks["deleted_reason"][c], i)
+				r.DeletedBy = str(chunks["deleted_by_run"][c], i)
 			}
 			out = append(out, r)
 		}
@@ -555,9 +557,15 @@ func sortedIDs[V any](m map[string]V) []string {
 }
 
 // copyDir copies the regular files of src into dst (created), keeping mtimes
-// (the local bucket's generations).
+// (the local bucket's generations). A missing src copies as an empty directory.
 func copyDir(t testing.TB, src, dst string) {
 	t.Helper()
+	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
