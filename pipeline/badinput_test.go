@@ -1,0 +1,135 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/akahu-etl/akahu-parquet/pipeline"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+// tamper sits between the client and the fake and rewrites the pages of one account.
+type tamper struct {
+	next  http.Handler
+	match string
+	edit  atomic.Pointer[func(items []map[string]json.RawMessage) []map[string]json.RawMessage]
+}
+
+func (tp *tamper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	edit := tp.edit.Load()
+	if edit == nil || !strings.Contains(r.URL.Path, tp.match) || strings.HasSuffix(r.URL.Path, "/pending") {
+		tp.next.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	tp.next.ServeHTTP(rec, r)
+	var page struct {
+		Success bool                         `json:"success"`
+		Items   []map[string]json.RawMessage `json:"items"`
+		Cursor  json.RawMessage              `json:"cursor"`
+	}
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &page) != nil || len(page.Items) == 0 {
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		return
+	}
+	page.Items = (*edit)(page.Items)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(page)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf.Bytes())
+}
+
+func TestBadResponses(t *testing.T) {
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	set := func(field string, v json.RawMessage) func([]map[string]json.RawMessage) []map[string]json.RawMessage {
+		return func(items []map[string]json.RawMessage) []map[string]json.RawMessage {
+			items[0][field] = v
+			return items
+		}
+	}
+	cases := []struct {
+		name string
+		edit func([]map[string]json.RawMessage) []map[string]json.RawMessage
+		// want is a substring of the account's failure, or "" for a documented tolerance.
+		want string
+	}{
+		{"invalid UTF-8 in a description", set("description", raw("\"caf\xe9\"")), "UTF-8"},
+		{"amount of an unexpected type", set("amount", raw("true")), "amount"},
+		{"date that is not a date", set("date", raw(`"yesterday"`)), "date"},
+		{"missing _id", func(items []map[string]json.RawMessage) []map[string]json.RawMessage {
+			delete(items[0], "_id")
+			return items
+		}, "_id"},
+		{"amount with more decimals than the column", set("amount", raw("1.00001")), "amount"},
+		{"amount too large for DECIMAL(18,4)", set("amount", raw("123456789012345678")), "amount"},
+		{"transaction of another account", set("_account", raw(`"acc_somebodyelse000000000000"`)), "belongs to account"},
+		{"transaction dated outside the window", set("date", raw(`"1999-12-31T11:00:00.000Z"`)), "outside the window"},
+		// Tolerances: a settled amount sent as a string parses exactly like the number;
+		// an id twice in one response keeps the first copy and is counted.
+		{"settled amount as a string", func(items []map[string]json.RawMessage) []map[string]json.RawMessage {
+			items[0]["amount"] = raw(`"` + string(items[0]["amount"]) + `"`)
+			return items
+		}, ""},
+		{"duplicate id in one response", func(items []map[string]json.RawMessage) []map[string]json.RawMessage {
+			return append(items, items[0])
+		}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newLocal(t)
+			h := newHarness(t, b, smallPopulation())
+			acct, _, _ := h.pickAccount(date(2026, 1, 1), date(2026, 2, 1))
+			tp := &tamper{next: h.srv.Fake, match: "/accounts/" + acct + "/transactions"}
+			proxy := httptest.NewServer(tp)
+			defer proxy.Close()
+			client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
+				BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.client = client
+			from, to := h.opts.From, h.opts.To
+			h.run(from, to)
+			before := contentOf(t, h)
+			tp.edit.Store(&c.edit)
+			m, err := pipeline.Run(context.Background(), h.config(from, to))
+			if m == nil {
+				t.Fatalf("nothing committed: %v", err)
+			}
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("tolerated oddity failed the run: %v", err)
+				}
+				if after := contentOf(t, h); len(after) != len(before) {
+					t.Errorf("rows %d → %d", len(before), len(after))
+				}
+				if c.name == "duplicate id in one response" && m.Counts.Duplicates == 0 {
+					t.Error("duplicate not counted in the manifest")
+				}
+				h.expectFaithful(from, to)
+				return
+			}
+			if !errors.Is(err, pipeline.ErrPartial) || len(m.Failures) != 1 {
+				t.Fatalf("err %v, failures %q: want the one account to fail", err, m.Failures)
+			}
+			f := m.Failures[0]
+			if !strings.Contains(f, acct) || !strings.Contains(f, c.want) || !strings.Contains(f, "window") {
+				t.Errorf("failure %q does not name the account, the window and %q", f, c.want)
+			}
+			if after := contentOf(t, h); len(after) != len(before) || m.Counts.Deleted != 0 {
+				t.Errorf("a bad response changed the dataset: rows %d → %d, deleted %d", len(before), len(after), m.Counts.Deleted)
+			}
+		})
+	}
+}
