@@ -141,4 +141,3 @@ func BenchmarkRead(b *testing.B) {
 		report(b, len(data))
 	})
 }
-
