@@ -71,7 +71,9 @@ func New(ctx context.Context, bucketName, prefix string, opts ...Option) (*Bucke
 	if err := checkBucketArgs(bucketName, prefix); err != nil {
 		return nil, err
 	}
-	c, err := storage.NewClient(ctx)
+	// JSON-API reads: supported in production, and the only reads an emulator
+	// (STORAGE_EMULATOR_HOST) serves correctly for names with a slash.
+	c, err := storage.NewClient(ctx, storage.WithJSONReads())
 	if err != nil {
 		return nil, fmt.Errorf("gcs: client for gs://%s: %w", bucketName, classify(err))
 	}
