@@ -492,7 +492,10 @@ var peakRSS = map[string]benchChildResult{}
 //
 // Reported per size: peak_MiB (the child's peak RSS), peak_go_MiB (peak of the Go
 // runtime's mapped memory not returned to the OS, sampled every 20 ms),
-// peak_heap_MiB (peak heap in use, sampled), tx, tx/s, MB_written, GCs; and for 2M
+// peak_heap_MiB (peak heap in use, sampled), peak_live_MiB (the most heap a GC cycle
+// found live: with GOGC=100 the heap may grow to about twice that), tx, tx/s, MB_written, GCs,
+// peak_merge_backlog_parts (month partitions fully extracted but not yet written, at
+// worst; the pipeline lets at most Workers+2 partitions be open); and for 2M
 // ratio_2M/0.5M (the 0.5M child is run first if this process has not run it yet).
 // GOGC and GOMEMLIMIT are those of the environment (unset: Go's defaults).
 func BenchmarkPeakRSS(b *testing.B) {
@@ -509,11 +512,13 @@ func BenchmarkPeakRSS(b *testing.B) {
 			b.ReportMetric(float64(res.MaxRSSKiB)/1024, "peak_MiB")
 			b.ReportMetric(float64(res.PeakGoBytes)/(1<<20), "peak_go_MiB")
 			b.ReportMetric(float64(res.PeakHeapLive)/(1<<20), "peak_heap_MiB")
+			b.ReportMetric(float64(res.PeakLive)/(1<<20), "peak_live_MiB")
 			b.ReportMetric(float64(res.Inserted), "tx")
 			b.ReportMetric(float64(res.Inserted)/(float64(res.WallNs)/1e9), "tx/s")
 			b.ReportMetric(float64(res.CPUNs)/float64(res.Inserted), "child_cpu_ns/tx")
 			b.ReportMetric(float64(res.UploadBytes)/1e6, "MB_written")
 			b.ReportMetric(float64(res.NumGC), "GCs")
+			b.ReportMetric(res.PeakBacklog, "peak_merge_backlog_parts")
 			if size.name == "2M" {
 				small, ok := peakRSS["0.5M"]
 				if !ok {
@@ -535,7 +540,8 @@ func runBenchChild(b *testing.B, opts akahutest.Options) benchChildResult {
 	srv := akahutest.NewServer(opts)
 	defer srv.Close()
 	o := srv.Options()
-	job := benchChildJob{URL: srv.URL, AppToken: srv.AppToken(), Workers: benchWorkers,
+	months := (o.To.Year()-o.From.Year())*12 + int(o.To.Month()-o.From.Month()) + 1
+	job := benchChildJob{URL: srv.URL, AppToken: srv.AppToken(), Workers: benchWorkers, Months: months,
 		Start: o.From.Format(time.DateOnly), End: o.To.Format(time.DateOnly),
 		Now: time.Date(o.To.Year(), o.To.Month(), o.To.Day()+1, 9, 0, 0, 0, auckland)}
 	for _, u := range srv.Users() {

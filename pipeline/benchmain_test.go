@@ -13,6 +13,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,6 +28,12 @@ import (
 // benchChildEnv carries a benchChildJob as JSON to the child.
 const benchChildEnv = "AKAHU_PARQUET_BENCH_CHILD"
 
+// benchChildHeapProfile, if set in the benchmark's environment, is a file the child
+// rewrites with a heap profile (after a forced GC) each time the sampled heap in use
+// reaches a new peak 10% above the last profiled one: `go tool pprof -top -sample_index
+// inuse_space FILE` then shows what is live near the peak. It perturbs the figures.
+const benchChildHeapProfile = "AKAHU_PARQUET_BENCH_HEAPPROFILE"
+
 // benchChildPrefix starts the child's result line on stdout.
 const benchChildPrefix = "BENCH_CHILD_RESULT "
 
@@ -38,6 +46,7 @@ type benchChildJob struct {
 	End      string
 	Now      time.Time
 	Workers  int
+	Months   int // month partitions the backfill writes (bucket count 1)
 }
 
 // benchChildResult is what the child reports.
@@ -50,9 +59,14 @@ type benchChildResult struct {
 	MaxRSSKiB    int64  // the child's own view (getrusage RUSAGE_SELF), a cross-check
 	PeakGoBytes  uint64 // peak of the Go runtime's mapped, unreleased memory, sampled every 20ms
 	PeakHeapLive uint64 // peak heap in use (objects + unswept), sampled every 20ms
+	PeakLive     uint64 // peak heap marked live by a GC cycle: what the run really holds
 	NumGC        uint32
-	GOGC         string
-	GOMEMLIMIT   string
+	// PeakBacklog is the most month partitions whose windows were all extracted
+	// while their file was not yet being written (windows done / windows per month
+	// minus transactions objects written): the merge-and-write goroutine's backlog.
+	PeakBacklog float64
+	GOGC        string
+	GOMEMLIMIT  string
 }
 
 // TestBenchChild is not a test: it is the child process of BenchmarkPeakRSS and
@@ -86,8 +100,10 @@ func TestBenchChild(t *testing.T) {
 
 	// Sample the Go runtime's memory while the run goes.
 	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
-	var peakGo, peakHeap uint64
+		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/gc/heap/live:bytes"}}
+	var peakGo, peakHeap, peakLive, profiled uint64
+	profile := os.Getenv(benchChildHeapProfile)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -99,6 +115,11 @@ func TestBenchChild(t *testing.T) {
 			metrics.Read(samples)
 			peakGo = max(peakGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
 			peakHeap = max(peakHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
+			peakLive = max(peakLive, samples[4].Value.Uint64())
+			if profile != "" && peakHeap > profiled*11/10 {
+				profiled = peakHeap
+				writeHeapProfile(t, profile)
+			}
 			select {
 			case <-stop:
 				return
@@ -107,10 +128,40 @@ func TestBenchChild(t *testing.T) {
 		}
 	}()
 
+	var blMu sync.Mutex
+	var windowsDone, windowsTotal, written int
+	var peakBacklog float64
+	backlog := func() {
+		if windowsTotal > 0 && job.Months > 0 {
+			perPart := float64(windowsTotal) / float64(job.Months)
+			peakBacklog = max(peakBacklog, float64(windowsDone)/perPart-float64(written))
+		}
+	}
+	quarters := os.Getenv(benchChildHeapProfile + "_QUARTERS")
+	progress := func(done, total int) {
+		blMu.Lock()
+		defer blMu.Unlock()
+		windowsDone, windowsTotal = max(windowsDone, done), total
+		backlog()
+		// Heap profiles at 1/4, 2/4, 3/4 of the windows: what the run retains as it
+		// goes (compare them with go tool pprof -base).
+		if quarters != "" && total >= 4 && done%(total/4) == 0 && done < total {
+			writeHeapProfile(t, fmt.Sprintf("%s.%d", quarters, done/(total/4)))
+		}
+	}
+	beforeWrite := func(object string) {
+		if strings.HasPrefix(object, "transactions/") {
+			blMu.Lock()
+			defer blMu.Unlock()
+			written++
+			backlog()
+		}
+	}
+
 	cpu0 := processCPU()
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: b, Source: client, Users: tokens, Now: now,
-		Workers: job.Workers, Start: job.Start, End: job.End})
+		Workers: job.Workers, Start: job.Start, End: job.End, Progress: progress, BeforeWrite: beforeWrite})
 	wall, cpu := time.Since(t0), processCPU()-cpu0
 	close(stop)
 	wg.Wait()
@@ -123,7 +174,20 @@ func TestBenchChild(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	res := benchChildResult{Inserted: m.Counts.Inserted, UploadBytes: m.Uploads.Bytes, Objects: len(m.Objects),
 		WallNs: wall.Nanoseconds(), CPUNs: cpu.Nanoseconds(), MaxRSSKiB: ru.Maxrss, PeakGoBytes: peakGo,
-		PeakHeapLive: peakHeap, NumGC: ms.NumGC, GOGC: os.Getenv("GOGC"), GOMEMLIMIT: os.Getenv("GOMEMLIMIT")}
+		PeakHeapLive: peakHeap, PeakLive: peakLive, NumGC: ms.NumGC, PeakBacklog: peakBacklog, GOGC: os.Getenv("GOGC"), GOMEMLIMIT: os.Getenv("GOMEMLIMIT")}
 	out, _ := json.Marshal(res)
 	fmt.Printf("\n%s%s\n", benchChildPrefix, out)
+}
+
+func writeHeapProfile(t *testing.T, name string) {
+	runtime.GC()
+	f, err := os.Create(name)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Error(err)
+	}
 }
