@@ -34,6 +34,11 @@ const benchChildEnv = "AKAHU_PARQUET_BENCH_CHILD"
 // inuse_space FILE` then shows what is live near the peak. It perturbs the figures.
 const benchChildHeapProfile = "AKAHU_PARQUET_BENCH_HEAPPROFILE"
 
+// benchChildCPUProfile, if set in the benchmark's environment, is a file the child
+// writes a CPU profile of its run to (the pipeline and client only: the fake runs in
+// the parent).
+const benchChildCPUProfile = "AKAHU_PARQUET_BENCH_CPUPROFILE"
+
 // benchChildPrefix starts the child's result line on stdout.
 const benchChildPrefix = "BENCH_CHILD_RESULT "
 
@@ -158,6 +163,17 @@ func TestBenchChild(t *testing.T) {
 		}
 	}
 
+	if name := os.Getenv(benchChildCPUProfile); name != "" {
+		f, err := os.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := processCPU()
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: b, Source: client, Users: tokens, Now: now,
