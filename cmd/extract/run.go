@@ -166,6 +166,18 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	if _, err := time.LoadLocation(f.timeZone); err != nil {
 		return cfg, nil, fmt.Errorf("--time-zone %q: unknown zone", f.timeZone)
 	}
+	if f.workers < 1 || f.workers > 256 {
+		return cfg, nil, fmt.Errorf("--workers %d: want 1..256", f.workers)
+	}
+	if f.maxInFlight < 1 || f.maxInFlight > 256 {
+		return cfg, nil, fmt.Errorf("--max-in-flight %d: want 1..256", f.maxInFlight)
+	}
+	if f.rps < 0 {
+		return cfg, nil, fmt.Errorf("--rps %v: want 0 (unlimited) or more", f.rps)
+	}
+	if f.buckets < 1 || f.buckets > 4096 {
+		return cfg, nil, fmt.Errorf("--buckets %d: want 1..4096", f.buckets)
+	}
 	if f.shards < 1 || f.shard < 0 || f.shard >= f.shards {
 		return cfg, nil, fmt.Errorf("--shard %d --shards %d: want 0 <= shard < shards", f.shard, f.shards)
 	}

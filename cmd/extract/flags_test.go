@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
+)
+
+// TestConfigErrors runs realMain in-process for every flag and configuration error:
+// each exits 2 with a message naming what was wrong, and writes nothing.
+func TestConfigErrors(t *testing.T) {
+	srv := akahutest.NewServer(akahutest.Options{Users: 1, AccountsPerUser: 3, TxPerAccountPerMonth: 2})
+	defer srv.Close()
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tok := srv.Users()[0].Token
+	good := file("good", "# users\n\n"+tok+"\n")
+	empty := file("empty", "")
+	comments := file("comments", "# only a comment\n\n   \n")
+	spaced := file("spaced", "user_token a b\n")
+	dup := file("dup", tok+"\n"+tok+"\n")
+	out := filepath.Join(dir, "out")
+	env := map[string]string{"AKAHU_APP_TOKEN": srv.AppToken(), "AKAHU_BASE_URL": srv.URL}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"empty tokens file", []string{"--user-tokens-file", empty}, nil, "has no tokens"},
+		{"commented tokens file", []string{"--user-tokens-file", comments}, nil, "has no tokens"},
+		{"token with spaces", []string{"--user-tokens-file", spaced}, nil, "line 1"},
+		{"duplicate token", []string{"--user-tokens-file", dup}, nil, "same token as line 1"},
+		{"bad lookback", []string{"--user-tokens-file", good, "--lookback", "thirty"}, nil, "--lookback"},
+		{"bad history", []string{"--user-tokens-file", good, "--history", "-3d"}, nil, "--history"},
+		{"bad end date", []string{"--user-tokens-file", good, "--end", "2026-02-30"}, nil, "--end"},
+		{"workers out of range", []string{"--user-tokens-file", good, "--workers", "0"}, nil, "--workers"},
+		{"shard out of range", []string{"--user-tokens-file", good, "--shard", "3", "--shards", "2"}, nil, "--shard"},
+		{"bad time zone", []string{"--user-tokens-file", good, "--time-zone", "Mars/Olympus"}, nil, "--time-zone"},
+		{"not an account id", []string{"--user-tokens-file", good, "--accounts", "savings"}, nil, "not an account id"},
+		{"unknown account id", []string{"--user-tokens-file", good, "--accounts", "acc_nosuchaccount0000000000000"}, nil, "no such account"},
+		{"unsupported output scheme", []string{"--user-tokens-file", good}, nil, "only local directories and gs://"},
+		{"no app token", []string{"--user-tokens-file", good}, map[string]string{"AKAHU_APP_TOKEN": ""}, "AKAHU_APP_TOKEN"},
+		{"remote plain http", []string{"--user-tokens-file", good}, map[string]string{"AKAHU_BASE_URL": "http://10.1.2.3/v1"}, "http"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			target := out
+			if c.name == "unsupported output scheme" {
+				target = "s3://bucket/prefix"
+			}
+			args := append([]string{"run", "--out", target}, c.args...)
+			getenv := func(k string) string {
+				if v, ok := c.env[k]; ok {
+					return v
+				}
+				return env[k]
+			}
+			var stdout, stderr bytes.Buffer
+			code := realMain(context.Background(), args, &stdout, &stderr, getenv)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr: %s", code, exitUsage, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), c.want) {
+				t.Errorf("stderr %q does not mention %q", stderr.String(), c.want)
+			}
+			if strings.Contains(stderr.String(), tok) || strings.Contains(stdout.String(), tok) {
+				t.Error("the token was printed")
+			}
+			if list, _ := filepath.Glob(filepath.Join(out, "*", "*.parquet")); len(list) > 0 {
+				t.Errorf("a configuration error wrote data: %v", list)
+			}
+		})
+	}
+}
