@@ -141,9 +141,7 @@ func FuzzParseDecimal(f *testing.F) {
 
 // jsonNumber is an independent check of the JSON number grammar.
 func jsonNumber(s string) bool {
-	if strings.HasPrefix(s, "-") {
-		s = s[1:]
-	}
+	s = strings.TrimPrefix(s, "-")
 	digits := func() int {
 		n := 0
 		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
