@@ -63,7 +63,8 @@ type Config struct {
 	Buckets  int
 	Shard    int
 	Shards   int
-	// LockWait is how long to wait for another run holding the shard's lock.
+	// LockWait is how long to wait for another run holding the shard's lock; zero
+	// fails at once (the command line's default is DefaultLockWait).
 	LockWait time.Duration
 	LockTTL  time.Duration
 
@@ -125,8 +126,8 @@ func (c *Config) setDefaults() error {
 	if c.Shard < 0 || c.Shard >= c.Shards {
 		return fmt.Errorf("%w: shard %d of %d", ErrConfig, c.Shard, c.Shards)
 	}
-	if c.LockWait == 0 {
-		c.LockWait = DefaultLockWait
+	if c.LockWait < 0 {
+		return fmt.Errorf("%w: lock wait %s is negative", ErrConfig, c.LockWait)
 	}
 	if c.LockTTL == 0 {
 		c.LockTTL = DefaultLockTTL

@@ -748,6 +748,9 @@ func (r *runner) cleanup(ctx context.Context) {
 	for id := range runs {
 		names = append(names, inflightObject(id))
 	}
+	for _, id := range r.committedMarkers {
+		names = append(names, inflightObject(id))
+	}
 	if r.marker {
 		names = append(names, inflightObject(r.runID))
 	}

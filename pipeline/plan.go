@@ -90,6 +90,9 @@ func (r *runner) discover(ctx context.Context) {
 			case err == nil:
 				u.status = "ok"
 			case errors.Is(err, akahu.ErrAccessRevoked):
+				if u.me.ID == "" {
+					u.me.ID = r.knownUser(u.token) // named by an earlier run, if any
+				}
 				u.markRevoked(fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err))
 			default:
 				u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err)
@@ -281,4 +284,19 @@ func (r *runner) printPlan(w io.Writer) {
 	for _, c := range r.crashed {
 		fmt.Fprintf(w, "would recover crashed run %s\n", c.RunID)
 	}
+}
+
+// knownUser returns the user id an earlier committed run recorded for a token
+// (matched by fingerprint, never by the token itself), or "".
+func (r *runner) knownUser(t akahu.Token) string {
+	if r.latest == nil {
+		return ""
+	}
+	fp := tokenFingerprint(t)
+	for _, u := range r.latest.Users {
+		if u.TokenFP == fp {
+			return u.UserID
+		}
+	}
+	return ""
 }

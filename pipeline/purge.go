@@ -80,9 +80,6 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 	if cfg.Memory == nil {
 		cfg.Memory = memory.DefaultAllocator
 	}
-	if cfg.LockWait == 0 {
-		cfg.LockWait = DefaultLockWait
-	}
 	if cfg.Reason == "" {
 		cfg.Reason = "requested"
 	}
@@ -342,28 +339,13 @@ func (r *runner) ownsObject(name string) bool {
 }
 
 // purgeRevoked removes the data of users whose access was revoked during this run
-// (Config.PurgeRevoked). A revoked token whose user id was never seen by this run is
-// matched to earlier manifests by its fingerprint.
+// (Config.PurgeRevoked). A revoked token is named by this run's /me, or by the
+// fingerprint an earlier manifest recorded for it (discover).
 func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
-	known := map[string]string{}
-	if r.latest != nil {
-		for _, u := range r.latest.Users {
-			if u.TokenFP != "" && u.UserID != "" {
-				known[u.TokenFP] = u.UserID
-			}
-		}
-	}
 	var ids []string
 	for _, u := range r.users {
-		if !u.isRevoked() {
-			continue
-		}
-		id := u.me.ID
-		if id == "" {
-			id = known[tokenFingerprint(u.token)]
-		}
-		if id != "" {
-			ids = append(ids, id)
+		if u.isRevoked() && u.me.ID != "" {
+			ids = append(ids, u.me.ID)
 		}
 	}
 	sort.Strings(ids)

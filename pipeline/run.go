@@ -44,13 +44,15 @@ type runner struct {
 	latest    *Manifest
 	crashed   []marker // crashed runs whose leftovers this run must resolve
 	recovered []string // crashed runs already resolved by a committed run: clean up only
-	start     day
-	end       day
-	users     []*userRun
-	accounts  []*acctRun
-	windows   []*window
-	oldTx     map[partKey]bucket.Attrs // transactions objects of our buckets at start
-	lease     *lease
+	// committedMarkers are markers of runs that committed but died before removing them.
+	committedMarkers []string
+	start            day
+	end              day
+	users            []*userRun
+	accounts         []*acctRun
+	windows          []*window
+	oldTx            map[partKey]bucket.Attrs // transactions objects of our buckets at start
+	lease            *lease
 
 	mu         sync.Mutex
 	m          Manifest
@@ -225,9 +227,16 @@ func (r *runner) loadState(ctx context.Context) error {
 		}
 	}
 	for _, c := range crashed {
-		if done[c.RunID] {
+		switch _, err := r.b.Attrs(ctx, manifestObject(c.RunID)); {
+		case err == nil:
+			// The run committed and died before removing its marker: its tombstones
+			// are committed ones. Only the marker goes.
+			r.committedMarkers = append(r.committedMarkers, c.RunID)
+		case !errors.Is(err, bucket.ErrNotFound):
+			return fmt.Errorf("check manifest of run %s: %w", c.RunID, err)
+		case done[c.RunID]:
 			r.recovered = append(r.recovered, c.RunID)
-		} else {
+		default:
 			r.crashed = append(r.crashed, c)
 		}
 	}

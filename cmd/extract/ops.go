@@ -54,6 +54,7 @@ func cmdPurge(ctx context.Context, args []string, stdout, stderr io.Writer, _ en
 	account := fs.String("account", "", "purge every row of this account id (acc_…)")
 	shards := fs.Int("shards", 1, "the dataset's shard count (the purge takes every shard's lock)")
 	reason := fs.String("reason", "requested", "why, recorded in the purge manifest")
+	lockWait := fs.Duration("lock-wait", pipeline.DefaultLockWait, "how long to wait for a run writing the dataset")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -67,7 +68,7 @@ func cmdPurge(ctx context.Context, args []string, stdout, stderr io.Writer, _ en
 		return exitUsage
 	}
 	m, err := pipeline.Purge(ctx, pipeline.PurgeConfig{Out: b, UserID: *user, AccountID: *account,
-		Shards: *shards, Reason: *reason, ToolVersion: version()})
+		Shards: *shards, Reason: *reason, ToolVersion: version(), LockWait: *lockWait})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract purge:", err)
 		if isConfig(err) {

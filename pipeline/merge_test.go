@@ -1,0 +1,120 @@
+package pipeline
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/akahu-etl/akahu-parquet/schema"
+)
+
+// tx is a compact description of a transaction for merge tests.
+type tx struct {
+	id, acct, day, amount, desc string
+}
+
+func records(t *testing.T, run string, txs ...tx) []arrow.Record {
+	t.Helper()
+	if len(txs) == 0 {
+		return nil
+	}
+	b := schema.NewTransactionBuilder(memory.DefaultAllocator, schema.Options{RunID: run, ExtractedAt: time.Unix(0, 0)})
+	defer b.Release()
+	for _, x := range txs {
+		d, _ := time.ParseInLocation(time.DateOnly, x.day, mustZone(t))
+		item := fmt.Sprintf(`{"_id":%q,"_user":"user_1","_account":%q,"_connection":"conn_1","date":%q,`+
+			`"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z","description":%q,"amount":%s,"type":"DEBIT"}`,
+			x.id, x.acct, d.UTC().Format("2006-01-02T15:04:05.000Z"), x.desc, x.amount)
+		if err := b.Append([]byte(item), "NZD"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []arrow.Record{b.NewRecord()}
+}
+
+func mustZone(t *testing.T) *time.Location {
+	loc, err := time.LoadLocation("Pacific/Auckland")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func TestMergePartition(t *testing.T) {
+	feb := span{dayOf(2026, 2, 1), dayOf(2026, 2, 28)}
+	a1 := tx{"trans_a1", "acc_a", "2026-02-03", "-1.5", "coffee"}
+	a2 := tx{"trans_a2", "acc_a", "2026-02-04", "100", "pay"}
+	b1 := tx{"trans_b1", "acc_b", "2026-02-05", "-7", "bus"}
+	a1changed := a1
+	a1changed.desc = "coffee (corrected)"
+	cases := []struct {
+		name           string
+		old, fresh     []tx
+		reread         map[string]span
+		freshRun       string
+		wantIDs        []string // final rows before candidates are decided, sorted
+		wantCandidates []string
+		wantFresh      []string
+		updated, same  int
+		changed        bool
+		dup            int
+	}{
+		{name: "backfill into an empty partition", fresh: []tx{a2, a1, b1}, reread: map[string]span{"acc_a": feb, "acc_b": feb},
+			wantIDs: []string{"trans_a1", "trans_a2", "trans_b1"}, wantFresh: []string{"trans_a2", "trans_a1", "trans_b1"}, changed: true},
+		{name: "nothing changed (lineage differs)", old: []tx{a1, a2, b1}, fresh: []tx{a1, a2}, freshRun: "run-2",
+			reread: map[string]span{"acc_a": feb}, wantIDs: []string{"trans_a1", "trans_a2", "trans_b1"}, same: 2},
+		{name: "a description changed", old: []tx{a1, a2, b1}, fresh: []tx{a1changed, a2}, reread: map[string]span{"acc_a": feb},
+			wantIDs: []string{"trans_a1", "trans_a2", "trans_b1"}, updated: 1, same: 1, changed: true},
+		{name: "missing from a re-read account is a candidate", old: []tx{a1, a2, b1}, fresh: []tx{a2},
+			reread: map[string]span{"acc_a": feb}, wantIDs: []string{"trans_a1", "trans_a2", "trans_b1"},
+			wantCandidates: []string{"trans_a1"}, same: 1},
+		{name: "an account not re-read keeps its rows", old: []tx{a1, b1}, fresh: []tx{a1}, reread: map[string]span{"acc_a": feb},
+			wantIDs: []string{"trans_a1", "trans_b1"}, same: 1},
+		{name: "duplicate id in the fresh rows keeps the first", old: nil, fresh: []tx{a1, a1changed}, reread: map[string]span{"acc_a": feb},
+			wantIDs: []string{"trans_a1"}, wantFresh: []string{"trans_a1"}, changed: true, dup: 1},
+	}
+	cols := newTxCols(schema.Transactions())
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			run := c.freshRun
+			if run == "" {
+				run = "run-1"
+			}
+			res := mergePartition(cols, schema.Transactions(), records(t, "run-1", c.old...), records(t, run, c.fresh...), c.reread)
+			defer res.t.release()
+			var ids, cands []string
+			for _, r := range res.rows {
+				ids = append(ids, res.t.str(r, cols.id))
+			}
+			for _, r := range res.candidates {
+				cands = append(cands, res.t.str(r, cols.id))
+			}
+			if fmt.Sprint(ids) != fmt.Sprint(c.wantIDs) || fmt.Sprint(cands) != fmt.Sprint(c.wantCandidates) ||
+				fmt.Sprint(res.fresh) != fmt.Sprint(c.wantFresh) {
+				t.Errorf("rows %v candidates %v fresh %v; want %v %v %v", ids, cands, res.fresh, c.wantIDs, c.wantCandidates, c.wantFresh)
+			}
+			if res.updated != c.updated || res.same != c.same || res.dupFresh != c.dup {
+				t.Errorf("updated %d same %d dup %d; want %d %d %d", res.updated, res.same, res.dupFresh, c.updated, c.same, c.dup)
+			}
+			if _, changed := res.final(cols, nil); changed != c.changed {
+				t.Errorf("changed %v, want %v", changed, c.changed)
+			}
+			// Unchanged rows keep the lineage of the run that wrote them.
+			for _, r := range res.rows {
+				if r.src < res.oldRecs && res.t.str(r, fieldIndex(res.t.schema, "_run_id")) != "run-1" {
+					t.Errorf("old row lost its lineage")
+				}
+			}
+			// Dropping a candidate changes the file.
+			if len(c.wantCandidates) > 0 {
+				rows, changed := res.final(cols, map[string]bool{c.wantCandidates[0]: true})
+				if !changed || len(rows) != len(c.wantIDs)-1 {
+					t.Errorf("dropping %s: %d rows, changed %v", c.wantCandidates[0], len(rows), changed)
+				}
+			}
+		})
+	}
+}
