@@ -25,6 +25,8 @@ const (
 	DefaultLockWait = 5 * time.Minute
 	// DefaultBatchRows is how many rows a window hands on as one Arrow record.
 	DefaultBatchRows = 8192
+	// DefaultMergers is how many partitions are merged and encoded at once.
+	DefaultMergers = 2
 )
 
 // Source is what a run needs from Akahu; *akahu.Client implements it.

@@ -63,6 +63,16 @@ type runner struct {
 	pending    map[string]arrow.Record
 	marker     bool
 	orphans    *orphanSet
+	builders   sync.Pool // *schema.TransactionBuilder, reused across windows
+}
+
+// txBuilder returns a transactions builder from the pool; each keeps its buffers
+// between windows.
+func (r *runner) txBuilder() *schema.TransactionBuilder {
+	if b, ok := r.builders.Get().(*schema.TransactionBuilder); ok {
+		return b
+	}
+	return schema.NewTransactionBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
 }
 
 // heldPart is a merged partition held back to the end because it may lose rows.
@@ -301,21 +311,25 @@ func (r *runner) extract(ctx context.Context, windows []*window, withPending boo
 	var mu sync.Mutex
 	var done atomic.Int64
 
-	merge := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(2)
-	merge.Go(func(ctx context.Context) error {
-		for ps := range ready {
-			err := r.mergeAndWrite(ctx, ps)
-			<-slots
-			if err != nil {
-				cancel()
-				for range ready { // drain so producers never block
-					<-slots
+	// Merging and encoding is about half the CPU of a run: two consumers, so it keeps
+	// up with extraction and few partitions wait in memory.
+	merge := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
+	for range DefaultMergers {
+		merge.Go(func(ctx context.Context) error {
+			for ps := range ready {
+				err := r.mergeAndWrite(ctx, ps)
+				<-slots
+				if err != nil {
+					cancel()
+					for range ready { // drain so producers never block
+						<-slots
+					}
+					return err
 				}
-				return err
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 
 	extract := pool.New().WithContext(ctx).WithMaxGoroutines(r.cfg.Workers)
 	// Pending transactions, one request per account, ride the same pool.
@@ -371,8 +385,8 @@ func (r *runner) extractWindow(ctx context.Context, w *window) (res windowResult
 		res.err = errSkipped
 		return res
 	}
-	b := schema.NewTransactionBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
-	defer b.Release()
+	b := r.txBuilder()
+	defer r.builders.Put(b)
 	aw := akahu.LocalDates(w.span.from.civil(), w.span.to.civil(), r.loc)
 	log := r.log.With("user", a.user.me.ID, "account", a.acct.ID, "window", w.part.month.String())
 	err := r.cfg.Source.Transactions(ctx, a.user.token, a.acct.ID, aw, func(p akahu.Page) error {
@@ -393,6 +407,9 @@ func (r *runner) extractWindow(ctx context.Context, w *window) (res windowResult
 		err = r.validateWindow(w, res.recs)
 	}
 	if err != nil {
+		if b.Len() > 0 {
+			b.NewRecord().Release() // drop the partial window; the builder goes back clean
+		}
 		for _, rec := range res.recs {
 			rec.Release()
 		}

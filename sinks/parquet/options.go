@@ -1,8 +1,8 @@
 package parquet
 
 import (
+	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 const (
@@ -41,11 +41,11 @@ const (
 var (
 	// DefaultCompression is the codec used when WithCompression is not
 	// given: zstd at its default level.
-	DefaultCompression compress.Codec = &zstd.Codec{Level: zstd.SpeedDefault}
+	DefaultCompression compress.Codec = newPageZstd(kzstd.SpeedDefault)
 
 	// ZstdFastest is zstd at its fastest level: about twice the encoding
 	// speed of DefaultCompression for slightly larger files.
-	ZstdFastest compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
+	ZstdFastest compress.Codec = newPageZstd(kzstd.SpeedFastest)
 
 	// DefaultBloomFilterColumns are the columns that get a split-block bloom
 	// filter when present in the schema and WithBloomFilters is not given:

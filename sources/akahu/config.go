@@ -71,14 +71,18 @@ func (cfg Config) withDefaults() (Config, *url.URL, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per request in flight: the default of 2 idle connections
+		// per host makes 8 concurrent walks re-dial (a TLS handshake each) constantly.
+		tr.MaxIdleConnsPerHost = cfg.MaxInFlight
+		cfg.HTTPClient = &http.Client{Transport: tr}
 	}
 	if insecureTransport(cfg.HTTPClient.Transport) {
 		return cfg, nil, fmt.Errorf("%w: HTTPClient skips TLS verification (InsecureSkipVerify); refusing to send tokens", ErrConfig)
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.RequestsPerSecond < 0 {
 		return cfg, nil, fmt.Errorf("%w: RequestsPerSecond %v is negative", ErrConfig, cfg.RequestsPerSecond)
