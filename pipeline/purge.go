@@ -264,52 +264,31 @@ func (p *purger) redact(m *Manifest) bool {
 	match := func(user, account string) bool {
 		return (p.user != "" && user == p.user) || (p.account != "" && account == p.account)
 	}
-	changed := false
-	var users []UserStatus
-	for _, u := range m.Users {
-		if p.user != "" && u.UserID == p.user {
-			changed = true
-			continue
-		}
-		users = append(users, u)
-	}
-	var accts []AccountStatus
-	for _, a := range m.Accounts {
-		if match(a.UserID, a.AccountID) {
-			changed = true
-			continue
-		}
-		accts = append(accts, a)
-	}
-	var cov []Coverage
-	for _, c := range m.Coverage {
-		if match(c.UserID, c.AccountID) {
-			changed = true
-			continue
-		}
-		cov = append(cov, c)
-	}
-	var del []Tombstone
-	for _, d := range m.Deleted {
-		if match(d.UserID, d.AccountID) {
-			changed = true
-			continue
-		}
-		del = append(del, d)
-	}
-	var fails []string
-	for _, f := range m.Failures {
-		if (p.user != "" && strings.Contains(f, p.user)) || (p.account != "" && strings.Contains(f, p.account)) {
-			changed = true
-			continue
-		}
-		fails = append(fails, f)
-	}
-	m.Users, m.Accounts, m.Coverage, m.Deleted, m.Failures = users, accts, cov, del, fails
+	var changed [5]bool
+	m.Users, changed[0] = without(m.Users, func(u UserStatus) bool { return match(u.UserID, "") })
+	m.Accounts, changed[1] = without(m.Accounts, func(a AccountStatus) bool { return match(a.UserID, a.AccountID) })
+	m.Coverage, changed[2] = without(m.Coverage, func(c Coverage) bool { return match(c.UserID, c.AccountID) })
+	m.Deleted, changed[3] = without(m.Deleted, func(d Tombstone) bool { return match(d.UserID, d.AccountID) })
+	_, scopeID := p.scope()
+	m.Failures, changed[4] = without(m.Failures, func(f string) bool { return strings.Contains(f, scopeID) })
 	if m.Deleted == nil {
 		m.Deleted = []Tombstone{}
 	}
-	return changed
+	return changed != [5]bool{}
+}
+
+// without returns xs without the elements drop matches, and whether it dropped any.
+func without[T any](xs []T, drop func(T) bool) ([]T, bool) {
+	var out []T
+	dropped := false
+	for _, x := range xs {
+		if drop(x) {
+			dropped = true
+			continue
+		}
+		out = append(out, x)
+	}
+	return out, dropped
 }
 
 // tokenFingerprint identifies a token across runs without revealing it: a truncated
