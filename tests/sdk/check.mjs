@@ -115,6 +115,9 @@ async function walk(fetchPage, what) {
     if (page.cursor.next === null) break;
     assert.equal(typeof page.cursor.next, "string", `${what}: next is a string or null`);
     cursor = page.cursor.next;
+    // The fake's cursors are standard base64: '+', '/' and '=' must survive
+    // the SDK's query encoding (axios' params serialiser) on the next request.
+    if (/[+/]/.test(cursor)) cursorsNeedingEscape++;
   }
   return { items, pages };
 }
@@ -146,6 +149,7 @@ test("the SDK is pointed at the fake", () => {
 });
 
 let sawEmptyPage = false;
+let cursorsNeedingEscape = 0;
 let pendingStrings = 0, pendingNumbers = 0;
 
 for (const [ui, eu] of expect.users.entries()) {
@@ -181,12 +185,12 @@ for (const [ui, eu] of expect.users.entries()) {
       const { items, pages } = await walk(
         (cursor) => client.transactions.list(token, { start: expect.start, end: expect.end, cursor }),
         "GET /transactions");
+      const empties = pages.filter((p) => p.n === 0 && p.next !== null).length;
+      if (empties > 0) sawEmptyPage = true;
       assert.deepEqual(items.map((x) => x._id), eu.settled, "ids, in served order");
       assert.equal(new Set(items.map((x) => x._id)).size, items.length, "no duplicates");
       for (const tx of items) checkSettled(tx, accountIds, eu.id);
       assertNewestFirst(items, "GET /transactions");
-      const empties = pages.filter((p) => p.n === 0 && p.next !== null).length;
-      if (empties > 0) sawEmptyPage = true;
       if (expect.empty_page_every > 0 && pages.length >= expect.empty_page_every) {
         assert.ok(empties > 0, `${pages.length} pages but no empty page with a non-null next`);
       }
@@ -306,6 +310,8 @@ test("transactions.getMany: POST /transactions/ids", { todo: "not served by the 
 
 test("the fake exercised what it should", (t) => {
   assert.ok(sawEmptyPage, "some walk went through an empty page with a non-null next");
+  assert.ok(cursorsNeedingEscape > 0, "some cursor sent back held '+' or '/'");
+  t.diagnostic(`cursors sent back holding '+' or '/': ${cursorsNeedingEscape}`);
   // The fake serves pending amounts sometimes as JSON strings; report the mix.
   t.diagnostic(`pending amounts: ${pendingNumbers} numbers, ${pendingStrings} strings`);
 });
