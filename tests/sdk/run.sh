@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 npm ci --no-audit --no-fund
 cd ../..
-go test -count=1 ./tests/sdk/
+AKAHU_SDK_CHECK=require go test -count=1 ./tests/sdk/

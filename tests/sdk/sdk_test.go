@@ -7,7 +7,7 @@
 // way.
 //
 // It needs node on PATH and `npm ci` run in this directory (see run.sh);
-// without them it skips.
+// without them it skips, or fails if AKAHU_SDK_CHECK=require.
 package sdk_test
 
 import (
@@ -66,10 +66,20 @@ type expectation struct {
 	Users          []expectUser `json:"users"` // same order as FAKE_AKAHU_USER_TOKENS
 }
 
+// skip skips, or fails when AKAHU_SDK_CHECK=require (set by run.sh and CI),
+// so that a missing install cannot silently turn the check off where it must run.
+func skip(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("AKAHU_SDK_CHECK") == "require" {
+		t.Fatal(msg + " (AKAHU_SDK_CHECK=require)")
+	}
+	t.Skip(msg)
+}
+
 func TestOfficialSDKAgainstFake(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not on PATH: skipping the official Akahu SDK check (install node and run tests/sdk/run.sh)")
+		skip(t, "node is not on PATH: skipping the official Akahu SDK check (install node and run tests/sdk/run.sh)")
 	}
 	// go test runs in the package directory, i.e. the directory of this file.
 	dir, err := os.Getwd()
@@ -77,7 +87,7 @@ func TestOfficialSDKAgainstFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "akahu", "package.json")); err != nil {
-		t.Skip("tests/sdk/node_modules/akahu is missing: run `cd tests/sdk && npm ci` (or tests/sdk/run.sh) to enable the official Akahu SDK check")
+		skip(t, "tests/sdk/node_modules/akahu is missing: run `cd tests/sdk && npm ci` (or tests/sdk/run.sh) to enable the official Akahu SDK check")
 	}
 
 	opts := akahutest.Options{
