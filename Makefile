@@ -21,6 +21,7 @@ demo: ## Run the demo: built-in fake Akahu, dataset written to ./demo-out
 
 .PHONY: test
 test: ## Run every test with -race (offline), then the DuckDB read-back module
+	@test -d tests/sdk/node_modules/akahu || (cd tests/sdk && npm ci --no-audit --no-fund)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	cd tests/duckdb && $(GO) test -count=1 -timeout 15m ./...
