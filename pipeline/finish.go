@@ -644,8 +644,9 @@ func (r *runner) manifest() *Manifest {
 		Buckets: r.ds.Buckets, Shard: r.cfg.Shard, Shards: r.cfg.Shards}
 	m.ConfigHash = m.Config.hash()
 	m.Range = DateRange{Start: r.start.String(), End: r.end.String()}
-	st := r.cfg.Source.Stats()
-	m.API = APIStats{Requests: st.Requests, Retries: st.Retries, RateLimited: st.RateLimited, ServerErrors: st.ServerErrors}
+	st, s0 := r.cfg.Source.Stats(), r.apiStart
+	m.API = APIStats{Requests: st.Requests - s0.Requests, Retries: st.Retries - s0.Retries,
+		RateLimited: st.RateLimited - s0.RateLimited, ServerErrors: st.ServerErrors - s0.ServerErrors}
 	for _, u := range r.users {
 		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status, TokenFP: tokenFingerprint(u.token)}
 		if u.err != nil {

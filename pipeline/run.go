@@ -64,6 +64,7 @@ type runner struct {
 	marker     bool
 	orphans    *orphanSet
 	builders   sync.Pool // *schema.TransactionBuilder, reused across windows
+	apiStart   akahu.Stats
 }
 
 // txBuilder returns a transactions builder from the pool; each keeps its buffers
@@ -103,6 +104,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 		pending: map[string]arrow.Record{},
 	}
 	r.runID = newRunID(r.started, cfg.Shard, hex.EncodeToString(rnd[:]))
+	r.apiStart = cfg.Source.Stats() // a client may serve several runs: count this one's
 	r.cols = newTxCols(r.txSch)
 	r.log = cfg.Logger.With("run_id", r.runID)
 	for i, t := range cfg.Users {
