@@ -35,11 +35,7 @@ func (g *gcsEmulator) env() []string { return []string{"STORAGE_EMULATOR_HOST=" 
 func (g *gcsEmulator) download(t *testing.T, bucket, prefix string) string {
 	t.Helper()
 	dir := t.TempDir()
-	objs, _, err := g.srv.ListObjectsWithOptions(bucket, fakestorage.ListOptions{Prefix: prefix + "/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objs {
+	for _, o := range g.list(t, bucket, prefix+"/") {
 		obj, err := g.srv.GetObject(bucket, o.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -55,15 +51,29 @@ func (g *gcsEmulator) download(t *testing.T, bucket, prefix string) string {
 	return dir
 }
 
+// list returns every object of bucket under prefix, page by page.
+func (g *gcsEmulator) list(t *testing.T, bucket, prefix string) []fakestorage.ObjectAttrs {
+	t.Helper()
+	var out []fakestorage.ObjectAttrs
+	opts := fakestorage.ListOptions{Prefix: prefix}
+	for {
+		resp, err := g.srv.ListObjectsWithOptionsPaginated(bucket, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, resp.Objects...)
+		if resp.NextPageToken == "" {
+			return out
+		}
+		opts.PageToken = resp.NextPageToken
+	}
+}
+
 // copyBucket seeds bucket dst with every object of src.
 func (g *gcsEmulator) copyBucket(t *testing.T, src, dst string) {
 	t.Helper()
 	g.srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: dst})
-	objs, _, err := g.srv.ListObjectsWithOptions(src, fakestorage.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objs {
+	for _, o := range g.list(t, src, "") {
 		obj, err := g.srv.GetObject(src, o.Name)
 		if err != nil {
 			t.Fatal(err)
