@@ -5,8 +5,8 @@
 // of users, accounts, settled and pending transactions derived from
 // Options.Seed; the HTTP surface under /v1 (GET /me, /accounts,
 // /accounts/{id}, /accounts/{id}/transactions, /transactions,
-// /accounts/{id}/transactions/pending, /transactions/pending and POST
-// /refresh, /refresh/{id}); ground-truth accessors (Users, AccountIDs,
+// /transactions/{id}, /accounts/{id}/transactions/pending,
+// /transactions/pending and POST /refresh, /refresh/{id}); ground-truth accessors (Users, AccountIDs,
 // Settled, Pending, TotalSettled, SumSettled); scripted changes (add, delete,
 // replace id, move date, change description, settle pending, revoke user);
 // and scripted faults (rate limits, 5xx, truncated and malformed bodies,
@@ -22,6 +22,11 @@
 //     unknown or revoked user token answers 401; an unknown account, or one of
 //     another user, answers 404; an unknown path 404; a wrong method 405. Every
 //     error body is {"success":false,"message":"..."}.
+//   - GET /transactions/{id} answers {"success":true,"item":Transaction} with
+//     the settled transaction exactly as the pages serve it now (a moved one
+//     with its new date, a replaced one under its new id only), and 404 when
+//     the id does not exist (deleted, replaced, never existed, pending) or
+//     belongs to another user.
 //   - Settled transactions are paginated: PageSize items per page, newest
 //     "date" first, ties broken by ascending _id. The cursor is opaque
 //     standard base64 (it contains '+', '/' and '=', so clients must

@@ -76,7 +76,7 @@ type faultState struct {
 // Stats counts what the fake served.
 type Stats struct {
 	Requests   int64               // every request received
-	ByKind     map[string]int64    // by endpoint kind: me, accounts, account, transactions, account_transactions, pending, account_pending, refresh, unknown
+	ByKind     map[string]int64    // by endpoint kind: me, accounts, account, transactions, transaction (GET /transactions/{id}), account_transactions, pending, account_pending, refresh, unknown
 	ByStatus   map[int]int64       // by status answered; 0 for connection resets
 	Pages      int64               // settled transaction pages answered 200 (including empty ones and truncated ones)
 	EmptyPages int64               // of which empty with a non-null next

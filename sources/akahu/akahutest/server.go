@@ -50,7 +50,8 @@ func errorResponse(status int, msg string) response {
 	return response{status: status, body: append(b, '}'), page: -1}
 }
 
-// route classifies a path: its endpoint kind and the account id in it.
+// route classifies a path: its endpoint kind and the id in it (an account id,
+// or a transaction id for kind "transaction").
 func route(method, path string) (kind, id, wantMethod string) {
 	rest, ok := strings.CutPrefix(path, "/v1/")
 	if !ok {
@@ -72,6 +73,8 @@ func route(method, path string) (kind, id, wantMethod string) {
 		return "transactions", "", http.MethodGet
 	case len(p) == 2 && p[0] == "transactions" && p[1] == "pending":
 		return "pending", "", http.MethodGet
+	case len(p) == 2 && p[0] == "transactions" && p[1] != "":
+		return "transaction", p[1], http.MethodGet
 	case len(p) == 1 && p[0] == "refresh":
 		return "refresh", "", http.MethodPost
 	case len(p) == 2 && p[0] == "refresh" && p[1] != "":
@@ -192,7 +195,7 @@ func (f *Fake) answer(r *http.Request, kind, id, method string) response {
 		return errorResponse(http.StatusUnauthorized, "Unauthorized")
 	}
 	var acc *account
-	if id != "" {
+	if id != "" && kind != "transaction" {
 		acc = f.byAcctID[id]
 		if acc == nil || acc.user != u {
 			return errorResponse(http.StatusNotFound, "Account not found")
@@ -223,6 +226,8 @@ func (f *Fake) answer(r *http.Request, kind, id, method string) response {
 		return response{status: http.StatusOK, body: append(b, '}'), page: -1}
 	case "refresh":
 		return response{status: http.StatusOK, body: []byte(`{"success":true}`), page: -1}
+	case "transaction":
+		return f.transaction(u, id)
 	case "pending", "account_pending":
 		accs := u.accounts
 		if acc != nil {
@@ -250,6 +255,23 @@ func (f *Fake) answer(r *http.Request, kind, id, method string) response {
 		}
 		return f.page(r, scope, accs)
 	}
+}
+
+// transaction answers GET /transactions/{id}: the settled transaction as
+// currently served (after any scripted change), or 404 when no transaction
+// has that id (deleted, replaced, never existed) or it belongs to another
+// user. Pending transactions have no id and are never found.
+func (f *Fake) transaction(u *user, id string) response {
+	var b []byte
+	f.mu.RLock()
+	if t, err := f.lookup(id); err == nil && t.acc.user == u {
+		b = append([]byte(`{"success":true,"item":`), f.appendTxn(nil, &t)...)
+	}
+	f.mu.RUnlock()
+	if b == nil {
+		return errorResponse(http.StatusNotFound, "Transaction not found")
+	}
+	return response{status: http.StatusOK, body: append(b, '}'), page: -1}
 }
 
 // ParseTime parses an Akahu start/end query value: an ISO 8601 date (UTC
