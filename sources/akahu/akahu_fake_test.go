@@ -3,7 +3,11 @@ package akahu_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,6 +319,199 @@ func TestFakeAccessRevoked(t *testing.T) {
 	err = c.Transactions(ctx, akahu.Token(other.Token), "acc_does_not_exist", w, func(akahu.Page) error { return nil })
 	if !errors.Is(err, akahu.ErrNotFound) {
 		t.Errorf("unknown account: err = %v, want ErrNotFound", err)
+	}
+}
+
+// wantNotFound checks err is the 404 of GET /transactions/{id}: ErrNotFound,
+// naming the id, not retried, never naming a token.
+func wantNotFound(t *testing.T, srv *akahutest.Server, err error, id string, tokens ...string) {
+	t.Helper()
+	var e *akahu.Error
+	if !errors.Is(err, akahu.ErrNotFound) || !errors.As(err, &e) || e.Status != 404 || e.Retries != 0 {
+		t.Fatalf("Transaction(%s): err = %v, want ErrNotFound 404 without retries", id, err)
+	}
+	if e.Endpoint != "GET /transactions/"+id || !strings.Contains(err.Error(), id) {
+		t.Errorf("error does not name the endpoint with the id: Endpoint %q, text %q", e.Endpoint, err)
+	}
+	for _, tok := range append(tokens, srv.AppToken()) {
+		if strings.Contains(fmt.Sprintf("%v %+v %#v", err, err, e), tok) {
+			t.Errorf("error text leaks a token: %v", err)
+		}
+	}
+}
+
+func TestFakeTransactionByID(t *testing.T) {
+	t.Parallel()
+	from, to := time.Date(2024, 1, 1, 0, 0, 0, 0, nz), time.Date(2025, 6, 30, 0, 0, 0, 0, nz)
+	srv, c := newFake(t, akahutest.Options{Seed: 17, Users: 2, AccountsPerUser: 2, From: from, To: to, PageSize: 30})
+	ctx := context.Background()
+	users := srv.Users()
+	u, other := users[0], users[1]
+	user := akahu.Token(u.Token)
+	acc := firstWithTransactions(t, srv, u.ID)
+	all := srv.Settled(acc, time.Time{}, time.Time{})
+	if len(all) < 100 {
+		t.Fatalf("only %d transactions", len(all))
+	}
+
+	// Found: byte for byte the item the pages serve.
+	for i := 0; i < len(all); i += len(all) / 10 {
+		raw, err := c.Transaction(ctx, user, all[i].ID)
+		if err != nil {
+			t.Fatalf("Transaction(%s): %v", all[i].ID, err)
+		}
+		if !bytes.Equal(raw, all[i].JSON) {
+			t.Fatalf("Transaction(%s) = %s\nwant %s", all[i].ID, raw, all[i].JSON)
+		}
+	}
+
+	// The pipeline's question: a transaction missing from a re-read window,
+	// deleted or moved far away?
+	w := akahu.LocalDates(time.Date(2025, 3, 1, 0, 0, 0, 0, nz), time.Date(2025, 3, 31, 0, 0, 0, 0, nz), nz)
+	inMarch := srv.Settled(acc, w.Start, w.End)
+	if len(inMarch) < 3 {
+		t.Fatalf("only %d transactions in %s", len(inMarch), w)
+	}
+	deleted, moved, replaced := inMarch[0], inMarch[1], inMarch[2]
+	if err := srv.DeleteTransaction(deleted.ID); err != nil {
+		t.Fatal(err)
+	}
+	newDate := time.Date(2024, 2, 29, 0, 0, 0, 0, nz) // a year back, leap day
+	if err := srv.MoveDate(moved.ID, newDate); err != nil {
+		t.Fatal(err)
+	}
+	newID, err := srv.ReplaceID(replaced.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := walk(t, c, user, acc, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{deleted.ID, moved.ID, replaced.ID} {
+		if _, ok := got[id]; ok {
+			t.Fatalf("%s still in %s", id, w)
+		}
+	}
+	srv.ResetStats()
+	_, err = c.Transaction(ctx, user, deleted.ID)
+	wantNotFound(t, srv, err, deleted.ID, u.Token)
+	_, err = c.Transaction(ctx, user, replaced.ID)
+	wantNotFound(t, srv, err, replaced.ID, u.Token)
+	if n := srv.Stats().Requests; n != 2 {
+		t.Errorf("fake saw %d requests for two 404s: a 404 was retried", n)
+	}
+	raw, err := c.Transaction(ctx, user, moved.ID)
+	if err != nil {
+		t.Fatalf("moved: %v", err)
+	}
+	var tx struct {
+		ID   string `json:"_id"`
+		Date string `json:"date"`
+	}
+	if err := json.Unmarshal(raw, &tx); err != nil {
+		t.Fatal(err)
+	}
+	if tx.ID != moved.ID || tx.Date != newDate.UTC().Format(akahu.TimeFormat) || w.Contains(newDate) {
+		t.Errorf("moved: got %s dated %s, want %s dated %s", tx.ID, tx.Date, moved.ID, newDate.UTC().Format(akahu.TimeFormat))
+	}
+	if want := srv.Settled(acc, newDate.Add(-time.Millisecond), newDate); !slices.ContainsFunc(want, func(x akahutest.Txn) bool {
+		return x.ID == moved.ID && bytes.Equal(x.JSON, raw)
+	}) {
+		t.Errorf("moved: %s is not what the fake serves at its new date", raw)
+	}
+	if raw, err := c.Transaction(ctx, user, newID); err != nil || itemID(raw) != newID {
+		t.Errorf("replacement %s: %s, %v", newID, raw, err)
+	}
+	// Scripted arrivals are found too.
+	added := srv.AddTransaction(acc, time.Date(2025, 7, 1, 0, 0, 0, 0, nz), "-9.99", "After the history")
+	if raw, err := c.Transaction(ctx, user, added); err != nil || itemID(raw) != added {
+		t.Errorf("added %s: %s, %v", added, raw, err)
+	}
+	if settled, err := srv.SettlePending(acc); err != nil {
+		t.Fatal(err)
+	} else if raw, err := c.Transaction(ctx, user, settled); err != nil || itemID(raw) != settled {
+		t.Errorf("settled %s: %s, %v", settled, raw, err)
+	}
+
+	// Another user's transaction, and ids that never existed, are 404 too.
+	_, err = c.Transaction(ctx, akahu.Token(other.Token), all[0].ID)
+	wantNotFound(t, srv, err, all[0].ID, other.Token)
+	for _, id := range []string{"trans_doesnotexist", "trans_a/b?c=d#e", "trans_ ☕%"} {
+		_, err = c.Transaction(ctx, user, id)
+		wantNotFound(t, srv, err, id, u.Token)
+	}
+	// No request for an id that cannot be one.
+	srv.ResetStats()
+	for _, id := range []string{"", ".", ".."} {
+		if _, err := c.Transaction(ctx, user, id); !errors.Is(err, akahu.ErrBadRequest) {
+			t.Errorf("Transaction(%q): err = %v, want ErrBadRequest", id, err)
+		}
+	}
+	if n := srv.Stats().Requests; n != 0 {
+		t.Errorf("invalid ids sent %d requests", n)
+	}
+}
+
+func TestFakeTransactionByIDRetriesAndRevocation(t *testing.T) {
+	t.Parallel()
+	srv, c := newFake(t, akahutest.Options{Seed: 23, Users: 2, AccountsPerUser: 2})
+	ctx := context.Background()
+	users := srv.Users()
+	u, revoked := users[0], users[1]
+	tx := srv.Settled(firstWithTransactions(t, srv, u.ID), time.Time{}, time.Time{})[5]
+	rtx := srv.Settled(firstWithTransactions(t, srv, revoked.ID), time.Time{}, time.Time{})[5]
+
+	// 503 twice, a 429, a truncated and a malformed body: retried through.
+	path := "/transactions/" + tx.ID
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 2, PathContains: path})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.RateLimit, PathContains: path})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.Truncate, PathContains: path})
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.Malformed, PathContains: path})
+	raw, err := c.Transaction(ctx, akahu.Token(u.Token), tx.ID)
+	if err != nil || !bytes.Equal(raw, tx.JSON) {
+		t.Fatalf("Transaction with faults = %s, %v", raw, err)
+	}
+	if st := c.Stats(); st.Retries != 5 || st.ServerErrors != 2 || st.RateLimited != 1 {
+		t.Errorf("client Stats = %+v, want 5 retries, 2 server errors, 1 rate-limited", st)
+	}
+	if st := srv.Stats(); st.ByKind["transaction"] != 6 || st.FaultsInjected() != 5 {
+		t.Errorf("fake saw %d transaction requests, %d faults; want 6, 5", st.ByKind["transaction"], st.FaultsInjected())
+	}
+	// 503 for ever: ErrServer after the retries.
+	srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 100, PathContains: path})
+	_, err = c.Transaction(ctx, akahu.Token(u.Token), tx.ID)
+	var e *akahu.Error
+	if !errors.Is(err, akahu.ErrServer) || !errors.As(err, &e) || e.Status != 503 || e.Retries != akahu.DefaultMaxRetries {
+		t.Errorf("err = %v, want ErrServer 503 after %d retries", err, akahu.DefaultMaxRetries)
+	}
+	srv.ClearFaults()
+
+	// Revoked: 401, ErrAccessRevoked, not retried; for its own ids and others.
+	if _, err := c.Transaction(ctx, akahu.Token(revoked.Token), rtx.ID); err != nil {
+		t.Fatal(err)
+	}
+	srv.RevokeUser(revoked.ID)
+	srv.ResetStats()
+	for _, id := range []string{rtx.ID, tx.ID, "trans_doesnotexist"} {
+		_, err := c.Transaction(ctx, akahu.Token(revoked.Token), id)
+		if !errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 401 || e.Retries != 0 {
+			t.Errorf("revoked, %s: err = %v, want ErrAccessRevoked 401 without retries", id, err)
+		}
+		if strings.Contains(err.Error(), revoked.Token) {
+			t.Errorf("error text leaks the token: %v", err)
+		}
+	}
+	if n := srv.Stats().Requests; n != 3 {
+		t.Errorf("fake saw %d requests for 3 revoked calls", n)
+	}
+	// A wrong app token: 403, ErrAccessRevoked.
+	bad, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: "app_token_wrong", HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = bad.Transaction(ctx, akahu.Token(u.Token), tx.ID); !errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 403 {
+		t.Errorf("wrong app token: err = %v, want ErrAccessRevoked 403", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package akahu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -365,5 +366,55 @@ func TestHeadersOnEveryRequest(t *testing.T) {
 		if got := r.Header.Get("X-Akahu-Id"); got != string(testApp) {
 			t.Errorf("%s: X-Akahu-Id = %q", r.URL, got)
 		}
+	}
+}
+
+func TestTransactionPathEscapedAndNotFound(t *testing.T) {
+	t.Parallel()
+	tc := newTestClient(t, status(404, `{"success":false,"message":"Transaction not found"}`))
+	ctx := context.Background()
+	id := "trans_a/b?c=d#e f%☕"
+	_, err := tc.Transaction(ctx, testUser, id)
+	var e *Error
+	if !errors.Is(err, ErrNotFound) || !errors.As(err, &e) || e.Status != 404 || e.Retries != 0 ||
+		e.Endpoint != "GET /transactions/"+id || e.AccountID != "" || e.Message != "Transaction not found" {
+		t.Fatalf("err = %#v (%v), want ErrNotFound 404 naming the id", e, err)
+	}
+	reqs := tc.rec.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1 (a 404 is not retried)", len(reqs))
+	}
+	r := reqs[0]
+	if got, want := r.URL.EscapedPath(), "/v1/transactions/trans_a%2Fb%3Fc=d%23e%20f%25%E2%98%95"; got != want {
+		t.Errorf("path %q, want %q", got, want)
+	}
+	if r.URL.RawQuery != "" || r.URL.Fragment != "" {
+		t.Errorf("the id leaked into the query or fragment: %q %q", r.URL.RawQuery, r.URL.Fragment)
+	}
+	if r.Header.Get("Authorization") != "Bearer "+string(testUser) || r.Header.Get("X-Akahu-Id") != string(testApp) {
+		t.Errorf("headers %v", r.Header)
+	}
+	if s := fmt.Sprintf("%v %+v", err, e); strings.Contains(s, string(testUser)) || strings.Contains(s, string(testApp)) {
+		t.Errorf("error leaks a token: %s", s)
+	}
+
+	// 200 with "success": false, or without an "item", is not a transaction.
+	tc = newTestClient(t, script(
+		status(200, `{"success":true,"items":[]}`),
+		status(200, `{"success":true,"item":{"_id":"trans_1","date":"2025-01-01T11:00:00.000Z"}}`),
+	))
+	raw, err := tc.Transaction(ctx, testUser, "trans_1")
+	if err != nil || string(raw) != `{"_id":"trans_1","date":"2025-01-01T11:00:00.000Z"}` || cap(raw) != len(raw) {
+		t.Fatalf("Transaction = %s (cap %d), %v", raw, cap(raw), err)
+	}
+	if n := len(tc.rec.requests()); n != 2 {
+		t.Errorf("a body without item was not retried: %d requests", n)
+	}
+	tc = newTestClient(t, status(200, `{"success":false,"message":"nope"}`))
+	if _, err := tc.Transaction(ctx, testUser, "trans_1"); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("success:false: err = %v, want ErrBadRequest", err)
+	}
+	if _, err := tc.Transaction(ctx, "", "trans_1"); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("empty user token: err = %v, want ErrBadRequest", err)
 	}
 }

@@ -7,7 +7,9 @@
 //     app token (X-Akahu-Id) on every request, held in the [Token] type that
 //     never prints its value;
 //   - the read endpoints an ETL needs: [Client.Me], [Client.Accounts],
-//     [Client.Transactions] (a cursor walk streamed page by page) and
+//     [Client.Transactions] (a cursor walk streamed page by page),
+//     [Client.Transaction] (one settled transaction by id, to tell a deleted
+//     transaction, ErrNotFound, from one whose date moved) and
 //     [Client.Pending];
 //   - Akahu's date semantics: [Window] is start-exclusive, end-inclusive to the
 //     millisecond, and [LocalDates] turns inclusive local dates into one;

@@ -99,6 +99,45 @@ func (c *Client) Pending(ctx context.Context, user Token, accountID string) ([]j
 	return c.list(ctx, cl)
 }
 
+// Transaction returns one settled transaction of the user by its id (GET
+// /transactions/{id}): the item exactly as served, with the date, description
+// and other fields Akahu holds for it now. Pipelines use it to tell a
+// transaction deleted by the bank from one whose date moved out of the window
+// they re-read.
+//
+// A 404 (the id was deleted, replaced by a new id, never existed, or belongs
+// to another user) is an [*Error] unwrapping to [ErrNotFound] whose Endpoint
+// names the id. Like every read it is retried on 429, 5xx, network errors,
+// timeouts and truncated or malformed bodies; 401 and 403 are
+// [ErrAccessRevoked]. An empty id, "." or ".." is [ErrBadRequest] without a
+// request. The id is path-escaped. The returned JSON is the caller's.
+func (c *Client) Transaction(ctx context.Context, user Token, id string) (json.RawMessage, error) {
+	cl := &call{
+		endpoint: "GET /transactions/" + id,
+		path:     "/transactions/" + url.PathEscape(id),
+		user:     user,
+		want:     wantItem,
+	}
+	if err := checkUser(cl); err != nil {
+		return nil, err
+	}
+	switch id {
+	case "", ".", "..":
+		// A dot segment would name another path once normalised.
+		return nil, cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("invalid transaction id %q", id))
+	}
+	var (
+		buf []byte
+		env envelope
+	)
+	if err := c.do(ctx, cl, &buf, &env); err != nil {
+		return nil, err
+	}
+	// env.item aliases buf, which no other call reuses; clip it so an append
+	// by the caller cannot write into the rest of the body.
+	return slices.Clip(env.item), nil
+}
+
 // Transactions walks the account's settled transactions in w (Start
 // exclusive, End inclusive), page by page: it sends start and end on every
 // request, passes cursor.next back until it is null (through empty pages),

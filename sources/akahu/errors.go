@@ -15,7 +15,8 @@ var (
 	// should stop that user and report it.
 	ErrAccessRevoked = errors.New("akahu: access revoked or forbidden")
 
-	// ErrNotFound means the API answered 404: unknown account id or path.
+	// ErrNotFound means the API answered 404: unknown account id, transaction
+	// id (deleted, replaced, never existed or another user's) or path.
 	ErrNotFound = errors.New("akahu: not found")
 
 	// ErrRateLimited means the API still answered 429 after all retries.
