@@ -38,6 +38,9 @@ type Source interface {
 	// Transactions walks the settled transactions of one account in a window, page by
 	// page, newest first; fn must not keep the page's items after it returns.
 	Transactions(ctx context.Context, user akahu.Token, accountID string, w akahu.Window, fn func(akahu.Page) error) error
+	// Transaction returns one settled transaction by id, or an error wrapping
+	// akahu.ErrNotFound when Akahu no longer has it.
+	Transaction(ctx context.Context, user akahu.Token, id string) (json.RawMessage, error)
 	// Pending returns the account's pending transactions.
 	Pending(ctx context.Context, user akahu.Token, accountID string) ([]json.RawMessage, error)
 	// Stats returns the client's request counters.

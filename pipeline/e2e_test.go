@@ -284,6 +284,22 @@ func testRunSequence(t *testing.T, b bucket.Bucket) {
 	}
 	expectTombstones(t, b, map[string]int{deleted: 1, replaced: 1})
 
+	// 4c. A date moved far outside the window (February → October, run over
+	// February only): Akahu still has the id, so it is a move, and October is re-read.
+	far := febTx[4].ID
+	if err := h.srv.MoveDate(far, date(2025, 10, 7)); err != nil {
+		t.Fatal(err)
+	}
+	m = h.run(feb, to)
+	rows = h.expectFaithful(from, to)
+	if r, ok := rows[far]; !ok || r.DateLocal != "2025-10-07" {
+		t.Errorf("transaction moved to October: present %v, dated %s in %s", ok, r.DateLocal, r.Object)
+	}
+	if m.Counts.Moved != 1 || m.Counts.Deleted != 0 {
+		t.Errorf("far move: counts %+v, want 1 moved and nothing deleted", m.Counts)
+	}
+	expectTombstones(t, b, map[string]int{deleted: 1, replaced: 1})
+
 	// 5. A pending transaction settles.
 	pendingBefore := len(h.srv.Pending(acct))
 	settledID, err := h.srv.SettlePending(acct)

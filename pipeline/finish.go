@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/decimal128"
+	"github.com/sourcegraph/conc/pool"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
 // finish decides every deletion candidate, writes tombstones before the partitions
@@ -38,6 +41,17 @@ func (r *runner) finish(ctx context.Context) error {
 		return err
 	}
 	cands = r.candidates()
+	// Still nowhere: ask Akahu for each one. A 404 confirms the deletion; a
+	// transaction that moved further away is found with its new date, whose month is
+	// then re-read; anything else keeps the row until a later run can tell.
+	keep, err := r.confirmCandidates(ctx, cands)
+	if err != nil {
+		return err
+	}
+	cands = r.candidates()
+	for id := range keep {
+		delete(cands, id)
+	}
 
 	// Presence: every partition of this shard is visited once, on disk or in memory.
 	held := map[partKey]*heldPart{}
@@ -186,6 +200,87 @@ func (r *runner) candidates() map[string]cand {
 		}
 	}
 	return out
+}
+
+// confirmCandidates looks up, by id, every candidate that no partition of this run
+// received. It re-reads the month a found one moved to, and returns the candidates it
+// could not decide (their rows stay).
+func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (map[string]bool, error) {
+	type lookup struct {
+		id   string
+		acct *acctRun
+	}
+	var todo []lookup
+	for id, c := range cands {
+		if _, fresh := r.freshIDs[id]; !fresh {
+			todo = append(todo, lookup{id, r.accountByID(c.h.res.t.str(c.row, r.cols.account))})
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].id < todo[j].id })
+	have := map[partKey]map[*acctRun]bool{}
+	for _, w := range r.windows {
+		if have[w.part] == nil {
+			have[w.part] = map[*acctRun]bool{}
+		}
+		have[w.part][w.acct] = true
+	}
+	var mu sync.Mutex
+	keep := map[string]bool{}
+	var extra []*window
+	p := pool.New().WithMaxGoroutines(r.cfg.Workers)
+	for _, l := range todo {
+		p.Go(func() {
+			raw, err := r.cfg.Source.Transaction(ctx, l.acct.user.token, l.id)
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(err, akahu.ErrNotFound) {
+				return // deleted at Akahu: confirmed
+			}
+			m, perr := movedMonth(raw, r.loc)
+			if err != nil || perr != nil {
+				keep[l.id] = true
+				r.log.Warn("cannot confirm a deletion; the row stays until a later run", "transaction", l.id,
+					"account", l.acct.acct.ID, "err", errors.Join(err, perr))
+				return
+			}
+			key := partKey{m, l.acct.bucket}
+			if have[key][l.acct] {
+				return // its month was read and it was not there: it moved again meanwhile
+			}
+			if have[key] == nil {
+				have[key] = map[*acctRun]bool{}
+			}
+			have[key][l.acct] = true
+			extra = append(extra, &window{acct: l.acct, part: key, span: span{m.first(), m.last()}})
+		})
+	}
+	p.Wait()
+	if len(extra) > 0 {
+		r.log.Info("re-reading the months that transactions moved to", "windows", len(extra))
+		if err := r.extractWindows(ctx, extra); err != nil {
+			return nil, err
+		}
+		r.windows = append(r.windows, extra...)
+	}
+	return keep, ctx.Err()
+}
+
+// movedMonth returns the local month of a transaction's date.
+func movedMonth(raw []byte, loc *time.Location) (month, error) {
+	var tx struct {
+		Date string `json:"date"`
+	}
+	if err := json.Unmarshal(raw, &tx); err != nil {
+		return month{}, fmt.Errorf("%w: transaction: %v", ErrBadResponse, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, tx.Date)
+	if err != nil {
+		return month{}, fmt.Errorf("%w: transaction date %q", ErrBadResponse, tx.Date)
+	}
+	return dayOfTime(t, loc).month(), nil
 }
 
 // extractNeighbours re-reads, for each account with a candidate that no partition of
