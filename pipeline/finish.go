@@ -12,7 +12,6 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
-	"github.com/apache/arrow/go/v17/arrow/decimal128"
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
@@ -559,14 +558,9 @@ func (r *runner) tombstone(t *table, ref rowRef, reason, object string) Tombston
 	return Tombstone{
 		ID: t.str(ref, r.cols.id), UserID: t.str(ref, r.cols.user), AccountID: t.str(ref, r.cols.account),
 		Date: dt.Format("2006-01-02T15:04:05.000Z"), DateLocal: day(t.i64(ref, r.cols.dateLocal)).String(),
-		Amount: decimalString(amt.Value(int(ref.row)), schema.Money.Scale), Description: t.str(ref, descCol),
+		Amount: amt.Value(int(ref.row)).ToString(schema.Money.Scale), Description: t.str(ref, descCol),
 		Reason: reason, Object: object,
 	}
-}
-
-// decimalString renders a scaled decimal exactly.
-func decimalString(v decimal128.Num, scale int32) string {
-	return v.ToString(scale)
 }
 
 // writePending replaces the pending snapshot of each bucket: rows of the accounts this

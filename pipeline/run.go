@@ -51,13 +51,12 @@ type runner struct {
 	users            []*userRun
 	accounts         []*acctRun
 	windows          []*window
-	oldTx            map[partKey]bucket.Attrs // transactions objects of our buckets at start
 	lease            *lease
 
 	mu         sync.Mutex
 	m          Manifest
 	freshIDs   map[string]partKey // ids new to their partition, when the dataset had data
-	trackFresh bool
+	trackFresh bool               // the shard had transactions partitions at start
 	deferred   []*heldPart
 	watch      map[string]bool // ids of crashed runs' tombstones: seen in a partition?
 	pending    map[string]arrow.Record
@@ -256,13 +255,14 @@ func (r *runner) loadState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
 	}
-	r.oldTx = map[partKey]bucket.Attrs{}
+	// Ids new to their partition matter only when other partitions exist: they may
+	// have moved from one. A first backfill keeps no per-id state at all.
 	for _, a := range list {
 		if p, ok := parseTxObject(a.Name); ok && p.bucket%r.cfg.Shards == r.cfg.Shard {
-			r.oldTx[p] = a
+			r.trackFresh = true
+			break
 		}
 	}
-	r.trackFresh = len(r.oldTx) > 0
 	if len(r.crashed) > 0 {
 		r.log.Warn("recovering crashed runs", "runs", len(r.crashed))
 	}
