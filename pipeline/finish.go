@@ -85,14 +85,23 @@ func (r *runner) finish(ctx context.Context) error {
 			}
 		}
 	}
-	if len(r.freshIDs) > 0 || len(cands) > 0 || len(r.watch) > 0 {
+	// Partitions on disk are scanned only when an id may have moved in from one the
+	// run did not read, or a crashed run is being recovered; otherwise every candidate
+	// is settled by this run's own partitions and Akahu's answer by id.
+	if r.suspicious || len(r.crashed) > 0 || len(r.watch) > 0 {
 		if err := r.scanPartitions(ctx, held, visit); err != nil {
 			return err
 		}
-		for _, h := range r.deferred {
-			for _, row := range h.res.rows {
-				visit(h.key, h.res.t.str(row, r.cols.id))
+	} else {
+		for id, c := range cands {
+			if fk, ok := r.freshIDs[id]; ok && fk != c.h.key {
+				present[id] = true
 			}
+		}
+	}
+	for _, h := range r.deferred {
+		for _, row := range h.res.rows {
+			visit(h.key, h.res.t.str(row, r.cols.id))
 		}
 	}
 	var deleted []cand

@@ -8,7 +8,7 @@ import (
 
 // txCols are the column indices of the transactions schema the merge needs.
 type txCols struct {
-	id, account, user, date, dateLocal int
+	id, account, user, date, dateLocal, createdAt int
 	// skip lists the lineage columns (_run_id, _extracted_at) ignored when deciding
 	// whether a row changed: an unchanged row keeps the lineage of the run that wrote it,
 	// which is what makes a re-run byte-identical.
@@ -22,6 +22,7 @@ func newTxCols(sch *arrow.Schema) txCols {
 		user:      fieldIndex(sch, "user_id"),
 		date:      fieldIndex(sch, "date"),
 		dateLocal: fieldIndex(sch, "date_local"),
+		createdAt: fieldIndex(sch, "created_at"),
 		skip:      []int{fieldIndex(sch, "_run_id"), fieldIndex(sch, "_extracted_at")},
 	}
 }
@@ -39,6 +40,7 @@ type mergeResult struct {
 	offsets  []int    // first row index of each old record
 	rows     []rowRef // new content, sorted; includes candidates tentatively
 	fresh    []string // ids that were not in the old file (inserted or moved in)
+	freshRow []rowRef // their rows, in the same order
 	updated  int      // ids whose values changed
 	same     int      // ids re-read with equal values (old row kept)
 	dupFresh int      // duplicate ids in the fresh rows (first one kept)
@@ -118,6 +120,7 @@ func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, r
 			continue
 		}
 		res.fresh = append(res.fresh, id)
+		res.freshRow = append(res.freshRow, f)
 		rows = append(rows, f)
 	}
 	sortTx(t, cols, rows)

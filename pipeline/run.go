@@ -57,6 +57,10 @@ type runner struct {
 	m          Manifest
 	freshIDs   map[string]partKey // ids new to their partition, when the dataset had data
 	trackFresh bool               // the shard had transactions partitions at start
+	// suspicious is set when an id new to its partition could have been in the dataset
+	// already (Akahu created it before the last committed run started): it may have
+	// moved from a partition this run did not read, so every partition is scanned.
+	suspicious bool
 	deferred   []*heldPart
 	watch      map[string]bool // ids of crashed runs' tombstones: seen in a partition?
 	pending    map[string]arrow.Record
@@ -518,8 +522,11 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		if r.freshIDs == nil {
 			r.freshIDs = map[string]partKey{}
 		}
-		for _, id := range res.fresh {
+		for i, id := range res.fresh {
 			r.freshIDs[id] = ps.key
+			if !r.suspicious && !r.surelyNew(res.t, res.freshRow[i]) {
+				r.suspicious = true
+			}
 		}
 	}
 	r.m.Counts.Inserted += int64(len(res.fresh)) // moves are subtracted at the end
@@ -536,6 +543,18 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		return nil
 	}
 	return r.writeTx(ctx, ps.key, res.t, rows, prev)
+}
+
+// clockSkew bounds how far this machine's clock and Akahu's may disagree.
+const clockSkew = 5 * time.Minute
+
+// surelyNew reports whether a row's transaction was created at Akahu after the last
+// committed run started, so no earlier run can have written it anywhere.
+func (r *runner) surelyNew(t *table, row rowRef) bool {
+	if r.latest == nil || len(r.crashed) > 0 || t.col(row, r.cols.createdAt).IsNull(int(row.row)) {
+		return false
+	}
+	return t.i64(row, r.cols.createdAt) > r.latest.StartedAt.Add(clockSkew).UnixMicro()
 }
 
 // readPartition reads a transactions object (all columns, or the named ones).
