@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type harness struct {
 	tokens []akahu.Token
 	opts   akahutest.Options
 	now    func() time.Time
+	shift  atomic.Int64 // nanoseconds added to the clock (days passing between runs)
 }
 
 func smallPopulation() akahutest.Options {
@@ -54,7 +56,7 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 	h.now = func() time.Time {
 		mu.Lock()
 		defer mu.Unlock()
-		n := base.Add(time.Since(began))
+		n := base.Add(time.Since(began) + time.Duration(h.shift.Load()))
 		if !n.After(last) {
 			n = last.Add(time.Millisecond)
 		}

@@ -784,6 +784,20 @@ func (r *runner) manifest() *Manifest {
 	for _, c := range r.crashed {
 		m.Recovered = append(m.Recovered, c.RunID)
 	}
+	m.CoveredThrough = map[string]string{}
+	if r.latest != nil {
+		for id, d := range r.latest.CoveredThrough {
+			m.CoveredThrough[id] = d
+		}
+	}
+	for _, a := range r.accounts {
+		if a.status == "skipped" || a.failed() || a.user.isRevoked() || len(a.done) == 0 {
+			continue
+		}
+		if prev, ok := m.CoveredThrough[a.acct.ID]; !ok || prev < r.end.String() {
+			m.CoveredThrough[a.acct.ID] = r.end.String()
+		}
+	}
 	if m.Objects == nil {
 		m.Objects = []ObjectWrite{}
 	}

@@ -40,6 +40,11 @@ type Manifest struct {
 	API             APIStats        `json:"api"`
 	Uploads         UploadStats     `json:"uploads"`
 	Deleted         []Tombstone     `json:"deleted"`
+	// CoveredThrough maps every account ever extracted completely to the last local
+	// date through which it was; an account that fails, or is not in a run, keeps its
+	// date. Incremental runs start each account from its own date minus the lookback,
+	// so an outage leaves no gap and a new account gets its history.
+	CoveredThrough map[string]string `json:"covered_through"`
 	// Recovered lists crashed runs whose leftovers this run resolved.
 	Recovered []string `json:"recovered,omitempty"`
 	Failures  []string `json:"failures,omitempty"`

@@ -211,7 +211,7 @@ func (r *runner) planWindows() {
 		if a.status == "skipped" {
 			continue
 		}
-		for m := r.start.month(); !r.end.month().before(m); m = m.next() {
+		for m := r.accountStart(a.acct.ID).month(); !r.end.month().before(m); m = m.next() {
 			add(a.acct.ID, m)
 		}
 	}
@@ -299,4 +299,23 @@ func (r *runner) knownUser(t akahu.Token) string {
 		}
 	}
 	return ""
+}
+
+// accountStart is where an account's windows begin. An explicit --start applies to
+// every account. An incremental run starts each account from the date its data is
+// complete through (the latest manifest's covered_through) minus the lookback, and an
+// account no run has extracted from the history start.
+func (r *runner) accountStart(id string) day {
+	if r.cfg.Start != "" || r.latest == nil {
+		return r.start
+	}
+	through, ok := r.latest.CoveredThrough[id]
+	if !ok {
+		return r.end - day(r.cfg.History)
+	}
+	d, err := parseDay(through)
+	if err != nil {
+		return r.end - day(r.cfg.History)
+	}
+	return min(r.start, min(d, r.end)-day(r.cfg.Lookback))
 }

@@ -264,17 +264,35 @@ func (p *purger) redact(m *Manifest) bool {
 	match := func(user, account string) bool {
 		return (p.user != "" && user == p.user) || (p.account != "" && account == p.account)
 	}
-	var changed [5]bool
+	// The scope's accounts, known before their entries are removed.
+	scopeAccounts := map[string]bool{p.account: p.account != ""}
+	for _, a := range m.Accounts {
+		if match(a.UserID, a.AccountID) {
+			scopeAccounts[a.AccountID] = true
+		}
+	}
+	for _, c := range m.Coverage {
+		if match(c.UserID, c.AccountID) {
+			scopeAccounts[c.AccountID] = true
+		}
+	}
+	var changed [6]bool
 	m.Users, changed[0] = without(m.Users, func(u UserStatus) bool { return match(u.UserID, "") })
 	m.Accounts, changed[1] = without(m.Accounts, func(a AccountStatus) bool { return match(a.UserID, a.AccountID) })
 	m.Coverage, changed[2] = without(m.Coverage, func(c Coverage) bool { return match(c.UserID, c.AccountID) })
 	m.Deleted, changed[3] = without(m.Deleted, func(d Tombstone) bool { return match(d.UserID, d.AccountID) })
 	_, scopeID := p.scope()
 	m.Failures, changed[4] = without(m.Failures, func(f string) bool { return strings.Contains(f, scopeID) })
+	for id := range m.CoveredThrough {
+		if scopeAccounts[id] {
+			delete(m.CoveredThrough, id)
+			changed[5] = true
+		}
+	}
 	if m.Deleted == nil {
 		m.Deleted = []Tombstone{}
 	}
-	return changed != [5]bool{}
+	return changed != [6]bool{}
 }
 
 // without returns xs without the elements drop matches, and whether it dropped any.
