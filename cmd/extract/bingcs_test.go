@@ -120,6 +120,32 @@ func TestBinaryGCS(t *testing.T) {
 		return ds
 	}
 	check("warehouse", nil)
+
+	// A backfill into an empty prefix killed at every write point, then re-run.
+	backfillPoints := 0
+	for n := 1; n < 80; n++ {
+		bucket := fmt.Sprintf("backfill-crash-%d", n)
+		g.srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
+		r := run("gs://"+bucket+"/akahu/v1", []string{fmt.Sprintf("EXTRACT_TEST_KILL_AT=%d", n)}, f.rangeArgs()...)
+		if r.signal != syscall.SIGKILL {
+			if r.code != 0 {
+				t.Fatalf("backfill kill point %d: run ended without the kill: %s", n, r)
+			}
+			break
+		}
+		backfillPoints++
+		if r := run("gs://"+bucket+"/akahu/v1", nil, f.rangeArgs()...); r.code != 0 {
+			t.Fatalf("re-run after backfill kill point %d: %s", n, r)
+		}
+		ds := check(bucket, nil)
+		if len(ds.inflight) > 0 || len(ds.locks) > 0 {
+			t.Errorf("backfill kill point %d: leftovers %v %v", n, ds.inflight, ds.locks)
+		}
+	}
+	if backfillPoints < 5 {
+		t.Fatalf("only %d backfill kill points on GCS", backfillPoints)
+	}
+
 	if r := run(out, nil, f.rangeArgs()...); r.code != 0 || !strings.Contains(r.stdout, " 0 objects uploaded (0 bytes)") {
 		t.Fatalf("idempotent re-run on GCS: %s", r)
 	}
@@ -161,7 +187,7 @@ func TestBinaryGCS(t *testing.T) {
 	if points < 5 {
 		t.Fatalf("only %d kill points on GCS", points)
 	}
-	t.Logf("GCS: %d kill points, each re-run restored the dataset", points)
+	t.Logf("GCS: %d backfill and %d incremental kill points, each re-run restored the dataset", backfillPoints, points)
 	if r := f.exec(t, g.env(), "verify", "--out", "gs://crash-1/akahu/v1"); r.code != 0 {
 		t.Errorf("verify on GCS: %s", r)
 	}
