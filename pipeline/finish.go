@@ -118,9 +118,16 @@ func (r *runner) finish(ctx context.Context) error {
 	sort.Slice(deleted, func(i, j int) bool {
 		return deleted[i].h.res.t.str(deleted[i].row, r.cols.id) < deleted[j].h.res.t.str(deleted[j].row, r.cols.id)
 	})
-	// Held partitions' final rows count for the crashed runs' tombstones too.
-	for _, h := range r.deferred {
-		rows, _ := h.res.final(r.cols, dropHeld[h.key])
+	// Held partitions' final rows, decided once; they count for the crashed runs'
+	// tombstones too.
+	type heldFinal struct {
+		rows    []rowRef
+		changed bool
+	}
+	finals := make([]heldFinal, len(r.deferred))
+	for i, h := range r.deferred {
+		rows, changed := h.res.final(r.cols, dropHeld[h.key])
+		finals[i] = heldFinal{rows, changed}
 		r.noteWatched(h.res.t, rows)
 	}
 
@@ -147,12 +154,11 @@ func (r *runner) finish(ctx context.Context) error {
 	}
 
 	// 2. Held partitions without their dropped rows.
-	for _, h := range r.deferred {
-		rows, changed := h.res.final(r.cols, dropHeld[h.key])
-		if !changed {
+	for i, h := range r.deferred {
+		if !finals[i].changed {
 			continue
 		}
-		if err := r.writeTx(ctx, h.key, h.res.t, rows, h.prev); err != nil {
+		if err := r.writeTx(ctx, h.key, h.res.t, finals[i].rows, h.prev); err != nil {
 			return err
 		}
 	}

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -82,38 +81,21 @@ func Verify(ctx context.Context, b bucket.Bucket) (*Report, error) {
 			last[ow.Path] = lastWrite{id, ow}
 		}
 	}
+	// Objects the manifests wrote last that are gone (or deleted and back).
 	for _, p := range sortedKeys(last) {
 		lw := last[p]
-		a, exists := attrs[p]
+		_, exists := attrs[p]
 		switch {
 		case lw.ow.Op == "delete" && exists:
 			// Deleted by that run, written again later by a run that did not commit:
 			// the next run resolves it.
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s was deleted by run %s but exists again", p, lw.run))
-		case lw.ow.Op == "delete":
-		case !exists:
+		case lw.ow.Op != "delete" && !exists:
 			problem("%s: written by run %s but missing", p, lw.run)
-		default:
-			data, _, err := b.Get(ctx, p)
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", p, err)
-			}
-			crc := crc32.Checksum(data, castagnoli)
-			if crc != lw.ow.CRC32C || int64(len(data)) != lw.ow.Bytes {
-				// A later uncommitted run may have rewritten it; only a committed
-				// manifest can vouch for content, so say which.
-				problem("%s: CRC32C %08x and %d bytes, run %s recorded %08x and %d bytes", p, crc, len(data), lw.run, lw.ow.CRC32C, lw.ow.Bytes)
-				continue
-			}
-			if md, err := pq.ReadMetadata(bytes.NewReader(data), int64(len(data))); err != nil {
-				problem("%s: not readable Parquet: %v", p, err)
-			} else if md.Rows != lw.ow.Rows {
-				problem("%s: %d rows, run %s recorded %d", p, md.Rows, lw.run, lw.ow.Rows)
-			}
-			_ = a
 		}
 	}
-	// Every Parquet object must read, and ids must be unique across transactions/.
+	// Each Parquet object is read once: it must match what the manifest that wrote it
+	// last recorded, it must read, and transaction ids must be unique.
 	seen := map[string]string{}
 	for _, a := range all {
 		if !strings.HasSuffix(a.Name, ".parquet") {
@@ -123,10 +105,23 @@ func Verify(ctx context.Context, b bucket.Bucket) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", a.Name, err)
 		}
-		if !strings.HasPrefix(a.Name, txPrefix) {
-			if _, err := pq.ReadMetadata(bytes.NewReader(data), int64(len(data))); err != nil {
-				problem("%s: not readable Parquet: %v", a.Name, err)
+		md, mdErr := pq.ReadMetadata(bytes.NewReader(data), int64(len(data)))
+		if lw, ok := last[a.Name]; ok && lw.ow.Op == "put" {
+			crc := crc32.Checksum(data, castagnoli)
+			switch {
+			case crc != lw.ow.CRC32C || int64(len(data)) != lw.ow.Bytes:
+				// A later uncommitted run may have rewritten it; only a committed
+				// manifest can vouch for content, so say which.
+				problem("%s: CRC32C %08x and %d bytes, run %s recorded %08x and %d bytes", a.Name, crc, len(data), lw.run, lw.ow.CRC32C, lw.ow.Bytes)
+			case mdErr == nil && md.Rows != lw.ow.Rows:
+				problem("%s: %d rows, run %s recorded %d", a.Name, md.Rows, lw.run, lw.ow.Rows)
 			}
+		}
+		if mdErr != nil {
+			problem("%s: not readable Parquet: %v", a.Name, mdErr)
+			continue
+		}
+		if !strings.HasPrefix(a.Name, txPrefix) {
 			continue
 		}
 		if _, ok := parseTxObject(a.Name); !ok {
@@ -152,9 +147,6 @@ func Verify(ctx context.Context, b bucket.Bucket) (*Report, error) {
 	}
 	for _, a := range all {
 		if id, ok := runIDOfObject(a.Name, inflightPrefix); ok {
-			var mk marker
-			data, _, _ := b.Get(ctx, a.Name)
-			_ = json.Unmarshal(data, &mk)
 			rep.Notes = append(rep.Notes, fmt.Sprintf("run %s did not finish (%s); the next run of shard %d recovers it", id, a.Name, runShard(id)))
 		}
 	}
