@@ -6,7 +6,9 @@
 //   - Memory, an in-process map for tests;
 //   - Local, a directory on disk with atomic temp-file+fsync+rename writes and
 //     compare-and-swap on a per-object generation, guarded by a lock file so
-//     that several processes may share one directory.
+//     that several processes may share one directory. Its SetFault seam
+//     makes its file operations fail as on a full or read-only file system,
+//     so callers' tests of those failures need no root to mount one.
 //
 // The Google Cloud Storage implementation lives in sinks/gcs. Every
 // implementation must pass the acceptance suite in sinks/bucket/buckettest.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,44 @@ type Local struct {
 	// writeData writes the temp file's contents; tests replace it to inject
 	// failures such as ENOSPC.
 	writeData func(f *os.File, data []byte) error
+
+	fault atomic.Pointer[Fault] // see SetFault
+}
+
+// Fault is a test seam on a Local bucket's write path, for testing how callers
+// cope with a file system that is full or read-only without mounting one
+// (which needs root). Local calls it before each file operation that changes
+// the file system: op is "mkdir", "open" (the temp file, just created, or the
+// lock file), "write", "rename" or "remove"; path is the file's path and n the
+// number of bytes a "write" is about to write. A non-zero errno makes that
+// operation fail with an *os.PathError carrying it, as the os package reports
+// a real failure, and the Put or Delete fails as it would on such a file
+// system: naming the object, the previous version in place, no temp file
+// left. A failing "write" first writes written of the n bytes, as a file
+// system that fills up mid-write does. errno 0 lets the operation proceed
+// (written is then ignored). A Fault must be safe for concurrent use.
+type Fault func(op, path string, n int) (written int, errno syscall.Errno)
+
+// SetFault installs f on l's write path; nil removes it. Tests only: see Fault.
+func (l *Local) SetFault(f Fault) {
+	if f == nil {
+		l.fault.Store(nil)
+		return
+	}
+	l.fault.Store(&f)
+}
+
+// injected returns the failure the installed Fault asks for, if any.
+func (l *Local) injected(op, path string, n int) (int, error) {
+	f := l.fault.Load()
+	if f == nil {
+		return 0, nil
+	}
+	written, errno := (*f)(op, path, n)
+	if errno == 0 {
+		return 0, nil
+	}
+	return max(0, min(written, n)), &os.PathError{Op: op, Path: path, Err: errno}
 }
 
 var _ Bucket = (*Local)(nil)
@@ -226,7 +265,14 @@ func (l *Local) put(ctx context.Context, name string, data []byte, cond Conditio
 			os.Remove(tmp)
 		}
 	}()
+	if _, err := l.injected("open", tmp, 0); err != nil {
+		return Attrs{}, err
+	}
 	if err := f.Chmod(0o644); err != nil {
+		return Attrs{}, err
+	}
+	if n, err := l.injected("write", tmp, len(data)); err != nil {
+		_ = l.writeData(f, data[:n])
 		return Attrs{}, err
 	}
 	if err := l.writeData(f, data); err != nil {
@@ -261,6 +307,9 @@ func (l *Local) put(ctx context.Context, name string, data []byte, cond Conditio
 		return Attrs{}, err
 	}
 	if err := f.Close(); err != nil {
+		return Attrs{}, err
+	}
+	if _, err := l.injected("rename", tmp, 0); err != nil {
 		return Attrs{}, err
 	}
 	if err := os.Rename(tmp, target); err != nil {
@@ -325,6 +374,9 @@ func (l *Local) mkdirAll(dir string) error {
 			return err
 		}
 	}
+	if _, err := l.injected("mkdir", dir, 0); err != nil {
+		return err
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil // a concurrent Put made it
@@ -375,6 +427,9 @@ func (l *Local) delete(ctx context.Context, name string, cond Condition) error {
 		return ErrNotFound
 	}
 	if err := precondition(cond, exists, gen); err != nil {
+		return err
+	}
+	if _, err := l.injected("remove", target, 0); err != nil {
 		return err
 	}
 	if err := os.Remove(target); err != nil {
@@ -506,7 +561,12 @@ func (l *Local) lock(ctx context.Context) (unlock func(), err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	release, err := flockFile(ctx, filepath.Join(l.dir, LockFileName))
+	lockFile := filepath.Join(l.dir, LockFileName)
+	_, err = l.injected("open", lockFile, 0)
+	var release func()
+	if err == nil {
+		release, err = flockFile(ctx, lockFile)
+	}
 	if err != nil {
 		<-l.sem
 		return nil, fmt.Errorf("lock %s: %w", LockFileName, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -479,5 +480,97 @@ func TestLocalKilledMidPut(t *testing.T) {
 	removed, err := l.CleanTemp(ctx, 0)
 	if err != nil || len(removed) != len(tmp) {
 		t.Errorf("CleanTemp removed %d of %d: %v", len(removed), len(tmp), err)
+	}
+}
+
+// TestLocalFault drives the SetFault seam the way a full or read-only file
+// system fails: each failing operation leaves the previous version, no temp
+// file, and an error naming the object with the OS error and its class; with
+// the fault removed the same write succeeds.
+func TestLocalFault(t *testing.T) {
+	const name = "a/b/part-000.parquet"
+	tests := []struct {
+		name       string
+		op         string // the operation that fails
+		errno      syscall.Errno
+		delete     bool   // Delete instead of Put
+		target     string // object written (default name)
+		permission bool
+	}{
+		{"full mid-write", "write", syscall.ENOSPC, false, "", false},
+		{"full creating a directory", "mkdir", syscall.ENOSPC, false, "a/new/part-000.parquet", false},
+		{"read-only create", "open", syscall.EROFS, false, "", true},
+		{"read-only rename", "rename", syscall.EROFS, false, "", true},
+		{"read-only delete", "remove", syscall.EROFS, true, "", true},
+		{"read-only lock file", "open", syscall.EROFS, true, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l := newLocal(t)
+			before, err := l.Put(ctx, name, []byte("previous"), Condition{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := name
+			if tc.target != "" {
+				target = tc.target
+			}
+			var mu sync.Mutex
+			var calls []string
+			l.SetFault(func(op, path string, n int) (int, syscall.Errno) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, op)
+				if op != tc.op {
+					return 0, 0
+				}
+				if op == "write" && n != len("replacement") {
+					t.Errorf("write of %d bytes, want %d", n, len("replacement"))
+				}
+				return n / 2, tc.errno
+			})
+			if tc.delete {
+				err = l.Delete(ctx, target, Condition{})
+			} else {
+				_, err = l.Put(ctx, target, []byte("replacement"), Condition{})
+			}
+			if !errors.Is(err, tc.errno) || !strings.Contains(err.Error(), target) || !strings.Contains(err.Error(), tc.errno.Error()) {
+				t.Fatalf("error = %v, want %v naming %q", err, tc.errno, target)
+			}
+			var pe *os.PathError
+			if !errors.As(err, &pe) || !strings.HasPrefix(pe.Path, l.Dir()) {
+				t.Errorf("error %v does not carry the file's *os.PathError", err)
+			}
+			if IsPermission(err) != tc.permission || IsTransient(err) || IsConflict(err) || IsNotFound(err) {
+				t.Errorf("error %v: IsPermission = %v, want %v (and no other class)", err, IsPermission(err), tc.permission)
+			}
+			got, a, err := l.Get(ctx, name)
+			if err != nil || string(got) != "previous" || a.Generation != before.Generation {
+				t.Errorf("after failure Get = %q gen %d, %v; want the previous version", got, a.Generation, err)
+			}
+			if tc.target != "" {
+				if _, err := l.Attrs(ctx, tc.target); !IsNotFound(err) {
+					t.Errorf("failed Put left %s: %v", tc.target, err)
+				}
+			}
+			if tmp, _ := l.TempFiles(ctx); len(tmp) != 0 {
+				t.Errorf("temp files left: %q", tmp)
+			}
+			mu.Lock()
+			if !slices.Contains(calls, tc.op) {
+				t.Errorf("operations %q: %s never reached the seam", calls, tc.op)
+			}
+			mu.Unlock()
+			l.SetFault(nil)
+			if tc.delete {
+				err = l.Delete(ctx, target, Condition{})
+			} else {
+				_, err = l.Put(ctx, target, []byte("replacement"), Condition{})
+			}
+			if err != nil {
+				t.Errorf("with the fault removed: %v", err)
+			}
+		})
 	}
 }
