@@ -156,6 +156,7 @@ func (r *runner) finish(ctx context.Context) error {
 	// 2. Held partitions without their dropped rows.
 	for i, h := range r.deferred {
 		if !finals[i].changed {
+			r.adopt("transactions", txObject(h.key), h.prev, int64(len(finals[i].rows)))
 			continue
 		}
 		if err := r.writeTx(ctx, h.key, h.res.t, finals[i].rows, h.prev); err != nil {
@@ -718,6 +719,7 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 		}
 	}
 	if !changed && prev != nil {
+		r.adopt(kind, name, prev, int64(len(rows)))
 		return count, nil
 	}
 	if len(rows) == 0 && prev == nil {

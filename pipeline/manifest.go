@@ -114,11 +114,13 @@ type Coverage struct {
 	To        string `json:"to"`
 }
 
-// ObjectWrite is one object the run wrote or deleted.
+// ObjectWrite is one object the run wrote or deleted, or adopted: a run recovering a
+// crashed one vouches for an object it found with the bytes it would have written
+// (perhaps the crashed run's, which no committed manifest records), uploading nothing.
 type ObjectWrite struct {
 	Path               string `json:"path"`
 	Kind               string `json:"kind"` // transactions, deletions, pending, accounts
-	Op                 string `json:"op"`   // put, delete
+	Op                 string `json:"op"`   // put, delete, adopt
 	Bytes              int64  `json:"bytes"`
 	Rows               int64  `json:"rows"`
 	CRC32C             uint32 `json:"crc32c"`

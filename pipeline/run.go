@@ -540,6 +540,7 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	rows, changed := res.final(r.cols, nil)
 	r.noteWatched(res.t, rows)
 	if !changed {
+		r.adopt("transactions", txObject(ps.key), prev, int64(len(rows)))
 		return nil
 	}
 	return r.writeTx(ctx, ps.key, res.t, rows, prev)
@@ -666,6 +667,7 @@ func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, 
 		r.mu.Lock()
 		r.m.Uploads.Skipped++
 		r.mu.Unlock()
+		r.adopt(kind, name, prev, rows)
 		return nil
 	}
 	if err := r.ensureMarker(ctx); err != nil {
@@ -692,6 +694,19 @@ func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, 
 	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "put", Bytes: int64(len(data)), Rows: rows,
 		CRC32C: crc, Generation: attrs.Generation, PreviousGeneration: prevGen})
 	return nil
+}
+
+// adopt records, while recovering crashed runs, an object whose bytes are already what
+// this run would write: they may be a crashed run's, and Verify trusts only bytes a
+// committed manifest records.
+func (r *runner) adopt(kind, name string, prev *bucket.Attrs, rows int64) {
+	if prev == nil || len(r.crashed) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "adopt", Bytes: prev.Size, Rows: rows,
+		CRC32C: prev.CRC32C, Generation: prev.Generation, PreviousGeneration: prev.Generation})
 }
 
 func (r *runner) deleteObject(ctx context.Context, kind, name string, prev *bucket.Attrs) error {

@@ -106,7 +106,7 @@ func Verify(ctx context.Context, b bucket.Bucket) (*Report, error) {
 			return nil, fmt.Errorf("read %s: %w", a.Name, err)
 		}
 		md, mdErr := pq.ReadMetadata(bytes.NewReader(data), int64(len(data)))
-		if lw, ok := last[a.Name]; ok && lw.ow.Op == "put" {
+		if lw, ok := last[a.Name]; ok && lw.ow.Op != "delete" {
 			crc := crc32.Checksum(data, castagnoli)
 			switch {
 			case crc != lw.ow.CRC32C || int64(len(data)) != lw.ow.Bytes:
