@@ -14,7 +14,7 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
-// BenchmarkNormaliseEncode measures the CPU path of design.md's first target on ONE
+// BenchmarkNormaliseEncode measures the CPU path of docs/design.md's first target on ONE
 // core: realistic Akahu page JSON → Arrow records → Parquet bytes (zstd), as the
 // pipeline does it (8k-row records, one file per 100k rows).
 func BenchmarkNormaliseEncode(b *testing.B) {

@@ -17,7 +17,7 @@
 //
 // A run that finds the marker of a crashed run re-reads that run's windows too, adopts
 // its tombstones whose rows are really gone and removes the rest, so the next successful
-// run restores every invariant of design.md. A lock object per shard keeps two runs from
+// run restores every invariant of docs/design.md. A lock object per shard keeps two runs from
 // writing the same objects at once; every object write is also conditional on the
 // generation that was read, so a lost lock shows up as a conflict, never as a lost update.
 package pipeline

@@ -152,7 +152,7 @@ func transactionFields() []arrow.Field {
 }
 
 // Transactions is the schema of settled transactions, one row per Akahu
-// transaction, columns in the order of design.md "Transactions schema".
+// transaction, columns in the order of docs/design.md "Transactions schema".
 func Transactions() *arrow.Schema { return newSchema(transactionFields()) }
 
 // Deletions is the schema of tombstones: the Transactions columns (the last

@@ -12,7 +12,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
-// The test schema mirrors design.md's Transactions schema in kind: utf8
+// The test schema mirrors docs/design.md's Transactions schema in kind: utf8
 // columns (some dictionary hinted), UTC microsecond timestamps, date32,
 // decimal128(18,4) money and a decimal128(18,10) rate, bool and int64;
 // nullable and non-null fields. It does not depend on package schema.

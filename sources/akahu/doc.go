@@ -1,5 +1,5 @@
 // Package akahu is the HTTP client for the Akahu open-finance API
-// (https://api.akahu.io/v1) as this project speaks it (see akahu-api.md).
+// (https://api.akahu.io/v1) as this project speaks it (see docs/akahu.md).
 //
 // It owns everything between the pipeline and the wire:
 //

@@ -6,7 +6,7 @@
 // directory and then query that directory the way an analyst would, through the
 // DuckDB Go driver (github.com/duckdb/duckdb-go/v2, pinned): read_parquet with
 // hive partitioning over transactions/, deletions/, pending/ and accounts/, and
-// read_json_auto over _manifests/. They check what design.md promises readers:
+// read_json_auto over _manifests/. They check what docs/design.md promises readers:
 // column types (invariants 7 and 8), one row per live id (invariant 2), the
 // faithful window against the fake's ground truth (invariant 1), tombstones
 // (invariant 3) and manifest counts that agree with the data.

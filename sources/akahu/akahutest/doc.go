@@ -15,7 +15,7 @@
 // It deliberately imports nothing of this module, so the Akahu client in
 // sources/akahu can be tested against it without an import cycle.
 //
-// # Behaviour, as in /work/shared/akahu-api.md
+// # Behaviour, as in docs/akahu.md
 //
 //   - Both X-Akahu-Id (the app token) and Authorization: Bearer (a user token)
 //     are required. A missing or wrong app token answers 403; a missing,
