@@ -8,7 +8,8 @@
 // /transactions/{id}, /accounts/{id}/transactions/pending,
 // /transactions/pending and POST /refresh, /refresh/{id}); ground-truth accessors (Users, AccountIDs,
 // Settled, Pending, TotalSettled, SumSettled); scripted changes (add, delete,
-// replace id, move date, change description, settle pending, revoke user);
+// replace id, move date, change description, settle pending, revoke user,
+// forbid user);
 // and scripted faults (rate limits, 5xx, truncated and malformed bodies,
 // connection resets, slow answers, latency) with request statistics.
 //
@@ -18,8 +19,9 @@
 // # Behaviour, as in docs/akahu.md
 //
 //   - Both X-Akahu-Id (the app token) and Authorization: Bearer (a user token)
-//     are required. A missing or wrong app token answers 403; a missing,
-//     unknown or revoked user token answers 401; an unknown account, or one of
+//     are required. A missing or wrong app token answers 403 for every user; a
+//     missing, unknown or revoked user token answers 401; a user made
+//     forbidden (ForbidUser) answers 403 alone; an unknown account, or one of
 //     another user, answers 404; an unknown path 404; a wrong method 405. Every
 //     error body is {"success":false,"message":"..."}.
 //   - GET /transactions/{id} answers {"success":true,"item":Transaction} with

@@ -39,6 +39,7 @@ type user struct {
 	accessGranted int64
 	accounts      []*account
 	revoked       bool // guarded by Fake.mu
+	forbidden     bool // guarded by Fake.mu
 }
 
 type account struct {

@@ -189,10 +189,13 @@ func (f *Fake) answer(r *http.Request, kind, id, method string) response {
 		return errorResponse(http.StatusUnauthorized, "Unauthorized")
 	}
 	f.mu.RLock()
-	revoked := u.revoked
+	revoked, forbidden := u.revoked, u.forbidden
 	f.mu.RUnlock()
 	if revoked {
 		return errorResponse(http.StatusUnauthorized, "Unauthorized")
+	}
+	if forbidden {
+		return errorResponse(http.StatusForbidden, "Forbidden")
 	}
 	var acc *account
 	if id != "" && kind != "transaction" {

@@ -363,6 +363,46 @@ func TestAuthAndRouting(t *testing.T) {
 	}
 }
 
+// TestForbidUser: a forbidden user answers 403 on every endpoint while the other
+// users, with the same app token, are served; a revoked user still answers 401.
+func TestForbidUser(t *testing.T) {
+	s := NewServer(Options{Seed: 4, Users: 3})
+	defer s.Close()
+	users := s.Users()
+	forbidden, other, both := users[0], users[1], users[2]
+	s.ForbidUser(forbidden.ID)
+	s.ForbidUser(both.ID)
+	s.RevokeUser(both.ID)
+	s.ForbidUser("user_nope") // unknown: ignored
+	acct := s.AccountIDs(forbidden.ID)[0]
+	tests := []struct {
+		name, path string
+		token      string
+		want       int
+	}{
+		{"forbidden /me", "/me", forbidden.Token, 403},
+		{"forbidden accounts", "/accounts", forbidden.Token, 403},
+		{"forbidden transactions", "/accounts/" + acct + "/transactions", forbidden.Token, 403},
+		{"forbidden pending", "/accounts/" + acct + "/transactions/pending", forbidden.Token, 403},
+		{"other user served", "/me", other.Token, 200},
+		{"revoked wins over forbidden", "/me", both.Token, 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, "GET", s.URL+tc.path, authHeaders(s, tc.token))
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.status != tc.want {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.want, r.body)
+			}
+			if tc.want >= 400 {
+				assertErrorBody(t, r)
+			}
+		})
+	}
+}
+
 func TestAccountsAndPendingShapes(t *testing.T) {
 	s := NewServer(Options{Seed: 1, Users: 3})
 	defer s.Close()

@@ -505,3 +505,17 @@ func (f *Fake) RevokeUser(userID string) {
 	u.revoked = true
 	f.mu.Unlock()
 }
+
+// ForbidUser makes every later request with the user's token answer 403 while
+// the app token is accepted: a user-level authorisation problem (a permission
+// the user did not grant), as opposed to a revocation (RevokeUser, 401) or a
+// wrong app token (403 for every user). RevokeUser takes precedence.
+func (f *Fake) ForbidUser(userID string) {
+	u := f.byUserID[userID]
+	if u == nil {
+		return
+	}
+	f.mu.Lock()
+	u.forbidden = true
+	f.mu.Unlock()
+}
