@@ -305,20 +305,29 @@ func TestFakeAccessRevoked(t *testing.T) {
 	if _, err := c.Accounts(ctx, akahu.Token(other.Token)); err != nil {
 		t.Errorf("other user: %v", err)
 	}
-	// A wrong app token is 403, also ErrAccessRevoked.
+	// A wrong app token is 403: ErrForbidden, never ErrAccessRevoked, not retried.
 	bad, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: "app_token_wrong", HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.ResetStats()
 	_, err = bad.Me(ctx, akahu.Token(other.Token))
 	var e *akahu.Error
-	if !errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 403 {
-		t.Errorf("wrong app token: err = %v, want ErrAccessRevoked 403", err)
+	if !errors.Is(err, akahu.ErrForbidden) || errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 403 || e.Retries != 0 {
+		t.Errorf("wrong app token: err = %v, want ErrForbidden 403 without retries", err)
+	}
+	if n := srv.Stats().Requests; n != 1 {
+		t.Errorf("fake saw %d requests for one 403: retried", n)
 	}
 	// An unknown account is 404.
 	err = c.Transactions(ctx, akahu.Token(other.Token), "acc_does_not_exist", w, func(akahu.Page) error { return nil })
 	if !errors.Is(err, akahu.ErrNotFound) {
 		t.Errorf("unknown account: err = %v, want ErrNotFound", err)
+	}
+	// A user refused alone (403) is ErrForbidden too.
+	srv.ForbidUser(other.ID)
+	if _, err := c.Accounts(ctx, akahu.Token(other.Token)); !errors.Is(err, akahu.ErrForbidden) || errors.Is(err, akahu.ErrAccessRevoked) {
+		t.Errorf("forbidden user: err = %v, want ErrForbidden", err)
 	}
 }
 
@@ -505,13 +514,13 @@ func TestFakeTransactionByIDRetriesAndRevocation(t *testing.T) {
 	if n := srv.Stats().Requests; n != 3 {
 		t.Errorf("fake saw %d requests for 3 revoked calls", n)
 	}
-	// A wrong app token: 403, ErrAccessRevoked.
+	// A wrong app token: 403, ErrForbidden.
 	bad, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: "app_token_wrong", HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err = bad.Transaction(ctx, akahu.Token(u.Token), tx.ID); !errors.Is(err, akahu.ErrAccessRevoked) || !errors.As(err, &e) || e.Status != 403 {
-		t.Errorf("wrong app token: err = %v, want ErrAccessRevoked 403", err)
+	if _, err = bad.Transaction(ctx, akahu.Token(u.Token), tx.ID); !errors.Is(err, akahu.ErrForbidden) || !errors.As(err, &e) || e.Status != 403 {
+		t.Errorf("wrong app token: err = %v, want ErrForbidden 403", err)
 	}
 }
 

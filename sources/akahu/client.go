@@ -242,8 +242,10 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 		c.serverErrors.Add(1)
 		o.class, o.retryable = ErrServer, true
 		o.retryAfter, o.hasAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()) // e.g. 503 maintenance
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+	case code == http.StatusUnauthorized:
 		o.class = ErrAccessRevoked
+	case code == http.StatusForbidden:
+		o.class = ErrForbidden
 	case code == http.StatusNotFound:
 		o.class = ErrNotFound
 	case code >= 300:

@@ -18,7 +18,11 @@
 //     optional request rate; counters in [Stats];
 //   - errors: every failure is an [*Error] naming endpoint, account and window
 //     and unwrapping to one of the sentinels in errors.go, never containing a
-//     token.
+//     token. Authentication failures are never retried and are told apart: 401
+//     is [ErrAccessRevoked] (the user token is unknown or revoked), 403 is
+//     [ErrForbidden] (refused although the user token may be valid: a wrong
+//     app token, for every user, or a permission not granted). Only the first
+//     says the user withdrew access.
 //
 // The package never imports the pipeline; the fake server used by tests lives
 // in the subpackage akahutest.

@@ -108,8 +108,8 @@ func (c *Client) Pending(ctx context.Context, user Token, accountID string) ([]j
 // A 404 (the id was deleted, replaced by a new id, never existed, or belongs
 // to another user) is an [*Error] unwrapping to [ErrNotFound] whose Endpoint
 // names the id. Like every read it is retried on 429, 5xx, network errors,
-// timeouts and truncated or malformed bodies; 401 and 403 are
-// [ErrAccessRevoked]. An empty id, "." or ".." is [ErrBadRequest] without a
+// timeouts and truncated or malformed bodies; 401 is [ErrAccessRevoked] and
+// 403 [ErrForbidden]. An empty id, "." or ".." is [ErrBadRequest] without a
 // request. The id is path-escaped. The returned JSON is the caller's.
 func (c *Client) Transaction(ctx context.Context, user Token, id string) (json.RawMessage, error) {
 	cl := &call{

@@ -10,10 +10,17 @@ import (
 // Sentinel errors. Every error returned by a Client method for a failed API
 // call is an [*Error] that unwraps (errors.Is) to exactly one of these.
 var (
-	// ErrAccessRevoked means the API answered 401 or 403: the user token is
-	// invalid or revoked, or the app token is wrong. Never retried; the caller
-	// should stop that user and report it.
-	ErrAccessRevoked = errors.New("akahu: access revoked or forbidden")
+	// ErrAccessRevoked means the API answered 401: the user token is unknown,
+	// invalid or revoked (the user withdrew the app's access). Never retried;
+	// the caller should stop that user and report it.
+	ErrAccessRevoked = errors.New("akahu: access revoked")
+
+	// ErrForbidden means the API answered 403: the request was refused although
+	// the user token may be valid. A missing or wrong app token (X-Akahu-Id)
+	// gets it for every user; a permission the app or the user has not granted
+	// gets it for that user. It is not a revocation: a caller must never take
+	// it as the user withdrawing access. Never retried.
+	ErrForbidden = errors.New("akahu: forbidden")
 
 	// ErrNotFound means the API answered 404: unknown account id, transaction
 	// id (deleted, replaced, never existed or another user's) or path.

@@ -192,6 +192,7 @@ func TestErrorText(t *testing.T) {
 			"akahu: GET /accounts/acc_x/transactions (account acc_x, window 2024-01-01T10:59:59.999Z..2024-02-01T10:59:59.999Z): 503 Service Unavailable after 6 retries: try later",
 			[]error{ErrServer}},
 		{&Error{Endpoint: "GET /me", Status: 401, Err: ErrAccessRevoked}, "akahu: GET /me: 401 Unauthorized", []error{ErrAccessRevoked}},
+		{&Error{Endpoint: "GET /me", Status: 403, Err: ErrForbidden}, "akahu: GET /me: 403 Forbidden", []error{ErrForbidden}},
 		{&Error{Endpoint: "GET /accounts/acc_1/transactions/pending", AccountID: "acc_1", Retries: 2, Err: ErrTransport, Cause: cause},
 			"akahu: GET /accounts/acc_1/transactions/pending (account acc_1): transport failure after 2 retries: connection reset",
 			[]error{ErrTransport, cause}},
