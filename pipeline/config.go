@@ -82,9 +82,15 @@ type Config struct {
 	// BeforeWrite, if set, is called before every object put or delete with the
 	// object's name. Crash tests kill the process there.
 	BeforeWrite func(object string)
-	// PurgeRevoked deletes the data of users whose access was revoked (401/403) during
-	// the run, as the Privacy Act asks of data no longer reasonably required.
+	// PurgeRevoked deletes the data of users whose access was revoked (a 401 for their
+	// token) during the run, as the Privacy Act asks of data no longer reasonably
+	// required. A 403 never purges; nor does a run in which no user was served, a
+	// token no earlier run can name unambiguously, or a user another token of the run
+	// still belongs to.
 	PurgeRevoked bool
+	// FailOnRevoked makes a run in which any user was refused (revoked or forbidden)
+	// return ErrPartial. By default a refused user is reported but routine.
+	FailOnRevoked bool
 	// Progress, if set, is called after each window with the windows done and planned.
 	Progress func(done, total int)
 }

@@ -15,6 +15,14 @@ var (
 	// ErrBadResponse reports an Akahu response that breaks the API contract in a way the
 	// client cannot see (a transaction of another account, or dated outside the window).
 	ErrBadResponse = errors.New("bad response from Akahu")
-	// ErrPartial reports a run that committed but in which some users or accounts failed.
+	// ErrPartial reports a run that committed but in which some users or accounts failed
+	// in a way a later run may fix (5xx, timeouts, bad responses), in which Akahu refused
+	// every user, or (with Config.FailOnRevoked) in which any user was refused. A user
+	// refused alone (a revoked or forbidden token) is otherwise routine: reported in the
+	// manifest's users, not an error.
 	ErrPartial = errors.New("some accounts failed")
+	// ErrAppTokenRefused reports a run in which Akahu answered 403 to every user and
+	// resolved none: the app token (X-Akahu-Id) is wrong or rotated. Nothing is written
+	// and nothing is purged.
+	ErrAppTokenRefused = errors.New("Akahu refused the app token")
 )

@@ -612,7 +612,7 @@ func (r *runner) writeAccounts(ctx context.Context) error {
 	}()
 	byBucket := map[int][]string{}
 	for _, a := range r.accounts {
-		if a.user.isRevoked() || a.user.err != nil {
+		if a.user.isRefused() || a.user.err != nil {
 			continue
 		}
 		b := schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
@@ -753,26 +753,37 @@ func (r *runner) manifest() *Manifest {
 	st, s0 := r.cfg.Source.Stats(), r.apiStart
 	m.API = APIStats{Requests: st.Requests - s0.Requests, Retries: st.Retries - s0.Retries,
 		RateLimited: st.RateLimited - s0.RateLimited, ServerErrors: st.ServerErrors - s0.ServerErrors}
+	// A refused user (revoked or forbidden) is routine at scale: reported in Users, not a
+	// failure, unless every user was refused.
+	refused := map[string]int{}
 	for _, u := range r.users {
-		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status, TokenFP: tokenFingerprint(u.token)}
+		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status, TokenFP: u.fp}
 		if u.err != nil {
 			us.Error = u.err.Error()
-			m.Failures = append(m.Failures, us.Error)
+			if u.isRefused() {
+				refused[u.status]++
+			} else {
+				m.Failures = append(m.Failures, us.Error)
+			}
 		}
 		m.Users = append(m.Users, us)
+	}
+	if n := refused["revoked"] + refused["forbidden"]; n > 0 && n == len(r.users) {
+		m.Failures = append(m.Failures, fmt.Sprintf("Akahu refused every user's token (%d revoked, %d forbidden): nothing was extracted",
+			refused["revoked"], refused["forbidden"]))
 	}
 	for _, a := range r.accounts {
 		as := AccountStatus{UserID: a.user.me.ID, AccountID: a.acct.ID, Name: a.acct.Name, Type: a.acct.Type,
 			Status: a.status, Note: a.note, Rows: a.rows}
 		switch {
-		case a.user.isRevoked():
-			as.Status = "revoked"
+		case a.user.isRefused():
+			as.Status = a.user.status
 		case a.err != nil:
 			as.Status = "failed"
 		}
 		if a.err != nil && !errors.Is(a.err, errSkipped) {
 			as.Error = a.err.Error()
-			if !a.user.isRevoked() {
+			if !a.user.isRefused() {
 				m.Failures = append(m.Failures, as.Error)
 			}
 		}
@@ -799,7 +810,7 @@ func (r *runner) manifest() *Manifest {
 		}
 	}
 	for _, a := range r.accounts {
-		if a.status == "skipped" || a.failed() || a.user.isRevoked() || len(a.done) == 0 {
+		if a.status == "skipped" || a.failed() || a.user.isRefused() || len(a.done) == 0 {
 			continue
 		}
 		if prev, ok := m.CoveredThrough[a.acct.ID]; !ok || prev < r.end.String() {

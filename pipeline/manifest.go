@@ -87,11 +87,16 @@ type DateRange struct {
 type UserStatus struct {
 	UserID string `json:"user_id,omitempty"`
 	Index  int    `json:"index"` // position of the token in the configuration
-	// TokenFP is a truncated SHA-256 of the token: it matches a token across runs
-	// (to find a revoked user's id) without revealing it.
+	// TokenFP is 128 bits of a SHA-256 of the token, in hex: it matches a token across
+	// runs (to find a revoked user's id) without revealing it. Older manifests hold 48.
 	TokenFP string `json:"token_fingerprint"`
-	Status  string `json:"status"` // ok, revoked, failed
-	Error   string `json:"error,omitempty"`
+	// Status is ok; failed (not identified or listed, e.g. 5xx); revoked (401: the user
+	// withdrew access); or forbidden (403 for this user while others were served).
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// Note says, for a revoked user of a run with PurgeRevoked, whether its data was
+	// purged or why not.
+	Note string `json:"note,omitempty"`
 }
 
 // AccountStatus is the outcome for one account.
@@ -100,7 +105,7 @@ type AccountStatus struct {
 	AccountID string `json:"account_id"`
 	Name      string `json:"name"`
 	Type      string `json:"type"`
-	Status    string `json:"status"` // ok, inactive, skipped, revoked, failed
+	Status    string `json:"status"` // ok, inactive, skipped, revoked, forbidden, failed
 	Note      string `json:"note,omitempty"`
 	Error     string `json:"error,omitempty"`
 	Rows      int64  `json:"rows"`

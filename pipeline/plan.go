@@ -19,26 +19,46 @@ import (
 type userRun struct {
 	index    int
 	token    akahu.Token
+	fp       string // tokenFingerprint(token)
 	me       akahu.Me
 	accounts []akahu.Account
-	status   string
+	status   string // ok or failed (set by discover); revoked (401) or forbidden (403)
 	err      error
-	revoked  bool
+	refused  bool // Akahu refused the token (401 or 403): the user's remaining work is skipped
 	mu       sync.Mutex
 }
 
-func (u *userRun) markRevoked(err error) {
+// refuse records that Akahu refused the user's token: a 401 (ErrAccessRevoked) makes
+// the user "revoked", a 403 (akahu.ErrForbidden) "forbidden". The first refusal wins.
+func (u *userRun) refuse(err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.revoked {
-		u.revoked, u.status, u.err = true, "revoked", err
+	if u.refused {
+		return
+	}
+	u.refused, u.status, u.err = true, "revoked", err
+	if errors.Is(err, akahu.ErrForbidden) {
+		u.status = "forbidden"
 	}
 }
 
+func (u *userRun) isRefused() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.refused
+}
+
+// isRevoked reports whether the user's token got a 401: the only refusal that may
+// lead to a purge.
 func (u *userRun) isRevoked() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.revoked
+	return u.refused && u.status == "revoked"
+}
+
+// refusal reports whether err is Akahu refusing a token: 401 or 403.
+func refusal(err error) bool {
+	return errors.Is(err, akahu.ErrAccessRevoked) || errors.Is(err, akahu.ErrForbidden)
 }
 
 // acctRun is one account's part of a run.
@@ -76,7 +96,8 @@ type window struct {
 }
 
 // discover resolves every user token to a user and its accounts, concurrently.
-// A revoked token marks that user alone.
+// A refused or failing token marks that user alone; a token /me did not resolve is
+// named by the earlier run that recorded its fingerprint, if any.
 func (r *runner) discover(ctx context.Context) {
 	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
 	for _, u := range r.users {
@@ -86,20 +107,43 @@ func (r *runner) discover(ctx context.Context) {
 				u.me = me
 				u.accounts, err = r.cfg.Source.Accounts(ctx, u.token)
 			}
-			switch {
-			case err == nil:
+			if err == nil {
 				u.status = "ok"
-			case errors.Is(err, akahu.ErrAccessRevoked):
-				if u.me.ID == "" {
-					u.me.ID = r.knownUser(u.token) // named by an earlier run, if any
-				}
-				u.markRevoked(fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err))
-			default:
-				u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err)
+				return
+			}
+			if u.me.ID == "" {
+				u.me.ID = r.knownUser(u)
+			}
+			err = fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err)
+			if refusal(err) {
+				u.refuse(err)
+			} else {
+				u.status, u.err = "failed", err
 			}
 		})
 	}
 	p.Wait()
+}
+
+// checkAppToken fails the run when Akahu refused every user with 403 and resolved or
+// revoked none: that is the app token (X-Akahu-Id) being refused, not the users.
+func (r *runner) checkAppToken() error {
+	var ok, revoked, forbidden []*userRun
+	for _, u := range r.users {
+		switch u.status {
+		case "ok":
+			ok = append(ok, u)
+		case "revoked":
+			revoked = append(revoked, u)
+		case "forbidden":
+			forbidden = append(forbidden, u)
+		}
+	}
+	if len(ok) > 0 || len(revoked) > 0 || len(forbidden) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: Akahu answered 403 Forbidden to %d of %d users and resolved none (%v); check the app token (X-Akahu-Id); nothing was written or purged",
+		ErrAppTokenRefused, len(forbidden), len(r.users), forbidden[0].err)
 }
 
 func orUnknown(s string) string {
@@ -286,19 +330,35 @@ func (r *runner) printPlan(w io.Writer) {
 	}
 }
 
-// knownUser returns the user id an earlier committed run recorded for a token
-// (matched by fingerprint, never by the token itself), or "".
-func (r *runner) knownUser(t akahu.Token) string {
+// knownUser returns the user id the latest committed run recorded for u's token,
+// matched by fingerprint (never by the token itself), or "" when none is recorded or
+// the match is ambiguous: entries naming different users, or an entry that another
+// token of this run matches too (only conceivable with the 48-bit fingerprints of
+// older manifests). An ambiguous fingerprint never names a user, so it can never
+// lead to a purge of the wrong one.
+func (r *runner) knownUser(u *userRun) string {
 	if r.latest == nil {
 		return ""
 	}
-	fp := tokenFingerprint(t)
-	for _, u := range r.latest.Users {
-		if u.TokenFP == fp {
-			return u.UserID
+	id := ""
+	for _, e := range r.latest.Users {
+		if !fingerprintMatches(e.TokenFP, u.fp) {
+			continue
+		}
+		for _, o := range r.users {
+			if o != u && o.token != u.token && fingerprintMatches(e.TokenFP, o.fp) {
+				return ""
+			}
+		}
+		switch {
+		case e.UserID == "":
+		case id == "":
+			id = e.UserID
+		case id != e.UserID:
+			return ""
 		}
 	}
-	return ""
+	return id
 }
 
 // accountStart is where an account's windows begin. An explicit --start applies to

@@ -309,11 +309,24 @@ func without[T any](xs []T, drop func(T) bool) ([]T, bool) {
 	return out, dropped
 }
 
-// tokenFingerprint identifies a token across runs without revealing it: a truncated
-// SHA-256 of a high-entropy secret.
+// tokenFingerprint identifies a token across runs without revealing it: 128 bits of a
+// SHA-256 of a high-entropy secret, so two tokens never share one in practice.
+// Manifests of older versions recorded the first 48 bits (12 hex digits).
 func tokenFingerprint(t akahu.Token) string {
 	s := sha256.Sum256([]byte("akahu-parquet/token-fingerprint/v1:" + string(t)))
-	return hex.EncodeToString(s[:6])
+	return hex.EncodeToString(s[:16])
+}
+
+// legacyFingerprintLen is the length of the 48-bit fingerprints of older manifests.
+const legacyFingerprintLen = 12
+
+// fingerprintMatches reports whether a recorded fingerprint, full or legacy, is that
+// of the token whose full fingerprint is fp.
+func fingerprintMatches(recorded, fp string) bool {
+	if len(recorded) == legacyFingerprintLen {
+		return strings.HasPrefix(fp, recorded)
+	}
+	return recorded != "" && recorded == fp
 }
 
 // ownsObject reports whether an object belongs to this run's shard.
@@ -335,17 +348,16 @@ func (r *runner) ownsObject(name string) bool {
 	return err == nil && b%r.cfg.Shards == r.cfg.Shard
 }
 
-// purgeRevoked removes the data of users whose access was revoked during this run
-// (Config.PurgeRevoked). A revoked token is named by this run's /me, or by the
-// fingerprint an earlier manifest recorded for it (discover).
+// purgeRevoked removes the data of users whose access was revoked (Config.PurgeRevoked)
+// and notes, on each revoked user of m, whether its data was purged or why not.
 func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
-	var ids []string
-	for _, u := range r.users {
-		if u.isRevoked() && u.me.ID != "" {
-			ids = append(ids, u.me.ID)
+	ids, notes := r.purgeTargets()
+	for i, note := range notes {
+		if note != "" {
+			m.Users[i].Note = note
+			r.log.Warn("revoked user not purged", "user", orUnknown(r.users[i].me.ID), "index", i+1, "reason", note)
 		}
 	}
-	sort.Strings(ids)
 	for _, id := range ids {
 		p := &purger{b: r.b, mem: r.mem, before: r.cfg.BeforeWrite, log: r.log, user: id, owns: r.ownsObject}
 		rec, err := p.purge(ctx, m)
@@ -356,4 +368,59 @@ func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 		m.Purges = append(m.Purges, *rec)
 	}
 	return nil
+}
+
+// purgeTargets decides which revoked users' data may be deleted: the sorted user ids,
+// and a note per user of the run (by index) for each revoked one.
+//
+// Only a 401 is a revocation; a 403 never purges. A revoked token is named by this
+// run's /me, or by the fingerprint the latest run recorded for it (knownUser, which
+// refuses ambiguous matches). Nothing is purged when no user of the run was served
+// (every user refused at once is more likely Akahu's problem or this deployment's
+// than that many users withdrawing access together), nor while any token that was
+// not revoked remains unidentified (it may be the same user's new token). A user id
+// that another token of this run resolves to, or is recorded for, is never purged:
+// that user still grants access through the other token.
+func (r *runner) purgeTargets() ([]string, []string) {
+	notes := make([]string, len(r.users))
+	var revoked []*userRun
+	served, unidentified := 0, 0
+	live := map[string]bool{}
+	for _, u := range r.users {
+		switch {
+		case u.isRevoked():
+			revoked = append(revoked, u)
+			continue
+		case u.status == "ok":
+			served++
+		}
+		if u.me.ID == "" {
+			unidentified++
+		} else {
+			live[u.me.ID] = true
+		}
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, u := range revoked {
+		note := &notes[u.index]
+		switch {
+		case u.me.ID == "":
+			*note = "not purged: no earlier run recorded this token's user, or more than one"
+		case served == 0:
+			*note = "not purged: no user of this run was served, so the revocation is not trusted"
+		case live[u.me.ID]:
+			*note = "not purged: another token of this run belongs to the same user"
+		case unidentified > 0:
+			*note = fmt.Sprintf("not purged this run: %d other token(s) could not be identified and may belong to this user", unidentified)
+		default:
+			*note = "data purged"
+			if !seen[u.me.ID] {
+				seen[u.me.ID] = true
+				ids = append(ids, u.me.ID)
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids, notes
 }

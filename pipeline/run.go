@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	r.cols = newTxCols(r.txSch)
 	r.log = cfg.Logger.With("run_id", r.runID)
 	for i, t := range cfg.Users {
-		r.users = append(r.users, &userRun{index: i, token: t})
+		r.users = append(r.users, &userRun{index: i, token: t, fp: tokenFingerprint(t)})
 	}
 	defer func() {
 		for _, rec := range r.pending {
@@ -147,6 +147,9 @@ func (r *runner) run(ctx context.Context) (*Manifest, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := r.checkAppToken(); err != nil {
+		return nil, err
+	}
 	if err := r.selectAccounts(); err != nil {
 		return nil, err
 	}
@@ -180,6 +183,17 @@ func (r *runner) run(ctx context.Context) (*Manifest, error) {
 	r.cleanup(ctx)
 	if len(m.Failures) > 0 {
 		return m, fmt.Errorf("%w: %s", ErrPartial, strings.Join(m.Failures, "; "))
+	}
+	if r.cfg.FailOnRevoked {
+		var refused []string
+		for _, u := range r.users {
+			if u.isRefused() {
+				refused = append(refused, u.err.Error())
+			}
+		}
+		if len(refused) > 0 {
+			return m, fmt.Errorf("%w: %d user(s) refused: %s", ErrPartial, len(refused), strings.Join(refused, "; "))
+		}
 	}
 	return m, nil
 }
@@ -387,7 +401,7 @@ feed:
 func (r *runner) extractWindow(ctx context.Context, w *window) (res windowResult) {
 	res.w = w
 	a := w.acct
-	if a.user.isRevoked() || a.failed() {
+	if a.user.isRefused() || a.failed() {
 		res.err = errSkipped
 		return res
 	}
@@ -421,8 +435,8 @@ func (r *runner) extractWindow(ctx context.Context, w *window) (res windowResult
 		}
 		res.recs = nil
 		res.err = fmt.Errorf("account %s, window %s..%s: %w", a.acct.ID, w.span.from, w.span.to, err)
-		if errors.Is(err, akahu.ErrAccessRevoked) {
-			a.user.markRevoked(fmt.Errorf("user %s: %w", a.user.me.ID, err))
+		if refusal(err) {
+			a.user.refuse(fmt.Errorf("user %d (%s): %w", a.user.index+1, a.user.me.ID, err))
 		}
 		a.fail(res.err)
 		log.Error("window failed", "err", res.err)
@@ -462,7 +476,7 @@ func (r *runner) validateWindow(w *window, recs []arrow.Record) error {
 
 // extractPending fetches one account's pending transactions.
 func (r *runner) extractPending(ctx context.Context, a *acctRun) {
-	if a.user.isRevoked() {
+	if a.user.isRefused() {
 		return
 	}
 	items, err := r.cfg.Source.Pending(ctx, a.user.token, a.acct.ID)
@@ -483,8 +497,8 @@ func (r *runner) extractPending(ctx context.Context, a *acctRun) {
 			return
 		}
 	}
-	if errors.Is(err, akahu.ErrAccessRevoked) {
-		a.user.markRevoked(fmt.Errorf("user %s: %w", a.user.me.ID, err))
+	if refusal(err) {
+		a.user.refuse(fmt.Errorf("user %d (%s): %w", a.user.index+1, a.user.me.ID, err))
 	}
 	a.fail(fmt.Errorf("account %s, pending: %w", a.acct.ID, err))
 }
