@@ -24,5 +24,5 @@ var (
 	// ErrAppTokenRefused reports a run in which Akahu answered 403 to every user and
 	// resolved none: the app token (X-Akahu-Id) is wrong or rotated. Nothing is written
 	// and nothing is purged.
-	ErrAppTokenRefused = errors.New("Akahu refused the app token")
+	ErrAppTokenRefused = errors.New("the app token was refused by Akahu")
 )

@@ -142,7 +142,7 @@ func (r *runner) checkAppToken() error {
 	if len(ok) > 0 || len(revoked) > 0 || len(forbidden) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: Akahu answered 403 Forbidden to %d of %d users and resolved none (%v); check the app token (X-Akahu-Id); nothing was written or purged",
+	return fmt.Errorf("%w: 403 Forbidden for %d of %d users, none served (%v); check the app token (X-Akahu-Id); nothing was written or purged",
 		ErrAppTokenRefused, len(forbidden), len(r.users), forbidden[0].err)
 }
 

@@ -353,8 +353,8 @@ func (r *runner) ownsObject(name string) bool {
 func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 	ids, notes := r.purgeTargets()
 	for i, note := range notes {
-		if note != "" {
-			m.Users[i].Note = note
+		m.Users[i].Note = note
+		if note != "" && note != notePurged {
 			r.log.Warn("revoked user not purged", "user", orUnknown(r.users[i].me.ID), "index", i+1, "reason", note)
 		}
 	}
@@ -369,6 +369,9 @@ func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 	}
 	return nil
 }
+
+// notePurged is the note on a revoked user whose data the run purged.
+const notePurged = "data purged"
 
 // purgeTargets decides which revoked users' data may be deleted: the sorted user ids,
 // and a note per user of the run (by index) for each revoked one.
@@ -414,7 +417,7 @@ func (r *runner) purgeTargets() ([]string, []string) {
 		case unidentified > 0:
 			*note = fmt.Sprintf("not purged this run: %d other token(s) could not be identified and may belong to this user", unidentified)
 		default:
-			*note = "data purged"
+			*note = notePurged
 			if !seen[u.me.ID] {
 				seen[u.me.ID] = true
 				ids = append(ids, u.me.ID)

@@ -10,7 +10,11 @@
 // GCS uses Application Default Credentials; STORAGE_EMULATOR_HOST points the client
 // at an emulator.
 //
-// Exit status: 0 when every account succeeded; 1 when the run committed but some
-// users or accounts failed (one line per failure on stderr); 2 for a usage or
-// configuration error; 3 when the run failed and committed nothing.
+// Exit status: 0 when the run committed and nothing a retry could fix failed (a user
+// whose token Akahu refused, revoked or forbidden, is routine: one "revoked:" or
+// "forbidden:" line on stderr each); 1 when the run committed but some users or
+// accounts failed in a way a later run may fix (one "failed:" line each), when every
+// user was refused, or, with --fail-on-revoked, when any user was refused; 2 for a
+// usage or configuration error; 3 when the run failed and committed nothing (among
+// others when Akahu refused the app token: 403 for every user).
 package main

@@ -32,7 +32,7 @@ type runFlags struct {
 	maxInFlight                           int
 	logFormat, logLevel                   string
 	lockWait                              time.Duration
-	purgeRevoked                          bool
+	purgeRevoked, failOnRevoked           bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
@@ -53,7 +53,8 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&f.purgeRevoked, "purge-revoked", false, "delete the data of users whose access was revoked (401/403)")
+	fs.BoolVar(&f.purgeRevoked, "purge-revoked", false, "delete the data of users whose token Akahu revoked (401) while other users were served; a 403 never purges")
+	fs.BoolVar(&f.failOnRevoked, "fail-on-revoked", false, "exit 1 when any user's token is refused (revoked or forbidden); by default that is reported and the run exits 0")
 	fs.DurationVar(&f.lockWait, "lock-wait", pipeline.DefaultLockWait, "how long to wait for another run writing the same dataset")
 }
 
@@ -107,8 +108,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	return execute(ctx, cfg, stdout, stderr)
 }
 
-// execute runs the pipeline and reports: a summary on stdout, one line per failure on
-// stderr, and the exit status.
+// execute runs the pipeline and reports: a summary on stdout, one line per refused
+// user and per failure on stderr, and the exit status.
 func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer) int {
 	begin := time.Now()
 	m, err := pipeline.Run(ctx, cfg)
@@ -116,10 +117,21 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 		return exitOK
 	}
 	if m != nil {
-		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d API requests, %d retries\n",
+		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d API requests, %d retries%s\n",
 			m.RunID, time.Since(begin).Round(time.Millisecond), m.Counts.Inserted, m.Counts.Updated, m.Counts.Unchanged,
 			m.Counts.Moved, m.Counts.Deleted, m.Counts.Pending, m.Uploads.Objects, m.Uploads.Bytes, m.Uploads.Skipped,
-			m.API.Requests, m.API.Retries)
+			m.API.Requests, m.API.Retries, refusedSummary(m))
+		// A refused user is routine at scale: one line each, naming the user by position
+		// and id, never by token.
+		for _, u := range m.Users {
+			if u.Status == "revoked" || u.Status == "forbidden" {
+				line := u.Status + ": " + u.Error
+				if u.Note != "" {
+					line += " (" + u.Note + ")"
+				}
+				fmt.Fprintln(stderr, line)
+			}
+		}
 	}
 	switch {
 	case err == nil:
@@ -134,7 +146,33 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 		return exitUsage
 	}
 	fmt.Fprintln(stderr, "extract: run failed, nothing committed:", err)
+	if errors.Is(err, pipeline.ErrAppTokenRefused) {
+		fmt.Fprintln(stderr, "extract: check AKAHU_APP_TOKEN (rotated or wrong?); no user's data was purged")
+	}
 	return exitFailed
+}
+
+// refusedSummary is the summary's tail for refused users: "; users: 2 revoked, 1
+// purged, 1 forbidden", or "" when Akahu refused none.
+func refusedSummary(m *pipeline.Manifest) string {
+	n := map[string]int{}
+	for _, u := range m.Users {
+		n[u.Status]++
+	}
+	var parts []string
+	if n["revoked"] > 0 {
+		parts = append(parts, fmt.Sprintf("%d revoked", n["revoked"]))
+	}
+	if len(m.Purges) > 0 {
+		parts = append(parts, fmt.Sprintf("%d purged", len(m.Purges)))
+	}
+	if n["forbidden"] > 0 {
+		parts = append(parts, fmt.Sprintf("%d forbidden", n["forbidden"]))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; users: " + strings.Join(parts, ", ")
 }
 
 func isConfig(err error) bool { return errors.Is(err, pipeline.ErrConfig) }
@@ -214,6 +252,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		Accounts: accounts, Workers: f.workers, DryRun: f.dryRun, TimeZone: f.timeZone,
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
 		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
+		FailOnRevoked: f.failOnRevoked,
 	}
 	return cfg, client, nil
 }
