@@ -580,8 +580,9 @@ func (r *runner) tombstone(t *table, ref rowRef, reason, object string) Tombston
 }
 
 // writePending replaces the pending snapshot of each bucket: rows of the accounts this
-// run fetched are replaced, others kept; an account whose pending rows did not change
-// keeps its old rows, so an unchanged snapshot is not rewritten.
+// run fetched are replaced (an account whose list came back empty loses them all),
+// others kept; an account whose pending rows did not change keeps its old rows, so an
+// unchanged snapshot is not rewritten.
 func (r *runner) writePending(ctx context.Context) error {
 	byBucket := map[int][]string{}
 	for _, id := range sortedKeys(r.pending) {
@@ -649,8 +650,10 @@ func sortedInts[V any](m map[int]V) []int {
 }
 
 // replaceSnapshot rewrites a snapshot object in which each account's rows are replaced
-// as a whole. Rows are compared without lineage columns; an account whose rows are
-// equal keeps its old rows. Returns the rows of the fetched accounts.
+// as a whole: every account listed (fetched) gets exactly its fresh rows, none if its
+// record is empty; other accounts keep theirs. Rows are compared without lineage
+// columns; an account whose rows are equal keeps its old rows. Returns the rows of the
+// fetched accounts.
 func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *arrow.Schema, fresh map[string]arrow.Record, accounts []string) (int64, error) {
 	old, prev, err := r.readObject(ctx, name, nil)
 	if err != nil {
@@ -685,6 +688,7 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 	for _, id := range accounts {
 		rec := fresh[id]
 		src := t.add(rec)
+		newBy[id] = make([]rowRef, 0, rec.NumRows()) // fetched, even with no rows
 		for i := 0; i < int(rec.NumRows()); i++ {
 			newBy[id] = append(newBy[id], rowRef{src, int32(i)})
 		}
@@ -774,7 +778,10 @@ func (r *runner) manifest() *Manifest {
 	}
 	for _, a := range r.accounts {
 		as := AccountStatus{UserID: a.user.me.ID, AccountID: a.acct.ID, Name: a.acct.Name, Type: a.acct.Type,
-			Status: a.status, Note: a.note, Rows: a.rows}
+			Status: a.status, Note: a.note, Rows: a.rows, Pending: a.pending}
+		if as.Pending == "" && a.status != "skipped" {
+			as.Pending = "kept (not requested)"
+		}
 		switch {
 		case a.user.isRefused():
 			as.Status = a.user.status

@@ -109,6 +109,10 @@ type AccountStatus struct {
 	Note      string `json:"note,omitempty"`
 	Error     string `json:"error,omitempty"`
 	Rows      int64  `json:"rows"`
+	// Pending says what became of the account's pending rows: "fetched" (replaced by
+	// what Akahu listed, possibly nothing), "kept (request failed)" or "kept (not
+	// requested)" (the previous snapshot's rows stay).
+	Pending string `json:"pending,omitempty"`
 }
 
 // Coverage is one (user, account, window) the run extracted completely.

@@ -72,6 +72,9 @@ type acctRun struct {
 	err    error
 	rows   int64
 	done   []span // windows extracted completely
+	// pending is what became of the account's pending rows: "fetched" (replaced,
+	// possibly by none), "kept (request failed)"; empty when not requested.
+	pending string
 }
 
 func (a *acctRun) fail(err error) {
@@ -80,6 +83,12 @@ func (a *acctRun) fail(err error) {
 	if a.err == nil {
 		a.err = err
 	}
+}
+
+func (a *acctRun) setPending(s string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending = s
 }
 
 func (a *acctRun) failed() bool {

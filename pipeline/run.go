@@ -490,17 +490,21 @@ func (r *runner) extractPending(ctx context.Context, a *acctRun) {
 			}
 		}
 		if err == nil {
+			// An empty list is an answer too: the account's pending rows are all
+			// replaced, by none if need be.
 			rec := b.NewRecord()
 			r.mu.Lock()
 			r.pending[a.acct.ID] = rec
 			r.mu.Unlock()
+			a.setPending("fetched")
 			return
 		}
 	}
 	if refusal(err) {
 		a.user.refuse(fmt.Errorf("user %d (%s): %w", a.user.index+1, a.user.me.ID, err))
 	}
-	a.fail(fmt.Errorf("account %s, pending: %w", a.acct.ID, err))
+	a.setPending("kept (request failed)")
+	a.fail(fmt.Errorf("account %s, pending transactions (the previous pending rows are kept): %w", a.acct.ID, err))
 }
 
 // mergeAndWrite merges one partition with its fresh windows and writes it, or holds
