@@ -313,20 +313,29 @@ func (r *runner) extractWindows(ctx context.Context, windows []*window) error {
 
 // extract walks windows through a bounded pool and merges each partition as soon as
 // its last window is in. At most Workers+2 partitions are open at once.
+//
+// Windows are fed partition by partition, whatever order the caller lists them in: a
+// partition takes a slot and all its windows go to the pool before the next
+// partition asks for one. Every partition holding a slot can therefore complete, and
+// its merge frees the slot; had a partition's windows been spread over the list, the
+// slots could all be held by partitions waiting for windows the feed never reached.
 func (r *runner) extract(ctx context.Context, windows []*window, withPending bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	parts := map[partKey]*partState{}
+	byPart := map[partKey][]*window{}
+	var order []partKey // partitions in the order of their first window
 	for _, w := range windows {
 		ps := parts[w.part]
 		if ps == nil {
 			ps = &partState{key: w.part}
 			parts[w.part] = ps
+			order = append(order, w.part)
 		}
 		ps.remaining++
+		byPart[w.part] = append(byPart[w.part], w)
 	}
 	slots := make(chan struct{}, r.cfg.Workers+2)
-	opened := map[partKey]bool{}
 	ready := make(chan *partState, len(parts))
 	var mu sync.Mutex
 	var done atomic.Int64
@@ -363,31 +372,30 @@ func (r *runner) extract(ctx context.Context, windows []*window, withPending boo
 		})
 	}
 feed:
-	for _, w := range windows {
-		if !opened[w.part] {
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				break feed
-			}
-			opened[w.part] = true
+	for _, key := range order {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break feed
 		}
-		extract.Go(func(ctx context.Context) error {
-			res := r.extractWindow(ctx, w)
-			if r.cfg.Progress != nil {
-				r.cfg.Progress(int(done.Add(1)), len(windows))
-			}
-			mu.Lock()
-			ps := parts[w.part]
-			ps.results = append(ps.results, res)
-			ps.remaining--
-			last := ps.remaining == 0
-			mu.Unlock()
-			if last {
-				ready <- ps
-			}
-			return nil
-		})
+		for _, w := range byPart[key] {
+			extract.Go(func(ctx context.Context) error {
+				res := r.extractWindow(ctx, w)
+				if r.cfg.Progress != nil {
+					r.cfg.Progress(int(done.Add(1)), len(windows))
+				}
+				mu.Lock()
+				ps := parts[w.part]
+				ps.results = append(ps.results, res)
+				ps.remaining--
+				last := ps.remaining == 0
+				mu.Unlock()
+				if last {
+					ready <- ps
+				}
+				return nil
+			})
+		}
 	}
 	_ = extract.Wait()
 	close(ready)
