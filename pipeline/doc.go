@@ -9,7 +9,10 @@
 //  1. an in-flight marker naming the run and the windows it covers is written before
 //     the first data object;
 //  2. partitions without deletion candidates are written as soon as all their windows
-//     are extracted; partitions that lose rows are held back to the end;
+//     are extracted; partitions that lose rows are held back to the end, and a later
+//     re-read of the same run (a neighbouring month, a month a transaction moved to)
+//     merges into the held state rather than writing the partition itself; an object
+//     the run wrote and reads again must still be the generation it left;
 //  3. tombstones (deletions/) are written before the partitions that drop the rows;
 //  4. pending and account snapshots;
 //  5. the manifest, which makes the run visible as a whole;

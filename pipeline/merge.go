@@ -34,20 +34,25 @@ func (s span) contains(d day) bool { return d >= s.from && d <= s.to }
 
 // mergeResult is a partition's new content before deletions are confirmed.
 type mergeResult struct {
-	t        *table   // old records first, then the fresh ones
-	oldRows  int      // rows in the old file
-	oldRecs  int32    // records of t that came from the old file
-	offsets  []int    // first row index of each old record
-	rows     []rowRef // new content, sorted; includes candidates tentatively
-	fresh    []string // ids that were not in the old file (inserted or moved in)
-	freshRow []rowRef // their rows, in the same order
-	updated  int      // ids whose values changed
-	same     int      // ids re-read with equal values (old row kept)
-	dupFresh int      // duplicate ids in the fresh rows (first one kept)
+	t       *table   // old records first, then the fresh ones
+	oldRows int      // rows in the old file
+	oldRecs int32    // records of t that came from the old file
+	offsets []int    // first row index of each old record
+	rows    []rowRef // new content, sorted; includes candidates tentatively
 	// candidates are old rows of re-read accounts that Akahu no longer returned for
 	// the window: deleted, or moved to another partition. They stay in rows until
 	// the end of the run decides.
 	candidates []rowRef
+	mergeCounts
+}
+
+// mergeCounts is what one merge of fresh records did.
+type mergeCounts struct {
+	fresh    []string // ids that were not in the partition (inserted or moved in)
+	freshRow []rowRef // their rows, in the same order
+	updated  int      // ids whose values changed
+	same     int      // ids re-read with equal values (old row kept)
+	dupFresh int      // duplicate ids in the fresh rows (first one kept)
 }
 
 // mergePartition merges the old records of one partition with the fresh records the run
@@ -56,40 +61,48 @@ type mergeResult struct {
 func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, reread map[string]span) *mergeResult {
 	t := &table{schema: sch}
 	res := &mergeResult{t: t}
-	var oldRefs, freshRefs []rowRef
-	n := 0
-	for _, r := range old {
-		src := t.add(r)
-		for i := 0; i < int(r.NumRows()); i++ {
-			oldRefs = append(oldRefs, rowRef{src, int32(i)})
-		}
-	}
+	oldRefs := addRecords(t, old, nil)
 	res.oldRows = len(oldRefs)
 	res.oldRecs = int32(len(old))
+	n := 0
 	for _, r := range old {
 		res.offsets = append(res.offsets, n)
 		n += int(r.NumRows())
 	}
-	for _, r := range fresh {
+	freshRefs := addRecords(t, fresh, nil)
+	res.rows, res.candidates, res.mergeCounts = mergeRows(cols, t, oldRefs, freshRefs, reread)
+	return res
+}
+
+// addRecords adds records to a table and appends references to their rows.
+func addRecords(t *table, recs []arrow.Record, refs []rowRef) []rowRef {
+	for _, r := range recs {
 		src := t.add(r)
 		for i := 0; i < int(r.NumRows()); i++ {
-			freshRefs = append(freshRefs, rowRef{src, int32(i)})
+			refs = append(refs, rowRef{src, int32(i)})
 		}
 	}
+	return refs
+}
 
+// mergeRows merges fresh rows into a partition's current rows (base): a fresh row
+// replaces the current row of its id unless they are equal, a current row of a
+// re-read account and date that no fresh row carries is a candidate, and fresh rows
+// of new ids are added. The result is sorted.
+func mergeRows(cols txCols, t *table, base, freshRefs []rowRef, reread map[string]span) (rows, candidates []rowRef, c mergeCounts) {
 	freshByID := make(map[string]rowRef, len(freshRefs))
 	for _, f := range freshRefs {
 		id := t.str(f, cols.id)
 		if _, dup := freshByID[id]; dup {
-			res.dupFresh++
+			c.dupFresh++
 			continue
 		}
 		freshByID[id] = f
 	}
 	consumed := make(map[string]bool, len(freshByID))
-	seenOld := make(map[string]bool, len(oldRefs))
-	rows := make([]rowRef, 0, len(oldRefs)+len(freshByID))
-	for _, o := range oldRefs {
+	seenOld := make(map[string]bool, len(base))
+	rows = make([]rowRef, 0, len(base)+len(freshByID))
+	for _, o := range base {
 		id := t.str(o, cols.id)
 		if seenOld[id] {
 			continue // a duplicate in the old file: keep the first copy only
@@ -99,13 +112,13 @@ func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, r
 		sp, reRead := reread[t.str(o, cols.account)]
 		switch {
 		case isFresh && rowsEqual(t, o, t, f, cols.skip):
-			res.same++
+			c.same++
 			rows = append(rows, o)
 		case isFresh:
-			res.updated++
+			c.updated++
 			rows = append(rows, f)
 		case reRead && sp.contains(day(t.i64(o, cols.dateLocal))):
-			res.candidates = append(res.candidates, o)
+			candidates = append(candidates, o)
 			rows = append(rows, o)
 		default:
 			rows = append(rows, o)
@@ -119,13 +132,40 @@ func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, r
 		if consumed[id] || freshByID[id] != f {
 			continue
 		}
-		res.fresh = append(res.fresh, id)
-		res.freshRow = append(res.freshRow, f)
+		c.fresh = append(c.fresh, id)
+		c.freshRow = append(c.freshRow, f)
 		rows = append(rows, f)
 	}
 	sortTx(t, cols, rows)
-	res.rows = rows
-	return res
+	return rows, candidates, c
+}
+
+// mergeMore merges the fresh records of a later re-read (other accounts, or other
+// dates) into a partition this run holds: the rows it decided stay unless the new
+// records carry their ids, its candidates stay candidates unless the new records
+// returned them, and the new re-read's missing rows become candidates too. The old
+// file's description (oldRows, offsets) is untouched, so final still compares with
+// what is stored. It returns what this merge did.
+func (m *mergeResult) mergeMore(cols txCols, fresh []arrow.Record, reread map[string]span) mergeCounts {
+	freshRefs := addRecords(m.t, fresh, nil)
+	rows, cands, c := mergeRows(cols, m.t, m.rows, freshRefs, reread)
+	returned := make(map[string]bool, len(freshRefs))
+	for _, f := range freshRefs {
+		returned[m.t.str(f, cols.id)] = true
+	}
+	kept := make([]rowRef, 0, len(m.candidates)+len(cands))
+	for _, o := range m.candidates {
+		if !returned[m.t.str(o, cols.id)] {
+			kept = append(kept, o)
+		}
+	}
+	m.rows, m.candidates = rows, append(kept, cands...)
+	m.fresh = append(m.fresh, c.fresh...)
+	m.freshRow = append(m.freshRow, c.freshRow...)
+	m.updated += c.updated
+	m.same += c.same
+	m.dupFresh += c.dupFresh
+	return c
 }
 
 // sortTx orders rows by account, posting time and id: deterministic, and it clusters

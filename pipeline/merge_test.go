@@ -118,3 +118,63 @@ func TestMergePartition(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeMore: a partition held back (it may lose rows) takes later re-reads of
+// the same run into its state: earlier candidates stay unless returned, the new
+// re-read's missing rows become candidates, and the result still compares with the
+// stored file.
+func TestMergeMore(t *testing.T) {
+	feb := span{dayOf(2026, 2, 1), dayOf(2026, 2, 28)}
+	a1 := tx{"trans_a1", "acc_a", "2026-02-03", "-1.5", "coffee"}
+	a2 := tx{"trans_a2", "acc_a", "2026-02-04", "100", "pay"}
+	b1 := tx{"trans_b1", "acc_b", "2026-02-05", "-7", "bus"}
+	b2 := tx{"trans_b2", "acc_b", "2026-02-06", "-8", "train"}
+	c1 := tx{"trans_c1", "acc_b", "2026-02-07", "-9", "moved in"}
+	b1changed := b1
+	b1changed.desc = "bus (corrected)"
+	cases := []struct {
+		name           string
+		fresh          []tx
+		reread         map[string]span
+		wantIDs        []string
+		wantCandidates []string
+		wantFresh      []string
+		updated, same  int
+		changed        bool
+	}{
+		{name: "another account's missing rows join the candidates", fresh: []tx{b2}, reread: map[string]span{"acc_b": feb},
+			wantIDs: []string{"trans_a1", "trans_a2", "trans_b1", "trans_b2"}, wantCandidates: []string{"trans_a1", "trans_b1"}, same: 1},
+		{name: "a returned candidate is no longer one", fresh: []tx{a1}, reread: map[string]span{"acc_a": {dayOf(2026, 2, 3), dayOf(2026, 2, 3)}},
+			wantIDs: []string{"trans_a1", "trans_a2", "trans_b1", "trans_b2"}, same: 1},
+		{name: "updates and new ids", fresh: []tx{b1changed, b2, c1}, reread: map[string]span{"acc_b": feb},
+			wantIDs: []string{"trans_a1", "trans_a2", "trans_b1", "trans_b2", "trans_c1"}, wantCandidates: []string{"trans_a1"},
+			wantFresh: []string{"trans_c1"}, updated: 1, same: 1, changed: true},
+	}
+	cols := newTxCols(schema.Transactions())
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// The run's first merge: account A re-read, trans_a1 missing.
+			res := mergePartition(cols, schema.Transactions(), records(t, "run-1", a1, a2, b1, b2), records(t, "run-2", a2),
+				map[string]span{"acc_a": feb})
+			defer res.t.release()
+			d := res.mergeMore(cols, records(t, "run-2", c.fresh...), c.reread)
+			var ids, cands []string
+			for _, r := range res.rows {
+				ids = append(ids, res.t.str(r, cols.id))
+			}
+			for _, r := range res.candidates {
+				cands = append(cands, res.t.str(r, cols.id))
+			}
+			if fmt.Sprint(ids) != fmt.Sprint(c.wantIDs) || fmt.Sprint(cands) != fmt.Sprint(c.wantCandidates) ||
+				fmt.Sprint(d.fresh) != fmt.Sprint(c.wantFresh) {
+				t.Errorf("rows %v candidates %v fresh %v; want %v %v %v", ids, cands, d.fresh, c.wantIDs, c.wantCandidates, c.wantFresh)
+			}
+			if d.updated != c.updated || d.same != c.same {
+				t.Errorf("updated %d same %d; want %d %d", d.updated, d.same, c.updated, c.same)
+			}
+			if _, changed := res.final(cols, nil); changed != c.changed {
+				t.Errorf("changed %v, want %v", changed, c.changed)
+			}
+		})
+	}
+}

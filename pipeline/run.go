@@ -62,6 +62,11 @@ type runner struct {
 	// moved from a partition this run did not read, so every partition is scanned.
 	suspicious bool
 	deferred   []*heldPart
+	held       map[partKey]*heldPart // deferred, by partition
+	// wrote is the generation of each object this run wrote (0: deleted): a later
+	// read of it must find exactly that, and the run records one write per object.
+	wrote    map[string]int64
+	objIndex map[string]int // position of each object's write in m.Objects
 	watch      map[string]bool // ids of crashed runs' tombstones: seen in a partition?
 	pending    map[string]arrow.Record
 	marker     bool
@@ -532,6 +537,21 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	if len(reread) == 0 {
 		return nil // every window of the partition failed: the file stays as it is
 	}
+	r.mu.Lock()
+	h := r.held[ps.key]
+	r.mu.Unlock()
+	if h != nil {
+		// A re-read (neighbouring month, or a month a transaction moved to) reached a
+		// partition this run holds back: its windows join the held state, which is
+		// written once at the end. Read from storage and written now, the partition
+		// would change under the held write, which would then fail as a conflict with
+		// this very run. Only this goroutine touches h until extraction is over.
+		c := h.res.mergeMore(r.cols, fresh, reread)
+		r.mu.Lock()
+		r.noteMerge(ps.key, h.res.t, c)
+		r.mu.Unlock()
+		return nil
+	}
 	old, prev, err := r.readPartition(ctx, ps.key, nil)
 	if err != nil {
 		for _, rec := range fresh {
@@ -541,23 +561,14 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	}
 	res := mergePartition(r.cols, r.txSch, old, fresh, reread)
 	r.mu.Lock()
-	r.m.Counts.Updated += int64(res.updated)
-	r.m.Counts.Unchanged += int64(res.same)
-	r.m.Counts.Duplicates += int64(res.dupFresh)
-	if r.trackFresh {
-		if r.freshIDs == nil {
-			r.freshIDs = map[string]partKey{}
-		}
-		for i, id := range res.fresh {
-			r.freshIDs[id] = ps.key
-			if !r.suspicious && !r.surelyNew(res.t, res.freshRow[i]) {
-				r.suspicious = true
-			}
-		}
-	}
-	r.m.Counts.Inserted += int64(len(res.fresh)) // moves are subtracted at the end
+	r.noteMerge(ps.key, res.t, res.mergeCounts)
 	if len(res.candidates) > 0 {
-		r.deferred = append(r.deferred, &heldPart{key: ps.key, prev: prev, res: res})
+		h := &heldPart{key: ps.key, prev: prev, res: res}
+		r.deferred = append(r.deferred, h)
+		if r.held == nil {
+			r.held = map[partKey]*heldPart{}
+		}
+		r.held[ps.key] = h
 		r.mu.Unlock()
 		return nil
 	}
@@ -570,6 +581,26 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		return nil
 	}
 	return r.writeTx(ctx, ps.key, res.t, rows, prev)
+}
+
+// noteMerge counts one merge into a partition and records the ids new to it. r.mu
+// must be held.
+func (r *runner) noteMerge(key partKey, t *table, c mergeCounts) {
+	r.m.Counts.Updated += int64(c.updated)
+	r.m.Counts.Unchanged += int64(c.same)
+	r.m.Counts.Duplicates += int64(c.dupFresh)
+	if r.trackFresh {
+		if r.freshIDs == nil {
+			r.freshIDs = map[string]partKey{}
+		}
+		for i, id := range c.fresh {
+			r.freshIDs[id] = key
+			if !r.suspicious && !r.surelyNew(t, c.freshRow[i]) {
+				r.suspicious = true
+			}
+		}
+	}
+	r.m.Counts.Inserted += int64(len(c.fresh)) // moves are subtracted at the end
 }
 
 // clockSkew bounds how far this machine's clock and Akahu's may disagree.
@@ -593,10 +624,13 @@ func (r *runner) readPartition(ctx context.Context, key partKey, cols []string) 
 func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]arrow.Record, *bucket.Attrs, error) {
 	data, attrs, err := r.b.Get(ctx, name)
 	if errors.Is(err, bucket.ErrNotFound) {
-		return nil, nil, nil
+		return nil, nil, r.checkOwn(name, nil)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if err := r.checkOwn(name, &attrs); err != nil {
+		return nil, nil, err
 	}
 	var opts []pq.ReadOption
 	if len(cols) > 0 {
@@ -610,6 +644,39 @@ func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
 	}
 	return recs, &attrs, nil
+}
+
+// checkOwn fails when an object this run wrote earlier is no longer what it left
+// (attrs nil: the object is absent): another writer changed it, and merging on top of
+// its content would hide that.
+func (r *runner) checkOwn(name string, attrs *bucket.Attrs) error {
+	r.mu.Lock()
+	gen, ok := r.wrote[name]
+	r.mu.Unlock()
+	var got int64
+	if attrs != nil {
+		got = attrs.Generation
+	}
+	if ok && got != gen {
+		return fmt.Errorf("read %s: this run left generation %d, found %d (is another run writing this dataset?): %w", name, gen, got, bucket.ErrConflict)
+	}
+	return nil
+}
+
+// recordWrite notes one of this run's writes in the manifest: one entry per object,
+// with the generation before the run and the one the run left. r.mu must be held.
+func (r *runner) recordWrite(ow ObjectWrite) {
+	if r.wrote == nil {
+		r.wrote, r.objIndex = map[string]int64{}, map[string]int{}
+	}
+	r.wrote[ow.Path] = ow.Generation
+	if i, ok := r.objIndex[ow.Path]; ok {
+		ow.PreviousGeneration = r.m.Objects[i].PreviousGeneration
+		r.m.Objects[i] = ow
+		return
+	}
+	r.objIndex[ow.Path] = len(r.m.Objects)
+	r.m.Objects = append(r.m.Objects, ow)
 }
 
 // noteWatched marks ids of crashed runs' tombstones that are present in a partition.
@@ -717,7 +784,7 @@ func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, 
 	defer r.mu.Unlock()
 	r.m.Uploads.Objects++
 	r.m.Uploads.Bytes += int64(len(data))
-	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "put", Bytes: int64(len(data)), Rows: rows,
+	r.recordWrite(ObjectWrite{Path: name, Kind: kind, Op: "put", Bytes: int64(len(data)), Rows: rows,
 		CRC32C: crc, Generation: attrs.Generation, PreviousGeneration: prevGen})
 	return nil
 }
@@ -748,7 +815,7 @@ func (r *runner) deleteObject(ctx context.Context, kind, name string, prev *buck
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "delete", PreviousGeneration: prev.Generation})
+	r.recordWrite(ObjectWrite{Path: name, Kind: kind, Op: "delete", PreviousGeneration: prev.Generation})
 	return nil
 }
 
