@@ -62,17 +62,18 @@ type runner struct {
 	// moved from a partition this run did not read, so every partition is scanned.
 	suspicious bool
 	deferred   []*heldPart
-	held       map[partKey]*heldPart // deferred, by partition
-	// wrote is the generation of each object this run wrote (0: deleted): a later
-	// read of it must find exactly that, and the run records one write per object.
-	wrote    map[string]int64
-	objIndex map[string]int // position of each object's write in m.Objects
 	watch      map[string]bool // ids of crashed runs' tombstones: seen in a partition?
 	pending    map[string]arrow.Record
 	marker     bool
 	orphans    *orphanSet
 	builders   sync.Pool // *schema.TransactionBuilder, reused across windows
 	apiStart   akahu.Stats
+
+	held map[partKey]*heldPart // deferred, by partition
+	// wrote is the generation of each object this run wrote (0: deleted): a later
+	// read of it must find exactly that, and the run records one write per object.
+	wrote    map[string]int64
+	objIndex map[string]int // position of each object's write in m.Objects
 }
 
 // txBuilder returns a transactions builder from the pool; each keeps its buffers
