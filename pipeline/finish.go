@@ -737,6 +737,38 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 	return count, r.writeRecords(ctx, kind, name, sch, []arrow.Record{rec}, prev)
 }
 
+// removeTombstones deletes the tombstone objects of the given crashed runs and returns
+// the runs whose tombstones are all gone.
+func (r *runner) removeTombstones(ctx context.Context, runs map[string]bool) map[string]bool {
+	if len(runs) == 0 {
+		return nil
+	}
+	list, err := r.b.List(ctx, deletionPrefix)
+	if err != nil {
+		r.log.Warn("cleanup failed: crashed runs' markers stay for the next run", "prefix", deletionPrefix, "err", err)
+		return nil
+	}
+	gone := map[string]bool{}
+	for id := range runs {
+		gone[id] = true
+	}
+	for _, a := range list {
+		if run, ok := parseDeletionObject(a.Name); ok && runs[run] {
+			r.cfg.BeforeWrite(a.Name)
+			if err := r.b.Delete(ctx, a.Name, bucket.Condition{}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
+				r.log.Warn("cleanup failed: the crashed run's marker stays for the next run", "object", a.Name, "run", run, "err", err)
+				gone[run] = false
+			}
+		}
+	}
+	for id, ok := range gone {
+		if !ok {
+			delete(gone, id)
+		}
+	}
+	return gone
+}
+
 // manifest assembles the run's manifest.
 func (r *runner) manifest() *Manifest {
 	m := r.m
@@ -807,9 +839,14 @@ func (r *runner) manifest() *Manifest {
 	})
 	sort.Slice(m.Objects, func(i, j int) bool { return m.Objects[i].Path < m.Objects[j].Path })
 	sort.Slice(m.Deleted, func(i, j int) bool { return m.Deleted[i].ID < m.Deleted[j].ID })
+	// Recovered lists the crashed runs this run resolved, and those resolved earlier
+	// whose clean-up is not done yet: until their markers are gone, every next run
+	// must know not to adopt their tombstones again.
 	for _, c := range r.crashed {
 		m.Recovered = append(m.Recovered, c.RunID)
 	}
+	m.Recovered = append(m.Recovered, r.recovered...)
+	sort.Strings(m.Recovered)
 	m.CoveredThrough = map[string]string{}
 	if r.latest != nil {
 		for id, d := range r.latest.CoveredThrough {
@@ -861,7 +898,9 @@ func commitManifest(ctx context.Context, b bucket.Bucket, m *Manifest, before fu
 }
 
 // cleanup removes this run's marker and the leftovers of the crashed runs it resolved.
-// A failure here is harmless: the next run finds the markers and cleans up again.
+// A crashed run's marker goes only once its tombstones are gone: while it stays, the
+// next run finds the run listed as recovered in the latest manifest and retries the
+// clean-up without recording those deletions again. So a failure here is harmless.
 func (r *runner) cleanup(ctx context.Context) {
 	runs := map[string]bool{}
 	for _, c := range r.crashed {
@@ -870,21 +909,8 @@ func (r *runner) cleanup(ctx context.Context) {
 	for _, id := range r.recovered {
 		runs[id] = true
 	}
-	if len(runs) > 0 {
-		list, err := r.b.List(ctx, deletionPrefix)
-		if err == nil {
-			for _, a := range list {
-				if run, ok := parseDeletionObject(a.Name); ok && runs[run] {
-					r.cfg.BeforeWrite(a.Name)
-					if err := r.b.Delete(ctx, a.Name, bucket.Condition{}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
-						r.log.Warn("cleanup failed", "object", a.Name, "err", err)
-					}
-				}
-			}
-		}
-	}
 	var names []string
-	for id := range runs {
+	for _, id := range sortedKeys(r.removeTombstones(ctx, runs)) {
 		names = append(names, inflightObject(id))
 	}
 	for _, id := range r.committedMarkers {

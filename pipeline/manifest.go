@@ -45,7 +45,8 @@ type Manifest struct {
 	// date. Incremental runs start each account from its own date minus the lookback,
 	// so an outage leaves no gap and a new account gets its history.
 	CoveredThrough map[string]string `json:"covered_through"`
-	// Recovered lists crashed runs whose leftovers this run resolved.
+	// Recovered lists crashed runs whose leftovers this run resolved, and those an
+	// earlier run resolved whose clean-up is not finished (their markers remain).
 	Recovered []string `json:"recovered,omitempty"`
 	Failures  []string `json:"failures,omitempty"`
 	// Purge is set on a purge's manifest; Purges lists purges a run did (revoked users).
