@@ -799,7 +799,10 @@ func (r *runner) adopt(kind, name string, prev *bucket.Attrs, rows int64) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m.Objects = append(r.m.Objects, ObjectWrite{Path: name, Kind: kind, Op: "adopt", Bytes: prev.Size, Rows: rows,
+	if _, ok := r.objIndex[name]; ok {
+		return // this run wrote it, and its entry vouches for these bytes
+	}
+	r.recordWrite(ObjectWrite{Path: name, Kind: kind, Op: "adopt", Bytes: prev.Size, Rows: rows,
 		CRC32C: prev.CRC32C, Generation: prev.Generation, PreviousGeneration: prev.Generation})
 }
 
