@@ -59,6 +59,7 @@ func TestRereadsManyBuckets(t *testing.T) {
 		t.Fatalf("only %d accounts with transactions", len(deleted))
 	}
 	m := h.runWithin(config(jan, feb.AddDate(0, 1, -1)), time.Minute)
+	t.Logf("deletions in %d accounts: %d API requests", len(deleted), m.API.Requests)
 	if m.Counts.Deleted != int64(len(deleted)) || m.Counts.Moved != 0 {
 		t.Errorf("deletions in every account: counts %+v, want %d deleted", m.Counts, len(deleted))
 	}
@@ -77,6 +78,7 @@ func TestRereadsManyBuckets(t *testing.T) {
 		}
 	}
 	m = h.runWithin(config(jan, feb.AddDate(0, 1, -1)), time.Minute)
+	t.Logf("far moves in %d accounts: %d API requests", len(moved), m.API.Requests)
 	if m.Counts.Moved != int64(len(moved)) || m.Counts.Deleted != 0 {
 		t.Errorf("far moves in every account: counts %+v, want %d moved", m.Counts, len(moved))
 	}
