@@ -39,11 +39,12 @@ func (r *runner) finish(ctx context.Context) error {
 	if err := r.extractNeighbours(ctx, cands); err != nil {
 		return err
 	}
-	cands = r.candidates()
 	// Still nowhere: ask Akahu for each one. A 404 confirms the deletion; a
 	// transaction that moved further away is found with its new date, whose month is
-	// then re-read; anything else keeps the row until a later run can tell.
-	keep, err := r.confirmCandidates(ctx, cands)
+	// then re-read; anything else keeps the row until a later run can tell. A month
+	// re-read that way may have lost rows of its own (moved further still): they are
+	// asked about in the next round, so no row becomes a deletion without Akahu's 404.
+	keep, err := r.decideByID(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,10 +218,53 @@ func (r *runner) candidates() map[string]cand {
 	return out
 }
 
+// maxByIDRounds bounds how many times the months found by id are re-read in one run;
+// candidates still open after that keep their rows until a later run decides them.
+const maxByIDRounds = 8
+
+// decideByID asks Akahu about every candidate no partition of this run received,
+// round after round, until the months those answers send the run to re-read bring no
+// new candidate. It returns the candidates whose rows stay (undecided).
+func (r *runner) decideByID(ctx context.Context) (map[string]bool, error) {
+	keep, asked := map[string]bool{}, map[string]bool{}
+	for round := 0; ; round++ {
+		open := map[string]cand{}
+		for id, c := range r.candidates() {
+			if !asked[id] && !keep[id] {
+				open[id] = c
+			}
+		}
+		if len(open) == 0 {
+			return keep, nil
+		}
+		if round == maxByIDRounds {
+			r.log.Warn("deletions left undecided after re-reading the months transactions moved to; their rows stay until a later run",
+				"rounds", round, "transactions", len(open))
+			for id := range open {
+				keep[id] = true
+			}
+			return keep, nil
+		}
+		undecided, reread, err := r.confirmCandidates(ctx, open)
+		if err != nil {
+			return nil, err
+		}
+		for id := range open {
+			asked[id] = true
+		}
+		for id := range undecided {
+			keep[id] = true
+		}
+		if !reread {
+			return keep, nil // no month was re-read, so no new candidate can have appeared
+		}
+	}
+}
+
 // confirmCandidates looks up, by id, every candidate that no partition of this run
-// received. It re-reads the month a found one moved to, and returns the candidates it
-// could not decide (their rows stay).
-func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (map[string]bool, error) {
+// received. It re-reads the month a found one moved to (reread reports whether it
+// did), and returns the candidates it could not decide (their rows stay).
+func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (undecided map[string]bool, reread bool, err error) {
 	type lookup struct {
 		id   string
 		acct *acctRun
@@ -232,7 +276,7 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 		}
 	}
 	if len(todo) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	sort.Slice(todo, func(i, j int) bool { return todo[i].id < todo[j].id })
 	have := map[partKey]map[*acctRun]bool{}
@@ -263,7 +307,10 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 			}
 			key := partKey{m, l.acct.bucket}
 			if have[key][l.acct] {
-				return // its month was read and it was not there: it moved again meanwhile
+				// Its month was read and it was not there: it moved again meanwhile.
+				// Not a deletion; the row stays until a later run finds it.
+				keep[l.id] = true
+				return
 			}
 			if have[key] == nil {
 				have[key] = map[*acctRun]bool{}
@@ -276,11 +323,11 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 	if len(extra) > 0 {
 		r.log.Info("re-reading the months that transactions moved to", "windows", len(extra))
 		if err := r.extractWindows(ctx, extra); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		r.windows = append(r.windows, extra...)
 	}
-	return keep, ctx.Err()
+	return keep, len(extra) > 0, ctx.Err()
 }
 
 // movedMonth returns the local month of a transaction's date.
