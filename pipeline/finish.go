@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -401,13 +402,14 @@ func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) e
 	return nil
 }
 
+// accountByID finds an account of the run by binary search: selectAccounts sorts
+// r.accounts by id (a linear scan here made the finish stage O(accounts²)).
 func (r *runner) accountByID(id string) *acctRun {
-	for _, a := range r.accounts {
-		if a.acct.ID == id {
-			return a
-		}
+	i, ok := slices.BinarySearchFunc(r.accounts, id, func(a *acctRun, id string) int { return strings.Compare(a.acct.ID, id) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return r.accounts[i]
 }
 
 func sortedParts[V any](m map[partKey]V) []partKey {
