@@ -7,6 +7,9 @@ var (
 	ErrConfig = errors.New("invalid configuration")
 	// ErrLocked reports that another live run holds the dataset lock of this shard.
 	ErrLocked = errors.New("dataset is locked by another run")
+	// ErrLockLost reports a run that stopped writing because it could no longer refresh
+	// its lock, or another run took it over; nothing it had not committed is visible.
+	ErrLockLost = errors.New("dataset lock lost")
 	// ErrDatasetMismatch reports a run whose settings disagree with _dataset.json
 	// (time zone, bucket count or layout version).
 	ErrDatasetMismatch = errors.New("dataset settings differ")

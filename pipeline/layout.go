@@ -32,6 +32,9 @@ type Dataset struct {
 	Grain         string    `json:"grain"`
 	Buckets       int       `json:"buckets"`
 	CreatedAt     time.Time `json:"created_at"`
+	// Shards is the shard count every run must use (--shards); absent in datasets
+	// written before it was recorded, where the first run under a lock sets it.
+	Shards int `json:"shards,omitempty"`
 }
 
 // day is a local calendar date, as days since 1970-01-01 (the Arrow date32 encoding).
@@ -168,12 +171,16 @@ func newRunID(now time.Time, shard int, rnd string) string {
 
 // runShard returns the shard encoded in a run id, or -1.
 func runShard(runID string) int {
-	i := strings.Index(runID, "-s")
-	if i < 0 || len(runID) < i+5 {
+	_, rest, ok := strings.Cut(runID, "-s")
+	if !ok {
 		return -1
 	}
-	n, err := strconv.Atoi(runID[i+2 : i+5])
-	if err != nil {
+	digits, _, _ := strings.Cut(rest, "-")
+	if len(digits) < 3 {
+		return -1
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 0 {
 		return -1
 	}
 	return n

@@ -37,7 +37,8 @@ type PurgeConfig struct {
 	Out       bucket.Bucket
 	UserID    string
 	AccountID string
-	// Shards is the dataset's shard count: the purge takes every shard's lock.
+	// Shards is the dataset's shard count (zero: read it from the dataset); the purge
+	// takes every shard's lock. A count other than the dataset's is refused.
 	Shards      int
 	LockWait    time.Duration
 	Now         func() time.Time
@@ -65,8 +66,8 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 	if cfg.Out == nil {
 		return nil, fmt.Errorf("%w: no output bucket", ErrConfig)
 	}
-	if cfg.Shards < 1 {
-		cfg.Shards = 1
+	if cfg.Shards < 0 {
+		return nil, fmt.Errorf("%w: --shards %d", ErrConfig, cfg.Shards)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -86,18 +87,42 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 	if _, _, err := cfg.Out.Get(ctx, datasetObject); err != nil {
 		return nil, fmt.Errorf("purge %s: not a dataset: %w", cfg.Out, err)
 	}
+	_, _, shards, _, err := datasetShards(ctx, cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	shards = max(shards, 1)
+	if cfg.Shards != 0 && cfg.Shards != shards {
+		return nil, fmt.Errorf("%w: %w: %s; the purge asked for --shards %d (leave --shards out: the purge takes every lock of the dataset's count)",
+			ErrConfig, ErrDatasetMismatch, shardedWays(shards), cfg.Shards)
+	}
+	cfg.Shards = shards
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
 	started := cfg.Now().UTC()
 	runID := newRunID(started, 0, hex.EncodeToString(rnd[:]))
-	for i := 0; i < cfg.Shards; i++ {
-		l, err := acquireLock(ctx, cfg.Out, lockObject(i, cfg.Shards), runID, DefaultLockTTL, cfg.LockWait, cfg.Now, cfg.BeforeWrite)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = l.release(context.WithoutCancel(ctx)) }()
+	names := make([]string, cfg.Shards)
+	for i := range names {
+		names[i] = lockObject(i, cfg.Shards)
 	}
-	p := &purger{b: cfg.Out, mem: cfg.Memory, before: cfg.BeforeWrite, log: cfg.Logger.With("run_id", runID),
+	out, release, err := acquireAll(ctx, cfg.Out, names, runID, cfg.LockWait, cfg.Now, cfg.BeforeWrite)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if _, _, cur, _, err := datasetShards(ctx, out); err != nil {
+		return nil, err
+	} else if max(cur, 1) != shards {
+		return nil, fmt.Errorf("purge: the dataset's shard count changed from %d to %d while waiting for the locks; run it again", shards, cur)
+	}
+	m, err := purgeLocked(ctx, cfg, out, runID, started)
+	return m, leaseError(out, err)
+}
+
+func purgeLocked(ctx context.Context, cfg PurgeConfig, out *leasedBucket, runID string, started time.Time) (*Manifest, error) {
+	ctx, stop := out.bind(ctx)
+	defer stop()
+	p := &purger{b: out, mem: cfg.Memory, before: cfg.BeforeWrite, log: cfg.Logger.With("run_id", runID),
 		user: cfg.UserID, account: cfg.AccountID, owns: func(string) bool { return true }}
 	m := &Manifest{ManifestVersion: ManifestVersion, Kind: "purge", RunID: runID, Shards: cfg.Shards,
 		StartedAt: started, ToolVersion: cfg.ToolVersion}
@@ -108,7 +133,7 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 	rec.Reason = cfg.Reason
 	m.Purge = rec
 	m.FinishedAt = cfg.Now().UTC()
-	if err := commitManifest(ctx, cfg.Out, m, cfg.BeforeWrite); err != nil {
+	if err := commitManifest(ctx, out, m, cfg.BeforeWrite); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -127,14 +127,17 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	return r.run(ctx)
 }
 
-func (r *runner) run(ctx context.Context) (*Manifest, error) {
+func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	if err := r.openDataset(ctx); err != nil {
 		return nil, err
 	}
+	if r.ds.Shards != 0 && r.ds.Shards != r.cfg.Shards {
+		return nil, shardConflict(r.ds.Shards, r.cfg.Shards)
+	}
 	if !r.cfg.DryRun {
-		l, err := acquireLock(ctx, r.b, lockObject(r.cfg.Shard, r.cfg.Shards), r.runID, r.cfg.LockTTL, r.cfg.LockWait, r.cfg.Now, r.cfg.BeforeWrite)
-		if err != nil {
-			return nil, err
+		l, lerr := acquireLock(ctx, r.b, lockObject(r.cfg.Shard, r.cfg.Shards), r.runID, r.cfg.LockTTL, r.cfg.LockWait, r.cfg.Now, r.cfg.BeforeWrite)
+		if lerr != nil {
+			return nil, lerr
 		}
 		r.lease = l
 		defer func() {
@@ -142,6 +145,16 @@ func (r *runner) run(ctx context.Context) (*Manifest, error) {
 				r.log.Warn("lock release failed", "err", err)
 			}
 		}()
+		// From here the run writes only through the lease and stops when it is lost.
+		guarded := &leasedBucket{Bucket: r.b, leases: []*lease{l}}
+		r.b = guarded
+		var stop context.CancelFunc
+		ctx, stop = l.bind(ctx)
+		defer stop()
+		defer func() { err = leaseError(guarded, err) }()
+		if err := r.checkShards(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.loadState(ctx); err != nil {
 		return nil, err
@@ -208,7 +221,7 @@ func (r *runner) run(ctx context.Context) (*Manifest, error) {
 // run's settings agree with it.
 func (r *runner) openDataset(ctx context.Context) error {
 	want := Dataset{LayoutVersion: LayoutVersion, SchemaVersion: schema.Version, TimeZone: r.loc.String(),
-		Grain: "month", Buckets: r.cfg.Buckets, CreatedAt: r.started}
+		Grain: "month", Buckets: r.cfg.Buckets, CreatedAt: r.started, Shards: r.cfg.Shards}
 	data, _, err := r.b.Get(ctx, datasetObject)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):

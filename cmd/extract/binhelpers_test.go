@@ -80,7 +80,7 @@ func extractBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "extract")
-		cmd := exec.Command(goTool, "build", "-o", binPath, ".")
+		cmd := exec.Command(goTool, "build", "-tags", "crashtest", "-o", binPath, ".")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -4,6 +4,15 @@
 //	extract run   --out DIR|gs://BUCKET/PREFIX [--start YYYY-MM-DD] [--end YYYY-MM-DD]
 //	              [--accounts acc_1,acc_2] [--workers N] [--lookback 30d] [--dry-run]
 //	extract demo  [--out DIR]
+//	extract reshard --out DIR|gs://BUCKET/PREFIX --shards N
+//
+// A dataset records its shard count (--shards) when it is created; a run with another
+// count is refused (exit 2), and 'extract reshard' changes it while holding every lock
+// of the old and the new count. Under a Kubernetes Indexed Job, which exports
+// JOB_COMPLETION_INDEX but not the completion count, --shards must be given.
+//
+// The crash tests' seam (EXTRACT_TEST_KILL_AT) exists only in a binary built with
+// -tags crashtest.
 //
 // Credentials come from the environment only: AKAHU_APP_TOKEN, and AKAHU_USER_TOKEN
 // or --user-tokens-file (one token per line). AKAHU_BASE_URL overrides the API root.

@@ -47,6 +47,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad end date", []string{"--user-tokens-file", good, "--end", "2026-02-30"}, nil, "--end"},
 		{"workers out of range", []string{"--user-tokens-file", good, "--workers", "0"}, nil, "--workers"},
 		{"shard out of range", []string{"--user-tokens-file", good, "--shard", "3", "--shards", "2"}, nil, "--shard"},
+		{"indexed job without --shards", []string{"--user-tokens-file", good}, map[string]string{"JOB_COMPLETION_INDEX": "0"}, "pass --shards"},
+		{"indexed job pod 3 without --shards", []string{"--user-tokens-file", good}, map[string]string{"JOB_COMPLETION_INDEX": "3"}, "pass --shards"},
 		{"bad time zone", []string{"--user-tokens-file", good, "--time-zone", "Mars/Olympus"}, nil, "--time-zone"},
 		{"not an account id", []string{"--user-tokens-file", good, "--accounts", "savings"}, nil, "not an account id"},
 		{"unknown account id", []string{"--user-tokens-file", good, "--accounts", "acc_nosuchaccount0000000000000"}, nil, "no such account"},

@@ -43,6 +43,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return cmdVerify(ctx, args[1:], stdout, stderr, getenv)
 	case "purge":
 		return cmdPurge(ctx, args[1:], stdout, stderr, getenv)
+	case "reshard":
+		return cmdReshard(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "extract", version())
 		return exitOK
@@ -62,6 +64,7 @@ func usage(w io.Writer) {
   extract demo   [--out DIR]        built-in fake Akahu, no tokens needed
   extract verify --out DIR|gs://BUCKET/PREFIX
   extract purge  --out DIR|gs://BUCKET/PREFIX (--user ID | --account ID)
+  extract reshard --out DIR|gs://BUCKET/PREFIX --shards N   change the shard count
 
 Run 'extract COMMAND -h' for a command's flags. Credentials come from the environment:
 AKAHU_APP_TOKEN, and AKAHU_USER_TOKEN or --user-tokens-file.

@@ -52,7 +52,7 @@ func cmdPurge(ctx context.Context, args []string, stdout, stderr io.Writer, _ en
 	out := fs.String("out", "", "the dataset: a directory or gs://BUCKET/PREFIX (required)")
 	user := fs.String("user", "", "purge every row of this Akahu user id (user_…)")
 	account := fs.String("account", "", "purge every row of this account id (acc_…)")
-	shards := fs.Int("shards", 1, "the dataset's shard count (the purge takes every shard's lock)")
+	shards := fs.Int("shards", 0, "the dataset's shard count (default: read from the dataset; the purge takes every shard's lock)")
 	reason := fs.String("reason", "requested", "why, recorded in the purge manifest")
 	lockWait := fs.Duration("lock-wait", pipeline.DefaultLockWait, "how long to wait for a run writing the dataset")
 	if err := fs.Parse(args); err != nil {

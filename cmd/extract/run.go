@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
@@ -33,6 +32,7 @@ type runFlags struct {
 	logFormat, logLevel                   string
 	lockWait                              time.Duration
 	purgeRevoked, failOnRevoked           bool
+	shardsSet                             bool // --shards was given
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
@@ -86,6 +86,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	fs.Visit(func(fl *flag.Flag) { f.shardsSet = f.shardsSet || fl.Name == "shards" })
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "extract run: unexpected argument %q (tokens are never taken from flags or arguments)\n", fs.Arg(0))
 		return exitUsage
@@ -216,6 +217,10 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	if f.buckets < 1 || f.buckets > 4096 {
 		return cfg, nil, fmt.Errorf("--buckets %d: want 1..4096", f.buckets)
 	}
+	if getenv("JOB_COMPLETION_INDEX") != "" && getenv("CLOUD_RUN_TASK_COUNT") == "" && !f.shardsSet {
+		// A Kubernetes Indexed Job exports its index but not its completion count.
+		return cfg, nil, fmt.Errorf("JOB_COMPLETION_INDEX=%s is set (a Kubernetes Indexed Job) but not the shard count: pass --shards N, N being the Job's completions", getenv("JOB_COMPLETION_INDEX"))
+	}
 	if f.shards < 1 || f.shard < 0 || f.shard >= f.shards {
 		return cfg, nil, fmt.Errorf("--shard %d --shards %d: want 0 <= shard < shards", f.shard, f.shards)
 	}
@@ -319,22 +324,6 @@ func openBucket(ctx context.Context, out string) (bucket.Bucket, error) {
 		return nil, fmt.Errorf("--out %s: %w", out, err)
 	}
 	return b, nil
-}
-
-// killHook supports crash tests: with EXTRACT_TEST_KILL_AT=N the process SIGKILLs
-// itself just before its N-th object write or delete. It is inert otherwise.
-func killHook(getenv env) func(string) {
-	n, err := strconv.Atoi(getenv("EXTRACT_TEST_KILL_AT"))
-	if err != nil || n <= 0 {
-		return nil
-	}
-	var count atomic.Int64
-	return func(string) {
-		if count.Add(1) == int64(n) {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // never reached
-		}
-	}
 }
 
 // progressLine redraws one progress line on a terminal.
