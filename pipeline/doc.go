@@ -23,4 +23,16 @@
 // run restores every invariant of docs/design.md. A lock object per shard keeps two runs from
 // writing the same objects at once; every object write is also conditional on the
 // generation that was read, so a lost lock shows up as a conflict, never as a lost update.
+//
+// The lock is a lease refreshed by a heartbeat. Refreshes that fail are retried until a
+// quarter of the TTL before the lease ends; then the lease is lost, the run's work is
+// cancelled and every write, which goes through a bucket wrapper checking the lease, is
+// refused (ErrLockLost): no write lands after another run could take the lock over. A
+// holder is taken over before its lease expires only when it provably died in this
+// kernel and PID namespace (boot id, PID namespace and process start time match).
+//
+// The shard count is the dataset's, recorded in _dataset.json: lock objects are named by
+// it but markers and manifests only by shard index, so a run with another --shards is
+// refused (a configuration error) after taking its lock, and Reshard changes the count
+// while holding every lock of the old and the new count.
 package pipeline

@@ -108,11 +108,12 @@ func TestLeaseRefreshFailures(t *testing.T) {
 	t.Run("refresh gets through in time", func(t *testing.T) {
 		f, clk, l, g := setup(t)
 		defer func() { _ = l.release(ctx) }()
+		first := l.expires()
 		f.fail.Store(true)
 		clk.add(ttl / 3)
 		waitFor(t, "retried refreshes", func() bool { return f.attempts.Load() >= 2 })
 		f.fail.Store(false)
-		waitFor(t, "a refresh", func() bool { return l.remaining() > ttl-ttl/3-ttl/4 })
+		waitFor(t, "a refresh", func() bool { return l.expires().After(first) })
 		clk.add(ttl / 2) // past the first lease's safe end, inside the refreshed one
 		if _, err := g.Put(ctx, "a.json", []byte("a"), bucket.Condition{}); err != nil {
 			t.Fatalf("write after a refresh got through: %v", err)
@@ -122,10 +123,11 @@ func TestLeaseRefreshFailures(t *testing.T) {
 	t.Run("answer of a refresh lost", func(t *testing.T) {
 		f, clk, l, g := setup(t)
 		defer func() { _ = l.release(ctx) }()
+		first := l.expires()
 		f.stored.Store(true)
 		f.fail.Store(true)
 		clk.add(ttl / 3)
-		waitFor(t, "a refresh", func() bool { return l.remaining() > ttl-ttl/3-ttl/4 })
+		waitFor(t, "a refresh", func() bool { return l.expires().After(first) })
 		if _, err := g.Put(ctx, "a.json", []byte("a"), bucket.Condition{}); err != nil {
 			t.Fatalf("the lease was dropped although its refresh was stored: %v", err)
 		}
@@ -137,11 +139,18 @@ func TestLeaseRefreshFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk.add(ttl / 3)
-		<-l.lostCh
+		<-l.lostCtx.Done()
 		_, err := g.Put(ctx, "a.json", []byte("a"), bucket.Condition{})
 		if !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "taken over") {
 			t.Fatalf("write after a takeover: %v", err)
 		}
 		_ = l.release(ctx)
 	})
+}
+
+// expires is when the lease ends as last written.
+func (l *lease) expires() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.doc.ExpiresAt
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -41,9 +40,9 @@ type lockDoc struct {
 //
 // A refresh that fails for any reason other than a lost precondition is retried until
 // the lease's safe end, ExpiresAt minus margin; if none got through by then the lease is
-// lost: lostCh closes (bind cancels the run's work) and check fails from then on, so
-// every write through a leasedBucket is refused. A write is also given a context that
-// ends at the safe end, so none lands after another run could take the lock over.
+// lost: lostCtx is cancelled (bind cancels the run's work, and writes in flight through
+// a leasedBucket are cancelled) and check fails from then on, so every further write
+// is refused. check also fails by the clock alone once the safe end passed.
 type lease struct {
 	b      bucket.Bucket
 	name   string
@@ -55,9 +54,10 @@ type lease struct {
 	mu     sync.Mutex
 	doc    lockDoc // as last written
 	gen    int64
-	lost   error
-	lostCh chan struct{} // closed when lost is set
-	stop   chan struct{}
+	lost    error
+	lostCtx context.Context // cancelled, with lost as its cause, when the lease is lost
+	setLost context.CancelCauseFunc
+	stop    chan struct{}
 	done   chan struct{}
 }
 
@@ -183,7 +183,8 @@ func procStartTime(pid int) (uint64, error) {
 
 func startLease(b bucket.Bucket, name string, doc lockDoc, gen int64, ttl time.Duration, now func() time.Time, before func(string)) *lease {
 	l := &lease{b: b, name: name, doc: doc, gen: gen, ttl: ttl, margin: ttl / 4, now: now, before: before,
-		lostCh: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{})}
+	l.lostCtx, l.setLost = context.WithCancelCause(context.Background())
 	go l.heartbeat()
 	return l
 }
@@ -287,7 +288,7 @@ func (l *lease) lose(err error) {
 func (l *lease) loseLocked(err error) {
 	if l.lost == nil {
 		l.lost = err
-		close(l.lostCh)
+		l.setLost(err)
 	}
 }
 
@@ -305,26 +306,12 @@ func (l *lease) check() error {
 	return l.lost
 }
 
-// remaining is how long writes may go on under the lease.
-func (l *lease) remaining() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.doc.ExpiresAt.Add(-l.margin).Sub(l.now())
-}
-
 // bind returns a context that is cancelled, with the lease's error as its cause, when
 // the lease is lost.
 func (l *lease) bind(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	lostCtx, stopLost := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-l.lostCh:
-			cancel(l.check())
-		case <-lostCtx.Done():
-		}
-	}()
-	return ctx, func() { stopLost(); cancel(nil) }
+	stop := context.AfterFunc(l.lostCtx, func() { cancel(context.Cause(l.lostCtx)) })
+	return ctx, func() { stop(); cancel(nil) }
 }
 
 // release stops the heartbeat and deletes the lock if it is still ours.
@@ -344,23 +331,19 @@ func (l *lease) release(ctx context.Context) error {
 }
 
 // leasedBucket is the bucket a run or purge writes through while it holds leases:
-// every Put and Delete first checks each lease and is given a context that ends at the
-// earliest lease's safe end, so no write of a run that lost its lock (or could no
-// longer refresh it) reaches the store after another run could have taken over.
+// every Put and Delete first checks each lease and runs under a context cancelled when
+// one is lost, so no write of a run that lost its lock (or could no longer refresh it
+// before its safe end) reaches the store after another run could have taken over.
 type leasedBucket struct {
 	bucket.Bucket
 	leases []*lease
 }
 
 func (g *leasedBucket) guard(ctx context.Context, name string) (context.Context, context.CancelFunc, error) {
-	d := time.Duration(math.MaxInt64)
-	for _, l := range g.leases {
-		if err := l.check(); err != nil {
-			return nil, nil, fmt.Errorf("write %s refused: %w", name, err)
-		}
-		d = min(d, l.remaining())
+	if err := g.lostError(); err != nil {
+		return nil, nil, fmt.Errorf("write %s refused: %w", name, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := g.bind(ctx)
 	return ctx, cancel, nil
 }
 
