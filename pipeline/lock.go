@@ -51,14 +51,14 @@ type lease struct {
 	now    func() time.Time
 	before func(string)
 
-	mu     sync.Mutex
-	doc    lockDoc // as last written
-	gen    int64
+	mu      sync.Mutex
+	doc     lockDoc // as last written
+	gen     int64
 	lost    error
 	lostCtx context.Context // cancelled, with lost as its cause, when the lease is lost
 	setLost context.CancelCauseFunc
 	stop    chan struct{}
-	done   chan struct{}
+	done    chan struct{}
 }
 
 // acquireLock takes the shard's lock object, waiting up to wait for a live holder.
