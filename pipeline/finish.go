@@ -308,9 +308,8 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 			}
 			key := partKey{m, l.acct.bucket}
 			if have[key][l.acct] {
-				// Its month was read and it was not there: it moved again meanwhile.
-				// Not a deletion; the row stays until a later run finds it.
-				keep[l.id] = true
+				// Its month was read: the row is there already (an earlier run, perhaps
+				// a crashed one, wrote it) and the presence check below sees a move.
 				return
 			}
 			if have[key] == nil {
