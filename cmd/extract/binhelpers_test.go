@@ -170,8 +170,9 @@ func (f *fakeAkahu) childEnv(extra []string) []string {
 // start starts the binary with args (the full command line after the program name).
 func (f *fakeAkahu) start(t testing.TB, env []string, args ...string) *binProc {
 	t.Helper()
+	bin := extractBinary(t) // built (once) before the run's own deadline starts
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	p := &binProc{cmd: exec.CommandContext(ctx, extractBinary(t), args...), cancel: cancel}
+	p := &binProc{cmd: exec.CommandContext(ctx, bin, args...), cancel: cancel}
 	p.cmd.Env = f.childEnv(env)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.begin = time.Now()
