@@ -10,8 +10,10 @@
 // Settled, Pending, TotalSettled, SumSettled); scripted changes (add, delete,
 // replace id, move date, change description, settle pending, revoke user,
 // forbid user);
-// and scripted faults (rate limits, 5xx, truncated and malformed bodies,
-// connection resets, slow answers, latency) with request statistics.
+// scripted faults (rate limits, 5xx, truncated and malformed bodies,
+// connection resets, slow answers, latency) with request statistics; and an
+// API rate limit (SetRateLimit: a token bucket shared by every request,
+// answering 429 without Retry-After beyond it, counted in Stats).
 //
 // It deliberately imports nothing of this module, so the Akahu client in
 // sources/akahu can be tested against it without an import cycle.

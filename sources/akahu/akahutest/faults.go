@@ -71,6 +71,32 @@ type faultState struct {
 	randomSlow time.Duration
 	random     rng
 	stats      Stats
+	bucket     tokenBucket
+}
+
+// tokenBucket is the fake's API rate limit: rate tokens per second, at most
+// burst of them saved; a request takes one or is refused. rate 0 disables it.
+type tokenBucket struct {
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+// take reports whether a request arriving at now is admitted.
+func (b *tokenBucket) take(now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	if dt := now.Sub(b.last).Seconds(); dt > 0 {
+		b.tokens = min(b.burst, b.tokens+dt*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // Stats counts what the fake served.
@@ -82,6 +108,9 @@ type Stats struct {
 	EmptyPages int64               // of which empty with a non-null next
 	Items      int64               // settled transactions in those pages
 	Faults     map[FaultKind]int64 // faults injected, scripted or random
+	// RateAdmitted and RateRefused count the requests the rate limit (see
+	// SetRateLimit) let through and answered 429, while it was set.
+	RateAdmitted, RateRefused int64
 }
 
 // Clone returns a deep copy.
@@ -106,6 +135,20 @@ func (s Stats) FaultsInjected() int64 {
 func (f *Fake) SetLatency(d time.Duration) {
 	f.faults.mu.Lock()
 	f.faults.latency = d
+	f.faults.mu.Unlock()
+}
+
+// SetRateLimit makes the fake enforce an API rate limit shared by all
+// requests, users and endpoints: a token bucket refilled at rate tokens per
+// second holding at most burst (at least 1), starting full. A request arriving
+// when the bucket is empty is answered 429 with an error body and no
+// Retry-After header (the real API documents none), after the usual latency,
+// and takes no token. rate 0 removes the limit. Stats count RateAdmitted and
+// RateRefused. The limit is checked before scripted and random faults.
+func (f *Fake) SetRateLimit(rate float64, burst int) {
+	f.faults.mu.Lock()
+	burst = max(burst, 1)
+	f.faults.bucket = tokenBucket{rate: max(rate, 0), burst: float64(burst), tokens: float64(burst), last: time.Now()}
 	f.faults.mu.Unlock()
 }
 
@@ -160,8 +203,9 @@ func (f *Fake) ResetStats() {
 	f.faults.mu.Unlock()
 }
 
-// begin counts a request and picks the fault it suffers, if any.
-func (f *Fake) begin(kind, pathQuery string) (time.Duration, *Fault) {
+// begin counts a request and picks the fault it suffers, if any: a refusal
+// by the rate limit (limited) or a scripted or random fault.
+func (f *Fake) begin(kind, pathQuery string) (latency time.Duration, limited bool, fault *Fault) {
 	s := &f.faults
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -170,6 +214,13 @@ func (f *Fake) begin(kind, pathQuery string) (time.Duration, *Fault) {
 		s.stats.ByKind = map[string]int64{}
 	}
 	s.stats.ByKind[kind]++
+	if s.bucket.rate > 0 {
+		if !s.bucket.take(time.Now()) {
+			s.stats.RateRefused++
+			return s.latency, true, nil
+		}
+		s.stats.RateAdmitted++
+	}
 	var ft *Fault
 	for i := range s.queue {
 		q := &s.queue[i]
@@ -201,7 +252,7 @@ func (f *Fake) begin(kind, pathQuery string) (time.Duration, *Fault) {
 		}
 		s.stats.Faults[ft.Kind]++
 	}
-	return s.latency, ft
+	return s.latency, false, ft
 }
 
 func (f *Fake) countStatus(status int) {

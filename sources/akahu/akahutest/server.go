@@ -86,9 +86,13 @@ func route(method, path string) (kind, id, wantMethod string) {
 // ServeHTTP serves the Akahu API under /v1.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kind, id, method := route(r.Method, r.URL.Path)
-	latency, ft := f.begin(kind, r.URL.RequestURI())
+	latency, limited, ft := f.begin(kind, r.URL.RequestURI())
 	if !sleep(r.Context(), latency) {
 		f.countStatus(0)
+		return
+	}
+	if limited {
+		f.write(w, errorResponse(http.StatusTooManyRequests, "Too many requests"), false)
 		return
 	}
 	if ft != nil {
