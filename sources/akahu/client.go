@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"golang.org/x/time/rate"
 )
 
 // maxErrorBody bounds how much of a non-2xx body is read for its message.
@@ -27,31 +26,43 @@ const maxErrorBody = 64 << 10
 const maxMessage = 256
 
 // Client talks to the Akahu API. It is safe for concurrent use; all its
-// methods share one in-flight limit, one rate limiter and one set of Stats.
+// methods share one in-flight limit, one adaptive rate governor (see
+// Config.RequestsPerSecond) and one set of Stats.
 type Client struct {
-	cfg     Config
-	base    *url.URL
-	http    *http.Client
-	sem     chan struct{}
-	limiter *rate.Limiter // nil: unlimited
-	log     *slog.Logger
+	cfg  Config
+	base *url.URL
+	http *http.Client
+	sem  chan struct{}
+	gov  *governor
+	log  *slog.Logger
 
-	// sleep waits d or until ctx is done; jitter returns a value in [0,1).
-	// Tests replace them to make retries instant and deterministic.
+	// sleep waits d or until ctx is done; jitter returns a value in [0,1);
+	// now is the clock of the 429 retry budget. Tests replace them to make
+	// retries instant and deterministic.
 	sleep  func(ctx context.Context, d time.Duration) error
 	jitter func() float64
+	now    func() time.Time
 
 	decoders sync.Pool // *jsontext.Decoder
 
 	requests, retries, rateLimited, serverErrors atomic.Int64
 }
 
-// Stats are counters over the life of a Client.
+// Stats are counters over the life of a Client, and the state of its rate
+// governor. The achieved request rate is Requests over the caller's elapsed
+// time.
 type Stats struct {
 	Requests     int64 // HTTP attempts sent
 	Retries      int64 // attempts that were retries
 	RateLimited  int64 // 429 responses seen
 	ServerErrors int64 // 5xx responses seen
+	// RateBudget is Config.RequestsPerSecond (0: none given).
+	RateBudget float64
+	// RateLimit is the governor's current pace in requests per second; 0
+	// while unlimited (no budget given and no 429 seen yet).
+	RateLimit float64
+	// Slowdowns counts the governor's cuts of its pace after a 429.
+	Slowdowns int64
 }
 
 // New validates cfg, fills defaults and returns a Client. Its errors wrap
@@ -71,22 +82,25 @@ func New(cfg Config) (*Client, error) {
 		http:   &hc,
 		sem:    make(chan struct{}, cfg.MaxInFlight),
 		log:    cfg.Logger,
+		gov:    newGovernor(cfg.RequestsPerSecond, cfg.MinRequestsPerSecond),
 		sleep:  sleepCtx,
 		jitter: rand.Float64,
-	}
-	if cfg.RequestsPerSecond > 0 {
-		c.limiter = rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), 1) // burst 1: evenly spaced
+		now:    time.Now,
 	}
 	return c, nil
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() Stats {
+	pace, slowdowns := c.gov.stats()
 	return Stats{
 		Requests:     c.requests.Load(),
 		Retries:      c.retries.Load(),
 		RateLimited:  c.rateLimited.Load(),
 		ServerErrors: c.serverErrors.Load(),
+		RateBudget:   c.cfg.RequestsPerSecond,
+		RateLimit:    pace,
+		Slowdowns:    slowdowns,
 	}
 }
 
@@ -143,6 +157,10 @@ func (c *Client) do(ctx context.Context, cl *call, buf *[]byte, env *envelope) e
 		u.RawQuery = cl.query.Encode()
 	}
 	target := u.String()
+	// 429s have their own budget (time, not count) so that a request is not
+	// failed while the governor is still finding the rate limit.
+	var failures, limited int
+	var firstLimited time.Time
 	for attempt := 0; ; attempt++ {
 		o := c.attempt(ctx, cl, target, attempt, buf, env)
 		if o.class == nil && !o.canceled {
@@ -151,12 +169,32 @@ func (c *Client) do(ctx context.Context, cl *call, buf *[]byte, env *envelope) e
 		if o.canceled {
 			return cl.errorf(nil, o.status, attempt, o.message, o.cause)
 		}
-		if !o.retryable || attempt >= c.cfg.MaxRetries {
+		if !o.retryable || c.cfg.MaxRetries == 0 {
 			return cl.errorf(o.class, o.status, attempt, o.message, o.cause)
 		}
-		wait := c.backoff(attempt)
-		if o.hasAfter {
-			wait = min(o.retryAfter, c.cfg.MaxRetryAfter)
+		var wait time.Duration
+		if o.status == http.StatusTooManyRequests && c.cfg.MaxRateLimitWait > 0 {
+			now := c.now()
+			if limited == 0 {
+				firstLimited = now
+			}
+			wait = c.backoff(limited)
+			limited++
+			if o.hasAfter {
+				wait = min(o.retryAfter, c.cfg.MaxRetryAfter)
+			}
+			if now.Sub(firstLimited)+wait > c.cfg.MaxRateLimitWait {
+				return cl.errorf(o.class, o.status, attempt, o.message, o.cause)
+			}
+		} else {
+			if failures >= c.cfg.MaxRetries {
+				return cl.errorf(o.class, o.status, attempt, o.message, o.cause)
+			}
+			wait = c.backoff(failures)
+			failures++
+			if o.hasAfter {
+				wait = min(o.retryAfter, c.cfg.MaxRetryAfter)
+			}
 		}
 		c.retries.Add(1)
 		c.log.LogAttrs(ctx, slog.LevelWarn, "akahu: retrying",
@@ -183,10 +221,9 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 		return outcome{canceled: true, cause: context.Cause(ctx)}
 	}
 	defer func() { <-c.sem }()
-	if c.limiter != nil {
-		if err := c.limiter.Wait(ctx); err != nil {
-			return outcome{canceled: true, cause: err}
-		}
+	epoch, err := c.gov.wait(ctx)
+	if err != nil {
+		return outcome{canceled: true, cause: err}
 	}
 
 	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
@@ -222,6 +259,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 	}
 	defer resp.Body.Close()
 	o.status = resp.StatusCode
+	c.gov.observe(c.gov.now(), epoch, resp.StatusCode == http.StatusTooManyRequests)
 
 	limit := c.cfg.MaxBodyBytes
 	if resp.StatusCode/100 != 2 {

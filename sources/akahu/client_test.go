@@ -286,15 +286,18 @@ func TestRequestsPerSecond(t *testing.T) {
 	t.Parallel()
 	const rps, n = 100, 11
 	tc := newTestClient(t, status(200, meBody), func(c *Config) { c.RequestsPerSecond = rps })
-	start := time.Now()
+	start := tc.now()
 	for range n {
 		if _, err := tc.Me(context.Background(), testUser); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// With a burst of one, n requests need at least (n-1)/rps seconds.
-	if el, min := time.Since(start), time.Duration(n-1)*time.Second/rps; el < min-5*time.Millisecond {
-		t.Errorf("%d requests at %d rps took %v, want >= %v", n, rps, el, min)
+	// With a burst of one, n requests take (n-1)/rps seconds of the fake clock.
+	if el, want := tc.now().Sub(start), time.Duration(n-1)*time.Second/rps; el != want {
+		t.Errorf("%d requests at %d rps took %v, want %v", n, rps, el, want)
+	}
+	if st := tc.Stats(); st.RateBudget != rps || st.RateLimit != rps || st.Slowdowns != 0 {
+		t.Errorf("Stats = %+v, want budget and pace %d, no slow-downs", st, rps)
 	}
 }
 

@@ -22,6 +22,14 @@ const (
 	DefaultMaxBodyBytes   = 64 << 20 // 64 MiB
 )
 
+// Defaults of the rate governor (see Config.RequestsPerSecond).
+const (
+	// DefaultMaxRateLimitWait is how long one request keeps retrying 429s.
+	DefaultMaxRateLimitWait = 10 * time.Minute
+	// DefaultMinRequestsPerSecond is the lowest pace 429s slow the Client to.
+	DefaultMinRequestsPerSecond = 1.0
+)
+
 // Config configures a Client. Zero fields take the Default* values.
 type Config struct {
 	// BaseURL is the API root including /v1. Plain http:// is refused unless
@@ -36,12 +44,49 @@ type Config struct {
 	HTTPClient *http.Client
 	// MaxInFlight bounds the requests in flight across the whole Client.
 	MaxInFlight int
-	// RequestsPerSecond limits the request rate across the Client; 0 means
-	// unlimited.
+	// RequestsPerSecond is the request rate budget of the whole Client, a
+	// ceiling; 0 means none. Akahu publishes no rate limit, so the Client
+	// finds it: all requests go through one governor that paces them evenly
+	// (burst 1) and adapts its pace to 429 answers (AIMD, with a cubic climb):
+	//
+	//   - It starts at RequestsPerSecond, or unlimited when that is 0.
+	//   - A 429 to a request sent at the current pace cuts the pace to 0.9 ×
+	//     the rate found too high, for every request, and holds all requests
+	//     off for two intervals at the new pace (at most 200ms). The rate
+	//     found too high is the pace at the time; if what the server admitted
+	//     since the previous cut shows that the pace was too high all along,
+	//     that admitted rate (at least half the pace), so a far too high pace
+	//     is corrected in a few cuts. 429s to requests sent before a cut are
+	//     already accounted for by it.
+	//   - When unlimited, the first 429 makes the governor limited: its first
+	//     guess of the limit is what the server admitted in the last second,
+	//     and from 0.9 × that guess the pace rises by 2 requests/s per admitted
+	//     answer (doubling about every 0.35s while it holds requests back) until
+	//     the next 429.
+	//   - Otherwise, after a cut from a rate R, the pace climbs back from 0.9R
+	//     to R in 2 seconds, concave (fast, then slowing near R), and then
+	//     beyond R ever faster (convex), to probe for a higher limit:
+	//     R × (1 + 0.1 × ((t − 2s)/2s)³) at t after the cut.
+	//   - The pace never exceeds RequestsPerSecond (when given), nor climbs
+	//     above 2 × the rate actually sent in the last second while it holds
+	//     no request back, nor drops below MinRequestsPerSecond.
+	//
+	// Against a token-bucket limit this settles within a few seconds and then
+	// loses a 429 every few seconds. Stats report the pace and the cuts.
 	RequestsPerSecond float64
-	// MaxRetries is how many times a retryable failure is retried; a
-	// negative value disables retries.
+	// MinRequestsPerSecond is the lowest pace 429s slow the Client to
+	// (default 1). Raise it when the limit is known to be at least that, or
+	// when 429s are not a rate signal (as in tests injecting them at random).
+	MinRequestsPerSecond float64
+	// MaxRetries is how many times a retryable failure other than a 429 is
+	// retried; a negative value disables retries, 429s included.
 	MaxRetries int
+	// MaxRateLimitWait bounds the retries of 429s by time rather than count:
+	// a request answered 429 is retried (with the backoff below, or as the
+	// server's Retry-After says) until this long has passed since its first
+	// 429; 429s do not use up MaxRetries. A negative value counts 429s
+	// against MaxRetries like other failures.
+	MaxRateLimitWait time.Duration
 	// BaseBackoff is the first retry delay; it doubles per retry, with
 	// jitter ×0.75–1.25, and is capped by MaxBackoff.
 	BaseBackoff, MaxBackoff time.Duration
@@ -87,6 +132,15 @@ func (cfg Config) withDefaults() (Config, *url.URL, error) {
 	if cfg.RequestsPerSecond < 0 {
 		return cfg, nil, fmt.Errorf("%w: RequestsPerSecond %v is negative", ErrConfig, cfg.RequestsPerSecond)
 	}
+	if cfg.MinRequestsPerSecond < 0 {
+		return cfg, nil, fmt.Errorf("%w: MinRequestsPerSecond %v is negative", ErrConfig, cfg.MinRequestsPerSecond)
+	}
+	if cfg.MinRequestsPerSecond == 0 {
+		cfg.MinRequestsPerSecond = DefaultMinRequestsPerSecond
+	}
+	if cfg.RequestsPerSecond > 0 && cfg.MinRequestsPerSecond > cfg.RequestsPerSecond {
+		cfg.MinRequestsPerSecond = cfg.RequestsPerSecond
+	}
 	switch {
 	case cfg.MaxRetries == 0:
 		cfg.MaxRetries = DefaultMaxRetries
@@ -101,6 +155,12 @@ func (cfg Config) withDefaults() (Config, *url.URL, error) {
 	}
 	if cfg.MaxBackoff < cfg.BaseBackoff {
 		cfg.MaxBackoff = cfg.BaseBackoff
+	}
+	switch {
+	case cfg.MaxRateLimitWait == 0:
+		cfg.MaxRateLimitWait = DefaultMaxRateLimitWait
+	case cfg.MaxRateLimitWait < 0:
+		cfg.MaxRateLimitWait = 0
 	}
 	if cfg.MaxRetryAfter <= 0 {
 		cfg.MaxRetryAfter = DefaultMaxRetryAfter

@@ -36,13 +36,15 @@ func (r *recorder) requests() []*http.Request {
 }
 
 // testClient is a Client against an httptest server running h, with fast,
-// recorded backoff: sleeps are not slept but logged in waits.
+// recorded backoff: sleeps are not slept but logged in waits, and advance a
+// fake clock that also drives the rate governor.
 type testClient struct {
 	*Client
 	srv   *httptest.Server
 	rec   *recorder
 	mu    sync.Mutex
 	waits []time.Duration
+	clock time.Time // advanced by the recorded waits
 }
 
 func (tc *testClient) recordedWaits() []time.Duration {
@@ -63,6 +65,8 @@ func newTestClient(t testing.TB, h http.Handler, tweak ...func(*Config)) *testCl
 		MaxRetries:  3,
 		BaseBackoff: time.Millisecond,
 		MaxBackoff:  4 * time.Millisecond,
+		// 429s count against MaxRetries unless a test gives them a time budget.
+		MaxRateLimitWait: -1,
 	}
 	for _, f := range tweak {
 		f(&cfg)
@@ -71,11 +75,26 @@ func newTestClient(t testing.TB, h http.Handler, tweak ...func(*Config)) *testCl
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	tc := &testClient{Client: c, srv: srv, rec: rec}
+	tc := &testClient{Client: c, srv: srv, rec: rec, clock: time.Unix(1_000_000, 0)}
 	c.jitter = func() float64 { return 0.5 } // ×1.0
 	c.sleep = func(ctx context.Context, d time.Duration) error {
 		tc.mu.Lock()
 		tc.waits = append(tc.waits, d)
+		tc.clock = tc.clock.Add(d)
+		tc.mu.Unlock()
+		return ctx.Err()
+	}
+	c.now = func() time.Time {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return tc.clock
+	}
+	// The governor runs on the same fake clock: its pacing waits advance it
+	// (but are not recorded as retry waits).
+	c.gov.now = c.now
+	c.gov.sleep = func(ctx context.Context, d time.Duration) error {
+		tc.mu.Lock()
+		tc.clock = tc.clock.Add(d)
 		tc.mu.Unlock()
 		return ctx.Err()
 	}

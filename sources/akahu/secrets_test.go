@@ -167,11 +167,16 @@ func TestConfigDefaults(t *testing.T) {
 	got := c.cfg
 	if got.BaseURL != DefaultBaseURL || got.MaxInFlight != DefaultMaxInFlight || got.MaxRetries != DefaultMaxRetries ||
 		got.BaseBackoff != DefaultBaseBackoff || got.MaxBackoff != DefaultMaxBackoff || got.RequestTimeout != DefaultRequestTimeout ||
-		got.MaxBodyBytes != DefaultMaxBodyBytes || got.MaxRetryAfter != DefaultMaxRetryAfter || got.Logger == nil {
+		got.MaxBodyBytes != DefaultMaxBodyBytes || got.MaxRetryAfter != DefaultMaxRetryAfter || got.Logger == nil ||
+		got.MaxRateLimitWait != DefaultMaxRateLimitWait {
 		t.Errorf("defaults not applied: %+v", got)
 	}
-	if cap(c.sem) != DefaultMaxInFlight || c.limiter != nil {
-		t.Errorf("sem cap %d limiter %v", cap(c.sem), c.limiter)
+	if st := c.Stats(); cap(c.sem) != DefaultMaxInFlight || st.RateLimit != 0 || st.RateBudget != 0 {
+		t.Errorf("sem cap %d, pace %v budget %v: want unlimited", cap(c.sem), st.RateLimit, st.RateBudget)
+	}
+	countLimited, _ := New(Config{AppToken: testApp, MaxRateLimitWait: -1})
+	if countLimited.cfg.MaxRateLimitWait != 0 {
+		t.Errorf("MaxRateLimitWait -1 → %v, want 0 (429s count against MaxRetries)", countLimited.cfg.MaxRateLimitWait)
 	}
 	noRetry, _ := New(Config{AppToken: testApp, MaxRetries: -1})
 	if noRetry.cfg.MaxRetries != 0 {
