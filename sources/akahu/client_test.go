@@ -26,7 +26,22 @@ func TestRetryClassification(t *testing.T) {
 		wantWaits   []time.Duration // nil: not checked
 		wantWaitMin time.Duration   // checked when > 0 (HTTP-date)
 		wantText    string          // substring of the error text
+		rlWait      time.Duration   // Config.MaxRateLimitWait; 0: 429s count against MaxRetries (3)
 	}{
+		{name: "429s beyond MaxRetries within MaxRateLimitWait", rlWait: time.Second,
+			steps:    []http.HandlerFunc{status(429, ``), status(429, ``), status(429, ``), status(429, ``), status(429, ``), status(200, meBody)},
+			wantReqs: 6, wantRetries: 5, want429: 5, wantWaits: []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond}},
+		{name: "429s until MaxRateLimitWait has passed", rlWait: 20 * time.Millisecond, steps: []http.HandlerFunc{status(429, ``)},
+			wantErr: ErrRateLimited, wantStatus: 429, wantReqs: 7, wantRetries: 6, want429: 7,
+			wantWaits: []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond},
+			wantText:  "429 Too Many Requests after 6 retries"},
+		{name: "429s do not use up the budget of 5xx", rlWait: time.Second,
+			steps:    []http.HandlerFunc{status(503, ``), status(429, ``), status(503, ``), status(429, ``), status(503, ``), status(200, meBody)},
+			wantReqs: 6, wantRetries: 5, want429: 2, want5xx: 3,
+			wantWaits: []time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}},
+		{name: "5xx budget still spent with 429s in between", rlWait: time.Second,
+			steps:   []http.HandlerFunc{status(503, ``), status(429, ``), status(503, ``), status(503, ``), status(503, ``), status(200, meBody)},
+			wantErr: ErrServer, wantStatus: 503, wantReqs: 5, wantRetries: 4, want429: 1, want5xx: 4},
 		{name: "429 without Retry-After then ok", steps: []http.HandlerFunc{status(429, `{"success":false,"message":"Too Many Requests"}`), status(200, meBody)},
 			wantReqs: 2, wantRetries: 1, want429: 1, wantWaits: []time.Duration{time.Millisecond}},
 		{name: "429 backoff doubles and caps", steps: []http.HandlerFunc{status(429, ``), status(429, ``), status(429, ``), status(429, ``)},
@@ -78,7 +93,11 @@ func TestRetryClassification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tc := newTestClient(t, script(tt.steps...))
+			tc := newTestClient(t, script(tt.steps...), func(c *Config) {
+				if tt.rlWait > 0 {
+					c.MaxRateLimitWait = tt.rlWait
+				}
+			})
 			me, err := tc.Me(context.Background(), testUser)
 			if tt.wantErr == nil {
 				if err != nil {
@@ -286,14 +305,14 @@ func TestRequestsPerSecond(t *testing.T) {
 	t.Parallel()
 	const rps, n = 100, 11
 	tc := newTestClient(t, status(200, meBody), func(c *Config) { c.RequestsPerSecond = rps })
-	start := tc.now()
+	start := tc.pacerNow()
 	for range n {
 		if _, err := tc.Me(context.Background(), testUser); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// With a burst of one, n requests take (n-1)/rps seconds of the fake clock.
-	if el, want := tc.now().Sub(start), time.Duration(n-1)*time.Second/rps; el != want {
+	if el, want := tc.pacerNow().Sub(start), time.Duration(n-1)*time.Second/rps; el != want {
 		t.Errorf("%d requests at %d rps took %v, want %v", n, rps, el, want)
 	}
 	if st := tc.Stats(); st.RateBudget != rps || st.RateLimit != rps || st.Slowdowns != 0 {

@@ -47,32 +47,36 @@ type Config struct {
 	// RequestsPerSecond is the request rate budget of the whole Client, a
 	// ceiling; 0 means none. Akahu publishes no rate limit, so the Client
 	// finds it: all requests go through one governor that paces them evenly
-	// (burst 1) and adapts its pace to 429 answers (AIMD, with a cubic climb):
+	// (burst 1) and adapts its pace to 429 answers (AIMD, with a cubic climb
+	// as in TCP CUBIC):
 	//
 	//   - It starts at RequestsPerSecond, or unlimited when that is 0.
-	//   - A 429 to a request sent at the current pace cuts the pace to 0.9 ×
-	//     the rate found too high, for every request, and holds all requests
-	//     off for two intervals at the new pace (at most 200ms). The rate
-	//     found too high is the pace at the time; if what the server admitted
-	//     since the previous cut shows that the pace was too high all along,
-	//     that admitted rate (at least half the pace), so a far too high pace
-	//     is corrected in a few cuts. 429s to requests sent before a cut are
-	//     already accounted for by it.
-	//   - When unlimited, the first 429 makes the governor limited: its first
-	//     guess of the limit is what the server admitted in the last second,
-	//     and from 0.9 × that guess the pace rises by 2 requests/s per admitted
-	//     answer (doubling about every 0.35s while it holds requests back) until
-	//     the next 429.
+	//   - A 429 to a request sent at the current pace cuts the pace, for all
+	//     requests, to 0.9 × the rate found too high, and holds every request
+	//     off for two intervals at the new pace (at most 200ms). The rate found
+	//     too high is the pace at the time, unless the server admitted less
+	//     than the pace set by the previous cut since that cut: then the pace
+	//     was too high all along, and the rate found too high is what it
+	//     admitted (but at least half the pace), so a far too high pace is
+	//     corrected in a few cuts. A 429 to a request sent before the last
+	//     cut is already accounted for by it.
+	//   - When unlimited, the first 429 makes the governor limited. Its first
+	//     guess of the rate found too high is what was sent in the last second;
+	//     from 0.9 × that guess the pace rises by 2 requests/s per admitted
+	//     answer (doubling about every 0.35s while it holds requests back)
+	//     until the next 429.
 	//   - Otherwise, after a cut from a rate R, the pace climbs back from 0.9R
-	//     to R in 2 seconds, concave (fast, then slowing near R), and then
-	//     beyond R ever faster (convex), to probe for a higher limit:
-	//     R × (1 + 0.1 × ((t − 2s)/2s)³) at t after the cut.
+	//     to R in K = 2s (or the time R takes to send 20 requests, if longer),
+	//     concave (fast, then slowing near R), and then beyond R ever faster
+	//     (convex), probing for a higher limit: R × (1 + 0.1 × ((t − K)/K)³)
+	//     at t after the cut.
 	//   - The pace never exceeds RequestsPerSecond (when given), nor climbs
 	//     above 2 × the rate actually sent in the last second while it holds
 	//     no request back, nor drops below MinRequestsPerSecond.
 	//
-	// Against a token-bucket limit this settles within a few seconds and then
-	// loses a 429 every few seconds. Stats report the pace and the cuts.
+	// Against a token-bucket limit this settles within a few seconds, then
+	// meets one 429 every two to three seconds: about 1-2% of requests, at
+	// 95-100% of the limit. Stats report the budget, the pace and the cuts.
 	RequestsPerSecond float64
 	// MinRequestsPerSecond is the lowest pace 429s slow the Client to
 	// (default 1). Raise it when the limit is known to be at least that, or

@@ -14,8 +14,12 @@
 //   - Akahu's date semantics: [Window] is start-exclusive, end-inclusive to the
 //     millisecond, and [LocalDates] turns inclusive local dates into one;
 //   - resilience: retries with backoff for 429, 5xx, network errors, timeouts,
-//     truncated and malformed bodies; a client-wide in-flight limit and an
-//     optional request rate; counters in [Stats];
+//     truncated and malformed bodies (429s within a time budget of their
+//     own); a client-wide in-flight limit; a client-wide rate governor
+//     (governor.go) that paces every request, starts at the configured budget
+//     or unlimited, and finds the API's unpublished rate limit from 429s
+//     (AIMD with a cubic climb, see [Config].RequestsPerSecond); counters in
+//     [Stats];
 //   - errors: every failure is an [*Error] naming endpoint, account and window
 //     and unwrapping to one of the sentinels in errors.go, never containing a
 //     token. Authentication failures are never retried and are told apart: 401

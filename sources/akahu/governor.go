@@ -12,8 +12,10 @@ const (
 	// govBeta × the rate found to be too high.
 	govBeta = 0.9
 	// govProbe is how long after a slow-down the pace takes to climb back to
-	// the rate that was too high; beyond it the climb accelerates (cubic).
-	govProbe = 2 * time.Second
+	// the rate that was too high, or the time that rate takes to send
+	// govProbeRequests if longer; beyond it the climb accelerates (cubic).
+	govProbe         = 2 * time.Second
+	govProbeRequests = 20
 	// govStartStep is how much each admitted answer raises the pace, in
 	// requests/s, in the first climb after a client that started unlimited
 	// met its first 429 (its guess of the limit may be far too low): the pace
@@ -134,7 +136,7 @@ func (g *governor) rate(now time.Time) float64 {
 	case g.start:
 		r = g.startAt
 	default:
-		k := govProbe.Seconds()
+		k := max(govProbe.Seconds(), govProbeRequests/g.high)
 		c := (1 - govBeta) / (k * k * k)
 		d := t - k
 		r = g.high * (1 + c*d*d*d)

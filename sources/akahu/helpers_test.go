@@ -37,7 +37,7 @@ func (r *recorder) requests() []*http.Request {
 
 // testClient is a Client against an httptest server running h, with fast,
 // recorded backoff: sleeps are not slept but logged in waits, and advance a
-// fake clock that also drives the rate governor.
+// fake clock; the rate governor has a fake clock of its own.
 type testClient struct {
 	*Client
 	srv   *httptest.Server
@@ -45,12 +45,19 @@ type testClient struct {
 	mu    sync.Mutex
 	waits []time.Duration
 	clock time.Time // advanced by the recorded waits
+	pacer time.Time // the governor's clock, advanced by its pacing waits
 }
 
 func (tc *testClient) recordedWaits() []time.Duration {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	return append([]time.Duration(nil), tc.waits...)
+}
+
+func (tc *testClient) pacerNow() time.Time {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.pacer
 }
 
 func newTestClient(t testing.TB, h http.Handler, tweak ...func(*Config)) *testClient {
@@ -89,12 +96,13 @@ func newTestClient(t testing.TB, h http.Handler, tweak ...func(*Config)) *testCl
 		defer tc.mu.Unlock()
 		return tc.clock
 	}
-	// The governor runs on the same fake clock: its pacing waits advance it
-	// (but are not recorded as retry waits).
-	c.gov.now = c.now
+	// The governor runs on a fake clock of its own, advanced by its pacing
+	// waits, so they neither take real time nor count as retry waits.
+	tc.pacer = tc.clock
+	c.gov.now = tc.pacerNow
 	c.gov.sleep = func(ctx context.Context, d time.Duration) error {
 		tc.mu.Lock()
-		tc.clock = tc.clock.Add(d)
+		tc.pacer = tc.pacer.Add(d)
 		tc.mu.Unlock()
 		return ctx.Err()
 	}
