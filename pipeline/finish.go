@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -817,6 +818,9 @@ func (r *runner) removeTombstones(ctx context.Context, runs map[string]bool) map
 	return gone
 }
 
+// round2 rounds x to two decimals, for figures in the manifest.
+func round2(x float64) float64 { return math.Round(x*100) / 100 }
+
 // manifest assembles the run's manifest.
 func (r *runner) manifest() *Manifest {
 	m := r.m
@@ -836,7 +840,11 @@ func (r *runner) manifest() *Manifest {
 	m.Range = DateRange{Start: r.start.String(), End: r.end.String()}
 	st, s0 := r.cfg.Source.Stats(), r.apiStart
 	m.API = APIStats{Requests: st.Requests - s0.Requests, Retries: st.Retries - s0.Retries,
-		RateLimited: st.RateLimited - s0.RateLimited, ServerErrors: st.ServerErrors - s0.ServerErrors}
+		RateLimited: st.RateLimited - s0.RateLimited, ServerErrors: st.ServerErrors - s0.ServerErrors,
+		RPSBudget: st.RateBudget, RateLimitSlowdowns: st.Slowdowns - s0.Slowdowns, RateLimitRPS: round2(st.RateLimit)}
+	if d := m.FinishedAt.Sub(m.StartedAt).Seconds(); d > 0 {
+		m.API.AchievedRPS = round2(float64(m.API.Requests) / d)
+	}
 	// A refused user (revoked or forbidden) is routine at scale: reported in Users, not a
 	// failure, unless every user was refused.
 	refused := map[string]int{}

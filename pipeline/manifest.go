@@ -157,6 +157,14 @@ type APIStats struct {
 	Retries      int64 `json:"retries"`
 	RateLimited  int64 `json:"rate_limited"`
 	ServerErrors int64 `json:"server_errors"`
+	// AchievedRPS is Requests over the run's duration; RPSBudget the client's
+	// budget (this shard's share of the job's; 0: none given).
+	AchievedRPS float64 `json:"achieved_rps"`
+	RPSBudget   float64 `json:"rps_budget"`
+	// RateLimitSlowdowns counts the client's cuts of its pace for 429s during
+	// the run; RateLimitRPS is its pace at the end (0: never limited).
+	RateLimitSlowdowns int64   `json:"rate_limit_slowdowns"`
+	RateLimitRPS       float64 `json:"rate_limit_rps"`
 }
 
 // UploadStats counts data objects uploaded (the manifest itself and control objects

@@ -49,7 +49,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.IntVar(&f.shards, "shards", max(1, envInt(getenv, "CLOUD_RUN_TASK_COUNT")), "number of shards (default from CLOUD_RUN_TASK_COUNT)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (accounts, windows, partitions) and write nothing")
 	fs.StringVar(&f.timeZone, "time-zone", "Pacific/Auckland", "dataset time zone for local dates and partitions")
-	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second across the run (0: unlimited)")
+	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second for the whole job, split evenly across --shards (0: no budget; each shard finds the API's limit from 429s)")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -118,10 +118,10 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 		return exitOK
 	}
 	if m != nil {
-		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d API requests, %d retries%s\n",
+		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d API requests, %d retries, %d answered 429, %s%s\n",
 			m.RunID, time.Since(begin).Round(time.Millisecond), m.Counts.Inserted, m.Counts.Updated, m.Counts.Unchanged,
 			m.Counts.Moved, m.Counts.Deleted, m.Counts.Pending, m.Uploads.Objects, m.Uploads.Bytes, m.Uploads.Skipped,
-			m.API.Requests, m.API.Retries, refusedSummary(m))
+			m.API.Requests, m.API.Retries, m.API.RateLimited, rateSummary(m.API), refusedSummary(m))
 		// A refused user is routine at scale: one line each, naming the user by position
 		// and id, never by token.
 		for _, u := range m.Users {
@@ -174,6 +174,19 @@ func refusedSummary(m *pipeline.Manifest) string {
 		return ""
 	}
 	return "; users: " + strings.Join(parts, ", ")
+}
+
+// rateSummary reports the achieved request rate against the budget, and the
+// client's slow-downs for 429s.
+func rateSummary(a pipeline.APIStats) string {
+	s := fmt.Sprintf("%.1f requests/s", a.AchievedRPS)
+	if a.RPSBudget > 0 {
+		s += fmt.Sprintf(" of a %.4g/s budget", a.RPSBudget)
+	}
+	if a.RateLimitSlowdowns > 0 {
+		s += fmt.Sprintf(" (%d slow-downs for 429s, last pace %.1f/s)", a.RateLimitSlowdowns, a.RateLimitRPS)
+	}
+	return s
 }
 
 func isConfig(err error) bool { return errors.Is(err, pipeline.ErrConfig) }
@@ -243,7 +256,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	}
 	client, err := akahu.New(akahu.Config{
 		BaseURL: getenv("AKAHU_BASE_URL"), AppToken: akahu.Token(appToken),
-		RequestsPerSecond: f.rps, MaxInFlight: f.maxInFlight, Logger: log,
+		RequestsPerSecond: shardBudget(f.rps, f.shards), MaxInFlight: f.maxInFlight, Logger: log,
 	})
 	if err != nil {
 		return cfg, nil, err
@@ -260,6 +273,11 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		FailOnRevoked: f.failOnRevoked,
 	}
 	return cfg, client, nil
+}
+
+// shardBudget is one shard's share of the job's request rate budget (0: none).
+func shardBudget(rps float64, shards int) float64 {
+	return rps / float64(max(shards, 1))
 }
 
 // userTokens reads the user tokens: AKAHU_USER_TOKEN, or a file with one per line
