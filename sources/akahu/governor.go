@@ -115,8 +115,10 @@ func (g *governor) acquire(now time.Time) (at time.Time, epoch uint64, ok bool) 
 		return next, g.epoch, false
 	}
 	g.last = now
-	if now.Sub(next) < interval {
-		g.last = next // keep the cadence when the waiter woke a little late
+	if now.Sub(next) < 2*interval {
+		// Keep the cadence when the request came (or its waiter woke) a
+		// little late: a slot lost to a busy scheduler is made up at once.
+		g.last = next
 	}
 	return now, g.epoch, true
 }

@@ -98,7 +98,7 @@ func TestGovernorSimulation(t *testing.T) {
 		{"burst 10", 0, 40, 10, 8, 20 * ms, 60 * time.Second, 0.05, 0.95},
 		{"burst 40", 0, 40, 40, 8, 20 * ms, 60 * time.Second, 0.05, 0.95},
 		{"burst 100", 0, 40, 100, 8, 20 * ms, 60 * time.Second, 0.05, 0.95},
-		{"burst 10 short run", 0, 40, 10, 8, 20 * ms, 10 * time.Second, 0.05, 0.95},
+		{"burst 10 short run", 0, 40, 10, 8, 20 * ms, 8 * time.Second, 0.05, 0.95},
 		{"slow API, 64 in flight", 0, 40, 10, 64, 200 * ms, 60 * time.Second, 0.07, 0.95},
 		{"fast limit", 0, 400, 40, 32, 20 * ms, 20 * time.Second, 0.05, 0.95},
 		{"slow limit", 0, 4, 4, 8, 20 * ms, 120 * time.Second, 0.06, 0.90},
