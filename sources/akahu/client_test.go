@@ -13,7 +13,11 @@ import (
 
 func TestRetryClassification(t *testing.T) {
 	t.Parallel()
-	httpDate := time.Now().Add(45 * time.Second).UTC().Format(http.TimeFormat)
+	// A Retry-After date 45s from when the answer is sent (subtests may wait
+	// long for their turn behind other parallel tests).
+	retryAt45s := func(w http.ResponseWriter, r *http.Request) {
+		status(429, ``, "Retry-After", time.Now().Add(45*time.Second).UTC().Format(http.TimeFormat))(w, r)
+	}
 	tests := []struct {
 		name        string
 		steps       []http.HandlerFunc
@@ -50,7 +54,7 @@ func TestRetryClassification(t *testing.T) {
 			wantText:  "akahu: GET /me: 429 Too Many Requests after 3 retries"},
 		{name: "429 Retry-After seconds", steps: []http.HandlerFunc{status(429, ``, "Retry-After", "7"), status(200, meBody)},
 			wantReqs: 2, wantRetries: 1, want429: 1, wantWaits: []time.Duration{7 * time.Second}},
-		{name: "429 Retry-After HTTP-date", steps: []http.HandlerFunc{status(429, ``, "Retry-After", httpDate), status(200, meBody)},
+		{name: "429 Retry-After HTTP-date", steps: []http.HandlerFunc{retryAt45s, status(200, meBody)},
 			wantReqs: 2, wantRetries: 1, want429: 1, wantWaitMin: 35 * time.Second},
 		{name: "429 Retry-After capped by MaxRetryAfter", steps: []http.HandlerFunc{status(429, ``, "Retry-After", "86400"), status(200, meBody)},
 			wantReqs: 2, wantRetries: 1, want429: 1, wantWaits: []time.Duration{DefaultMaxRetryAfter}},

@@ -60,11 +60,14 @@ func simulate(ceiling, rate float64, burst, workers int, latency, d time.Duratio
 				}
 			}
 			if w.state == 0 && !now.Before(w.at) {
-				w.state = 1
+				w.state, w.at = 1, now
 			}
-			if w.state == 1 {
+			if w.state == 1 && !now.Before(w.at) { // a waiter sleeps until its slot, as in wait
 				var ok bool
-				if _, w.epoch, ok = g.acquire(now); ok {
+				var slot time.Time
+				if slot, w.epoch, ok = g.acquire(now); !ok {
+					w.at = slot
+				} else {
 					res.sent++
 					w.refused = !srv.take(now.Add(latency / 2))
 					if w.refused {
