@@ -36,7 +36,7 @@ const (
 
 // governor paces a Client's requests at an adaptive rate shared by all of
 // them (AIMD with a cubic climb): see Config.RequestsPerSecond. Its methods
-// are safe for concurrent use; reserve and observe take the time explicitly
+// are safe for concurrent use; acquire and observe take the time explicitly
 // so the adaptation can be tested with a fake clock.
 type governor struct {
 	mu      sync.Mutex
@@ -49,7 +49,7 @@ type governor struct {
 	start   bool      // the climb after the first 429 of an unlimited client
 	startAt float64   // the pace during that climb
 	cutPace float64   // the pace set by the last cut
-	pace    float64   // the pace at the last reserve, for Stats
+	pace    float64   // the pace at the last acquire or cut, for Stats
 	queued  time.Time // when a request last had to wait for its slot
 
 	last  time.Time // when the last slot was taken
@@ -96,7 +96,7 @@ func (g *governor) wait(ctx context.Context) (uint64, error) {
 
 // acquire takes a send slot at now if one is free (ok); otherwise at is when
 // the next one will be, at the current pace. Slots are not booked ahead, so
-// a change of pace applies to every waiting request at once.
+// a change of pace applies to the next slot, whoever waits for it.
 func (g *governor) acquire(now time.Time) (at time.Time, epoch uint64, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -127,8 +127,8 @@ func (g *governor) acquire(now time.Time) (at time.Time, epoch uint64, ok bool) 
 // from govBeta×high back to high in govProbe, concave then convex (the
 // cubic of TCP CUBIC, scaled to high); after the first 429 of a client that
 // started unlimited it rises by govStartStep per admitted answer instead, as
-// the guess of high is crude. It never exceeds the ceiling nor govHeadroom × the rate
-// sent recently. Callers hold mu.
+// the guess of high is crude. It never exceeds the ceiling nor, while it holds
+// no request back, govHeadroom × the rate sent recently. Callers hold mu.
 func (g *governor) rate(now time.Time) float64 {
 	t := now.Sub(g.cutAt).Seconds()
 	var r float64
@@ -146,8 +146,8 @@ func (g *governor) rate(now time.Time) float64 {
 	if now.Sub(g.queued) > govWindow {
 		// The pace has not held anyone back lately: climb no further than
 		// govHeadroom × the rate in use.
-		if cap := govHeadroom * float64(g.sentSince(now.Add(-govWindow))) / govWindow.Seconds(); cap > g.high && r > cap {
-			r = cap
+		if used := govHeadroom * float64(g.sentSince(now.Add(-govWindow))) / govWindow.Seconds(); used > g.high && r > used {
+			r = used
 		}
 	}
 	if g.ceiling > 0 && r > g.ceiling {
@@ -156,7 +156,7 @@ func (g *governor) rate(now time.Time) float64 {
 	return max(r, g.floor)
 }
 
-// observe records an answer received at now to a request reserved in epoch;
+// observe records an answer received at now to a request sent in epoch;
 // limited means it was a 429. A 429 to a request sent at the current pace
 // (or while unlimited) slows the governor down; one to a request sent before
 // the last slow-down is already accounted for.
