@@ -19,6 +19,12 @@ import (
 // lock (flock) around compare-and-rename. List never shows it.
 const LockFileName = ".bucket.lock"
 
+// WritersFileName is the file in a Local bucket's root directory that every Put
+// holds a shared flock on while its temp file exists, and that CleanTemp locks
+// exclusively: temp files are removed only when no writer of any process has one
+// in flight. List never shows it.
+const WritersFileName = ".bucket.writers"
+
 // tempMarker is what every temp file's base name contains. Temp files are
 // named ".<base>.tmp-<random>": hidden, and ending in digits, so no glob for
 // *.parquet or *.json matches one.
@@ -143,8 +149,8 @@ func (l *Local) validate(name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if name == LockFileName {
-		return fmt.Errorf("%w %q: reserved for the lock file", ErrInvalidName, name)
+	if name == LockFileName || name == WritersFileName {
+		return fmt.Errorf("%w %q: reserved for the lock files", ErrInvalidName, name)
 	}
 	if isTempName(name[strings.LastIndexByte(name, '/')+1:]) {
 		return fmt.Errorf("%w %q: looks like a temp file", ErrInvalidName, name)
@@ -253,6 +259,12 @@ func (l *Local) put(ctx context.Context, name string, data []byte, cond Conditio
 		return Attrs{}, err
 	}
 	base := filepath.Base(target)
+	// Held until the temp file is renamed or removed: CleanTemp waits for it.
+	releaseWriters, err := flockShared(ctx, filepath.Join(l.dir, WritersFileName))
+	if err != nil {
+		return Attrs{}, fmt.Errorf("lock %s: %w", WritersFileName, err)
+	}
+	defer releaseWriters()
 	f, err := os.CreateTemp(parent, "."+base+tempMarker+"*")
 	if err != nil {
 		return Attrs{}, err
@@ -446,7 +458,7 @@ func (l *Local) List(ctx context.Context, prefix string) ([]Attrs, error) {
 	}
 	var out []Attrs
 	err := l.walk(ctx, prefix, func(rel string, d fs.DirEntry) error {
-		if isTempName(d.Name()) || rel == LockFileName || !d.Type().IsRegular() {
+		if isTempName(d.Name()) || rel == LockFileName || rel == WritersFileName || !d.Type().IsRegular() {
 			return nil
 		}
 		a, err := l.attrs(ctx, rel)
@@ -523,11 +535,25 @@ func (l *Local) TempFiles(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// cleanTempWait bounds how long CleanTemp waits for writes in flight to end.
+const cleanTempWait = 2 * time.Second
+
 // CleanTemp removes temp files last modified more than olderThan ago and
-// returns their names. A Put in progress keeps its temp file's modification
-// time recent, so an olderThan longer than any Put takes (an hour, say)
-// never removes one in flight.
+// returns their names. It never removes the temp file of a Put in flight, in
+// this process or another: it takes the writers' lock exclusively, waiting up
+// to cleanTempWait for writes in flight to end, and removes nothing (no error)
+// if they do not: a later call cleans up.
 func (l *Local) CleanTemp(ctx context.Context, olderThan time.Duration) (removed []string, err error) {
+	wctx, cancel := context.WithTimeout(ctx, cleanTempWait)
+	release, err := flockFile(wctx, filepath.Join(l.dir, WritersFileName))
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil // writers kept writing: leave their temp files alone
+		}
+		return nil, fmt.Errorf("bucket: clean temp in %s: lock %s: %w", l, WritersFileName, err)
+	}
+	defer release()
 	names, err := l.TempFiles(ctx)
 	if err != nil {
 		return nil, err

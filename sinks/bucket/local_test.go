@@ -152,7 +152,7 @@ func TestLocalReadOnlyDirectory(t *testing.T) {
 func TestLocalReservedNames(t *testing.T) {
 	ctx := context.Background()
 	l := newLocal(t)
-	for _, name := range []string{LockFileName, ".x.parquet.tmp-123", "a/.part-000.parquet.tmp-99"} {
+	for _, name := range []string{LockFileName, WritersFileName, ".x.parquet.tmp-123", "a/.part-000.parquet.tmp-99"} {
 		if _, err := l.Put(ctx, name, []byte("x"), Condition{}); !IsInvalidName(err) {
 			t.Errorf("Put(%q) error = %v, want ErrInvalidName", name, err)
 		}
@@ -572,5 +572,41 @@ func TestLocalFault(t *testing.T) {
 				t.Errorf("with the fault removed: %v", err)
 			}
 		})
+	}
+}
+
+// TestLocalCleanTempSparesWritesInFlight: CleanTemp(0) of one writer (another
+// process on the same directory, here a second Local) must never remove the temp
+// file of a Put in flight; that Put succeeds, and a later CleanTemp removes what a
+// dead writer left.
+func TestLocalCleanTempSparesWritesInFlight(t *testing.T) {
+	ctx := context.Background()
+	writer := newLocal(t)
+	cleaner, err := NewLocal(writer.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leftover := filepath.Join(writer.Dir(), ".dead.json.tmp-1")
+	if err := os.WriteFile(leftover, []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var removedMid []string
+	writer.writeData = func(f *os.File, data []byte) error {
+		removedMid, _ = cleaner.CleanTemp(ctx, 0)
+		return writeAll(f, data)
+	}
+	if _, err := writer.Put(ctx, "_locks/shard-000-of-001.json", []byte(`{"run_id":"r"}`), Condition{DoesNotExist: true}); err != nil {
+		t.Fatalf("Put while another writer cleaned temp files: %v", err)
+	}
+	if len(removedMid) != 0 {
+		t.Errorf("CleanTemp during a Put in flight removed %q", removedMid)
+	}
+	writer.writeData = writeAll
+	removed, err := cleaner.CleanTemp(ctx, 0)
+	if err != nil || fmt.Sprint(removed) != "[.dead.json.tmp-1]" {
+		t.Errorf("CleanTemp with no write in flight = %q, %v; want the dead writer's file", removed, err)
+	}
+	if list, _ := writer.List(ctx, ""); len(list) != 1 {
+		t.Errorf("List shows %+v; want only the lock object", list)
 	}
 }

@@ -10,3 +10,8 @@ import "context"
 func flockFile(ctx context.Context, path string) (release func(), err error) {
 	return func() {}, nil
 }
+
+// flockShared is a no-op where flock does not exist.
+func flockShared(ctx context.Context, path string) (release func(), err error) {
+	return func() {}, nil
+}

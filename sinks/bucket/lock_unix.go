@@ -14,13 +14,23 @@ import (
 // polling so that ctx can end the wait. The lock is released by closing the
 // file, which release does; a killed process releases it too.
 func flockFile(ctx context.Context, path string) (release func(), err error) {
+	return flockWait(ctx, path, syscall.LOCK_EX)
+}
+
+// flockShared is flockFile with a shared lock: any number of holders at once,
+// none while someone holds the exclusive lock.
+func flockShared(ctx context.Context, path string) (release func(), err error) {
+	return flockWait(ctx, path, syscall.LOCK_SH)
+}
+
+func flockWait(ctx context.Context, path string, how int) (release func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	wait := 50 * time.Microsecond
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			return func() { f.Close() }, nil
 		}
