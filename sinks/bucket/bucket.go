@@ -92,19 +92,25 @@ type Bucket interface {
 	// name, the Size and the CRC32C (Castagnoli) of data.
 	//
 	// Put is atomic: a concurrent or later reader sees the old bytes or the
-	// new bytes, never a mixture or a prefix, and a failed or interrupted Put
-	// (even a killed process) leaves the old version in place. Put is
+	// new bytes, never a mixture or a prefix. A failed Put leaves the old
+	// version in place, except that one failing with ErrTransient, or
+	// interrupted (its context ended, its process killed) after it sent the
+	// bytes, may have stored the new version whole. An unconditional Put is
 	// idempotent: repeating it with the same bytes leaves the same content
 	// and is not an error.
 	//
 	// cond makes it a compare-and-swap: with DoesNotExist it fails with
 	// ErrConflict if the object exists; with GenerationMatch g it fails with
 	// ErrConflict unless the current generation is g. Of several writers
-	// racing with the same condition, exactly one succeeds. Put does not keep
-	// data after it returns.
+	// racing with the same condition, exactly one succeeds, even if they
+	// write the same bytes. An implementation that sends a write again after
+	// its answer was lost recognises its own earlier write (not merely equal
+	// bytes) and reports success. Put does not keep data after it returns.
 	Put(ctx context.Context, name string, data []byte, cond Condition) (Attrs, error)
 
-	// Delete removes the object. A missing object fails with ErrNotFound.
+	// Delete removes the object. A missing object fails with ErrNotFound
+	// (but a delete sent again after its answer was lost, that finds the
+	// object gone, has succeeded).
 	// With cond.GenerationMatch g it fails with ErrConflict, removing
 	// nothing, unless the current generation is g. cond.DoesNotExist is
 	// meaningless here and fails with ErrInvalidCondition.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 
 	"cloud.google.com/go/storage"
@@ -40,7 +42,7 @@ func classify(err error) error {
 		class = bucket.ErrTransient
 	case errors.As(err, &nerr) && nerr.Timeout():
 		class = bucket.ErrTransient
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+	case brokenConnection(err):
 		class = bucket.ErrTransient
 	}
 	if class == nil {
@@ -48,6 +50,25 @@ func classify(err error) error {
 	}
 	return fmt.Errorf("%w: %w", class, err)
 }
+
+// brokenConnection reports whether err says the connection failed before an
+// answer arrived: refused, reset, closed (EOF, "use of closed network
+// connection") or cut short. The request may or may not have been applied.
+func brokenConnection(err error) bool {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	// net/http's own unexported errors for a connection the server closed.
+	msg := err.Error()
+	return strings.Contains(msg, "server closed idle connection")
+}
+
+// isTransient reports whether err, an SDK or network error, may succeed if
+// the request is sent again.
+func isTransient(err error) bool { return bucket.IsTransient(classify(err)) }
 
 // classForStatus maps an HTTP status from the JSON API to an error class.
 func classForStatus(code int) error {

@@ -2,9 +2,12 @@ package gcs
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"path"
 	"sort"
 	"strings"
@@ -17,20 +20,41 @@ import (
 )
 
 // DefaultUnconditionalAttempts is how many read-generation-then-write rounds
-// an unconditional Put makes before it gives up with ErrConflict because
-// other writers keep replacing the object in between.
+// an unconditional Put or Delete makes before it gives up with ErrConflict
+// because other writers keep replacing the object in between.
 const DefaultUnconditionalAttempts = 5
 
-// DefaultUploadTimeout bounds one Put's upload, retries included. The client
-// library retries a single-request upload on 429/5xx until its context ends
-// and ignores storage.WithMaxAttempts for it, so without a bound a Put
-// against a failing service would never return. Five minutes carries 64 MiB
-// over a 2 Mbit/s link.
+// DefaultAttempts is how many times a Bucket sends a request that failed
+// with a transient error (HTTP 408, 429 or 5xx, a timeout, or a connection
+// that broke: EOF, reset, closed) before it reports ErrTransient. The client
+// library's own retries are off: a Bucket retries every request itself, so
+// that it knows when a write may have been applied although its answer was
+// lost, and reads the object back to find out (see the package comment).
+const DefaultAttempts = 8
+
+// DefaultBackoff is the wait before the second attempt; it doubles with each
+// further attempt, up to DefaultMaxBackoff, and each wait is drawn at random
+// between half of it and all of it. With DefaultAttempts, a request is given
+// up after about 11 to 23 seconds of failures.
+const (
+	DefaultBackoff    = 200 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+)
+
+// DefaultUploadTimeout bounds one Put's uploads, all attempts included;
+// reading the object back afterwards is bounded only by the caller's
+// context. Five minutes carries 64 MiB over a 2 Mbit/s link.
 const DefaultUploadTimeout = 5 * time.Minute
 
 // uploadChunkQuantum is the granularity the JSON API requires of chunk sizes
 // (googleapi.MinUploadChunkSize).
 const uploadChunkQuantum = 256 << 10
+
+// writeIDKey is the custom metadata key under which every upload carries a
+// random id of the Put that sent it: reading it back tells a Put whose answer
+// was lost that the stored version is its own write, and not another
+// writer's (even one of the same bytes).
+const writeIDKey = "write-id"
 
 // Bucket is a bucket.Bucket on a Google Cloud Storage bucket, optionally
 // under a prefix: object "a/b" is stored as "<prefix>/a/b".
@@ -42,6 +66,9 @@ type Bucket struct {
 	owned  bool   // Close closes client
 
 	uploadTimeout time.Duration
+	attempts      int
+	backoff       time.Duration
+	maxBackoff    time.Duration
 }
 
 var _ bucket.Bucket = (*Bucket)(nil)
@@ -49,11 +76,20 @@ var _ bucket.Bucket = (*Bucket)(nil)
 // Option configures a Bucket.
 type Option func(*Bucket)
 
-// WithRetry sets the retry behaviour of every request (backoff, maximum
-// attempts, policy) on top of the client's defaults. Uploads are always
-// conditional, so the default policy, RetryIdempotent, already retries them.
-func WithRetry(opts ...storage.RetryOption) Option {
-	return func(b *Bucket) { b.handle = b.handle.Retryer(opts...) }
+// WithAttempts replaces DefaultAttempts, DefaultBackoff and DefaultMaxBackoff
+// (values <= 0 keep the default).
+func WithAttempts(attempts int, backoff, maxBackoff time.Duration) Option {
+	return func(b *Bucket) {
+		if attempts > 0 {
+			b.attempts = attempts
+		}
+		if backoff > 0 {
+			b.backoff = backoff
+		}
+		if maxBackoff > 0 {
+			b.maxBackoff = maxBackoff
+		}
+	}
 }
 
 // WithUploadTimeout replaces DefaultUploadTimeout; d <= 0 leaves uploads
@@ -93,7 +129,11 @@ func NewWithClient(c *storage.Client, bucketName, prefix string, opts ...Option)
 	if p != "" {
 		p += "/"
 	}
-	b := &Bucket{client: c, handle: c.Bucket(bucketName), name: bucketName, prefix: p, uploadTimeout: DefaultUploadTimeout}
+	b := &Bucket{client: c, name: bucketName, prefix: p, uploadTimeout: DefaultUploadTimeout,
+		attempts: DefaultAttempts, backoff: DefaultBackoff, maxBackoff: DefaultMaxBackoff}
+	// The library's retries would hide from us which writes were sent more
+	// than once, and retry some requests until the context ends.
+	b.handle = c.Bucket(bucketName).Retryer(storage.WithPolicy(storage.RetryNever))
 	for _, o := range opts {
 		o(b)
 	}
@@ -153,36 +193,97 @@ func (b *Bucket) attrsOf(a *storage.ObjectAttrs) bucket.Attrs {
 	}
 }
 
+// retry calls op until it succeeds, fails with an error that is not
+// transient, or has been called b.attempts times, waiting between calls. It
+// returns op's last error, or, if ctx ends while waiting, ctx's error with
+// that one in the message.
+func (b *Bucket) retry(ctx context.Context, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || !isTransient(err) || attempt >= b.attempts {
+			return err
+		}
+		if werr := b.wait(ctx, attempt); werr != nil {
+			return fmt.Errorf("%w (last: %v)", werr, err)
+		}
+	}
+}
+
+// wait sleeps before attempt+1, or returns early with an error wrapping
+// ctx's if ctx ends.
+func (b *Bucket) wait(ctx context.Context, attempt int) error {
+	d := b.backoff
+	for i := 1; i < attempt && d < b.maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, b.maxBackoff)
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("gave up waiting to retry after %d attempts: %w", attempt, ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
+
 // Get implements bucket.Bucket. The bytes are checked against the CRC32C GCS
 // reports for the generation read.
 func (b *Bucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
 	if err := b.check(ctx, "get", name); err != nil {
 		return nil, bucket.Attrs{}, err
 	}
-	r, err := b.object(name).NewReader(ctx)
+	var data []byte
+	var a bucket.Attrs
+	err := b.retry(ctx, func() error {
+		var err error
+		data, a, err = b.get(ctx, name)
+		return err
+	})
 	if err != nil {
 		return nil, bucket.Attrs{}, b.fail("get", name, err)
+	}
+	return data, a, nil
+}
+
+// get makes one read of the object.
+func (b *Bucket) get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
+	r, err := b.object(name).NewReader(ctx)
+	if err != nil {
+		return nil, bucket.Attrs{}, err
 	}
 	defer r.Close()
 	ra := r.Attrs
 	if ra.Size < 0 { // size unknown (decompressive transcoding); we never write such objects
-		return nil, bucket.Attrs{}, b.fail("get", name, fmt.Errorf("%w: GCS reports no size for generation %d", bucket.ErrChecksum, ra.Generation))
+		return nil, bucket.Attrs{}, fmt.Errorf("%w: GCS reports no size for generation %d", bucket.ErrChecksum, ra.Generation)
 	}
 	data := make([]byte, ra.Size)
 	n, err := io.ReadFull(r, data)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, bucket.Attrs{}, b.fail("get", name, err)
+		return nil, bucket.Attrs{}, err
 	}
 	data = data[:n]
 	if extra, err := io.Copy(io.Discard, r); err != nil || extra != 0 {
-		return nil, bucket.Attrs{}, b.fail("get", name, fmt.Errorf("%w: object longer than its reported size %d (%d more bytes, %v)", bucket.ErrChecksum, ra.Size, extra, err))
+		return nil, bucket.Attrs{}, fmt.Errorf("%w: object longer than its reported size %d (%d more bytes, %v)", bucket.ErrChecksum, ra.Size, extra, err)
 	}
 	a := bucket.Attrs{Name: name, Size: int64(len(data)), Generation: ra.Generation, CRC32C: bucket.CRC32C(data), Updated: ra.LastModified}
 	if a.Size != ra.Size || (ra.CRC32C != 0 && a.CRC32C != ra.CRC32C) {
-		return nil, bucket.Attrs{}, b.fail("get", name, fmt.Errorf("%w: generation %d read %d bytes crc32c %#x, GCS reports %d bytes crc32c %#x",
-			bucket.ErrChecksum, ra.Generation, a.Size, a.CRC32C, ra.Size, ra.CRC32C))
+		return nil, bucket.Attrs{}, fmt.Errorf("%w: generation %d read %d bytes crc32c %#x, GCS reports %d bytes crc32c %#x",
+			bucket.ErrChecksum, ra.Generation, a.Size, a.CRC32C, ra.Size, ra.CRC32C)
 	}
 	return data, a, nil
+}
+
+// attrs reads the object's current metadata, retrying transient failures.
+func (b *Bucket) attrs(ctx context.Context, name string) (*storage.ObjectAttrs, error) {
+	var a *storage.ObjectAttrs
+	err := b.retry(ctx, func() error {
+		var err error
+		a, err = b.object(name).Attrs(ctx)
+		return err
+	})
+	return a, err
 }
 
 // Attrs implements bucket.Bucket.
@@ -190,14 +291,14 @@ func (b *Bucket) Attrs(ctx context.Context, name string) (bucket.Attrs, error) {
 	if err := b.check(ctx, "attrs", name); err != nil {
 		return bucket.Attrs{}, err
 	}
-	a, err := b.object(name).Attrs(ctx)
+	a, err := b.attrs(ctx, name)
 	if err != nil {
 		return bucket.Attrs{}, b.fail("attrs", name, err)
 	}
 	return b.attrsOf(a), nil
 }
 
-// Put implements bucket.Bucket with one conditional upload (see the package
+// Put implements bucket.Bucket with conditional uploads (see the package
 // comment). An unconditional Put reads the current generation and writes on
 // the condition that it is still current, repeating if another writer
 // slipped in, up to DefaultUnconditionalAttempts times.
@@ -209,12 +310,16 @@ func (b *Bucket) Put(ctx context.Context, name string, data []byte, cond bucket.
 		return bucket.Attrs{}, b.fail("put", name, err)
 	}
 	if !cond.IsZero() {
-		return b.put(ctx, name, data, cond)
+		a, err := b.put(ctx, name, data, cond)
+		if err != nil {
+			return bucket.Attrs{}, b.fail("put", name, err)
+		}
+		return a, nil
 	}
 	var err error
 	for range DefaultUnconditionalAttempts {
 		var c bucket.Condition
-		switch cur, aerr := b.object(name).Attrs(ctx); {
+		switch cur, aerr := b.attrs(ctx, name); {
 		case errors.Is(aerr, storage.ErrObjectNotExist):
 			c = bucket.Condition{DoesNotExist: true}
 		case aerr != nil:
@@ -224,86 +329,141 @@ func (b *Bucket) Put(ctx context.Context, name string, data []byte, cond bucket.
 		}
 		var a bucket.Attrs
 		a, err = b.put(ctx, name, data, c)
-		if !bucket.IsConflict(err) {
-			return a, err
+		if err == nil {
+			return a, nil
+		}
+		if !isPreconditionFailed(err) {
+			break
 		}
 	}
-	return bucket.Attrs{}, err
+	return bucket.Attrs{}, b.fail("put", name, err)
 }
 
-// put makes one upload of data on cond (which is not zero).
+// put stores data on cond (which is not zero), sending the upload up to
+// b.attempts times while it fails transiently. A write whose answer is lost
+// may have been applied all the same: its retry then fails the precondition
+// (412). So on a 412, and when every attempt failed, put reads the object
+// back, and if the current version is this Put's own write (its write id,
+// size and CRC32C, and, on GenerationMatch, a newer generation than the
+// condition's) the Put has succeeded.
 func (b *Bucket) put(ctx context.Context, name string, data []byte, cond bucket.Condition) (bucket.Attrs, error) {
 	crc := bucket.CRC32C(data)
-	sc := storage.Conditions{DoesNotExist: cond.DoesNotExist, GenerationMatch: cond.GenerationMatch}
-	obj := b.object(name).If(sc)
-
-	wctx, cancel := context.WithCancel(ctx)
+	id := newWriteID()
+	uctx, cancel := context.WithCancel(ctx)
 	if b.uploadTimeout > 0 {
-		wctx, cancel = context.WithTimeout(ctx, b.uploadTimeout)
+		uctx, cancel = context.WithTimeout(ctx, b.uploadTimeout)
 	}
 	defer cancel()
-	w := obj.NewWriter(wctx)
+	var err error
+	attempt := 1
+	for ; ; attempt++ {
+		var a bucket.Attrs
+		a, err = b.upload(uctx, name, data, crc, id, cond)
+		if err == nil {
+			return a, nil
+		}
+		if isPreconditionFailed(err) {
+			return b.readBack(ctx, name, data, crc, id, cond, err)
+		}
+		if !isTransient(err) || attempt >= b.attempts {
+			break
+		}
+		if werr := b.wait(uctx, attempt); werr != nil {
+			if ctx.Err() != nil { // the caller gave up: no time to read back
+				return bucket.Attrs{}, fmt.Errorf("%w (last: %v)", werr, err)
+			}
+			break // the upload timeout ended: read back
+		}
+	}
+	if !isTransient(err) {
+		return bucket.Attrs{}, err
+	}
+	return b.readBack(ctx, name, data, crc, id, cond, fmt.Errorf("upload failed %d times, last: %w", attempt, err))
+}
+
+// upload makes one upload request of data, carrying cond, the CRC32C and the
+// write id.
+func (b *Bucket) upload(ctx context.Context, name string, data []byte, crc uint32, id string, cond bucket.Condition) (bucket.Attrs, error) {
+	sc := storage.Conditions{DoesNotExist: cond.DoesNotExist, GenerationMatch: cond.GenerationMatch}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := b.object(name).If(sc).NewWriter(wctx)
 	// ChunkSize larger than the object makes the client buffer all of it
 	// and send it in a single multipart request (gensupport treats data
 	// that ends within the first chunk as one chunk): one round trip instead
-	// of a resumable session's two or more, and the buffer lets the library
-	// resend the whole request on a retryable error. Our objects are about
-	// 100 KB to 64 MiB and already in memory, so the extra buffer is the
-	// price of the retry. It must exceed len(data) (equal is not enough, the
-	// client must see EOF inside the chunk) and be a multiple of 256 KiB.
+	// of a resumable session's two or more, which also makes the request
+	// whole to resend. Our objects are about 100 KB to 64 MiB and already in
+	// memory, so the extra buffer is affordable. It must exceed len(data)
+	// (equal is not enough, the client must see EOF inside the chunk) and be
+	// a multiple of 256 KiB.
 	w.ChunkSize = (len(data)/uploadChunkQuantum + 1) * uploadChunkQuantum
 	w.CRC32C = crc
 	w.SendCRC32C = true
 	w.ContentType = contentType(name)
+	w.Metadata = map[string]string{writeIDKey: id}
 
 	if _, err := w.Write(data); err != nil {
 		cancel()
 		_ = w.Close()
-		return b.uploadFailed(ctx, name, data, crc, cond, err)
+		return bucket.Attrs{}, err
 	}
 	if err := w.Close(); err != nil {
-		return b.uploadFailed(ctx, name, data, crc, cond, err)
+		return bucket.Attrs{}, err
 	}
 	got := w.Attrs()
 	if got == nil {
-		return bucket.Attrs{}, b.fail("put", name, errors.New("upload returned no attributes"))
+		return bucket.Attrs{}, errors.New("upload returned no attributes")
 	}
 	if got.Size != int64(len(data)) || got.CRC32C != crc {
-		return bucket.Attrs{}, b.fail("put", name, fmt.Errorf("%w: sent %d bytes crc32c %#x, generation %d stored %d bytes crc32c %#x",
-			bucket.ErrChecksum, len(data), crc, got.Generation, got.Size, got.CRC32C))
+		return bucket.Attrs{}, fmt.Errorf("%w: sent %d bytes crc32c %#x, generation %d stored %d bytes crc32c %#x",
+			bucket.ErrChecksum, len(data), crc, got.Generation, got.Size, got.CRC32C)
 	}
 	return b.attrsOf(got), nil
 }
 
-// uploadFailed turns an upload error into the result. On a 412 the
-// precondition failed, which is also what a retried upload sees if its first
-// attempt succeeded but the response was lost: if the current object holds
-// exactly our bytes (CRC32C and size), the Put has succeeded and the
-// attributes of that object are returned; otherwise it is ErrConflict,
-// naming the condition and the generation found.
-func (b *Bucket) uploadFailed(ctx context.Context, name string, data []byte, crc uint32, cond bucket.Condition, err error) (bucket.Attrs, error) {
-	if !isPreconditionFailed(err) {
-		return bucket.Attrs{}, b.fail("put", name, err)
-	}
-	cur, aerr := b.object(name).Attrs(ctx)
+// readBack decides a Put whose upload failed with cause, a 412 or a
+// transient error after the last attempt: if the object's current version is
+// this Put's write, the Put succeeded and its attributes are returned.
+// Otherwise a 412 is ErrConflict, naming the condition and the generation
+// found, and a transient cause is returned (the write was not stored, or, if
+// reading back failed too, it is unknown whether it was).
+func (b *Bucket) readBack(ctx context.Context, name string, data []byte, crc uint32, id string, cond bucket.Condition, cause error) (bucket.Attrs, error) {
+	cur, err := b.attrs(ctx, name)
 	switch {
-	case errors.Is(aerr, storage.ErrObjectNotExist):
-		return bucket.Attrs{}, b.fail("put", name, fmt.Errorf("%s but the object does not exist: %w", cond, err))
-	case aerr != nil:
-		return bucket.Attrs{}, b.fail("put", name, fmt.Errorf("%s failed (%w) and reading the current generation failed too: %v", cond, err, aerr))
-	case cur.Size == int64(len(data)) && cur.CRC32C == crc:
+	case err == nil && cur.Metadata[writeIDKey] == id && cur.Size == int64(len(data)) && cur.CRC32C == crc &&
+		(cond.GenerationMatch == 0 || cur.Generation > cond.GenerationMatch):
 		return b.attrsOf(cur), nil
+	case !isPreconditionFailed(cause) && (err == nil || errors.Is(err, storage.ErrObjectNotExist)):
+		return bucket.Attrs{}, fmt.Errorf("%w; the object does not hold this write", cause)
+	case !isPreconditionFailed(cause):
+		return bucket.Attrs{}, fmt.Errorf("%w; whether it was stored is unknown, reading it back failed: %v", cause, err)
+	case errors.Is(err, storage.ErrObjectNotExist):
+		return bucket.Attrs{}, fmt.Errorf("%s but the object does not exist: %w", cond, cause)
+	case err != nil:
+		return bucket.Attrs{}, fmt.Errorf("%s failed (%w) and reading the current generation failed too: %v", cond, cause, err)
 	}
-	return bucket.Attrs{}, b.fail("put", name, fmt.Errorf("%s but current generation is %d (%d bytes, crc32c %#x; ours %d bytes, crc32c %#x): %w",
-		cond, cur.Generation, cur.Size, cur.CRC32C, len(data), crc, err))
+	return bucket.Attrs{}, fmt.Errorf("%s but current generation is %d (%d bytes, crc32c %#x; ours %d bytes, crc32c %#x): %w",
+		cond, cur.Generation, cur.Size, cur.CRC32C, len(data), crc, cause)
 }
 
-// Delete implements bucket.Bucket. With cond.GenerationMatch the delete
-// carries ifGenerationMatch, which makes it atomic on GCS; it is preceded by
-// a metadata read so that a mismatch is reported with the current
-// generation, and so that emulators that ignore preconditions on delete
-// (fake-gcs-server v1.56.1 does) still refuse a stale delete that is not
-// racing.
+// newWriteID returns a random id for one Put.
+func newWriteID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Delete implements bucket.Bucket. Each round reads the current generation
+// and deletes on ifGenerationMatch of it, which makes the delete atomic on
+// GCS and safe to resend; the read also reports a mismatch of
+// cond.GenerationMatch with the current generation, and keeps emulators that
+// ignore preconditions on delete (fake-gcs-server v1.56.1 does) from a stale
+// delete that is not racing. A delete that failed transiently is sent again;
+// if the object is then gone, the earlier delete whose answer was lost
+// removed it, and Delete succeeds. A 404 answer to a delete of the
+// generation just read also counts as done: that generation is gone. An
+// unconditional Delete whose object is replaced between the read and the
+// delete starts over, up to DefaultUnconditionalAttempts times.
 func (b *Bucket) Delete(ctx context.Context, name string, cond bucket.Condition) error {
 	if err := b.check(ctx, "delete", name); err != nil {
 		return err
@@ -311,25 +471,46 @@ func (b *Bucket) Delete(ctx context.Context, name string, cond bucket.Condition)
 	if err := bucket.ValidateDeleteCondition(cond); err != nil {
 		return b.fail("delete", name, err)
 	}
-	obj := b.object(name)
-	if cond.GenerationMatch != 0 {
-		cur, err := obj.Attrs(ctx)
-		if err != nil {
+	sent := false // a delete request failed transiently: it may have been applied
+	transient, conflicts := 0, 0
+	for {
+		cur, err := b.attrs(ctx, name)
+		switch {
+		case errors.Is(err, storage.ErrObjectNotExist) && sent:
+			return nil
+		case err != nil:
 			return b.fail("delete", name, err)
 		}
 		if err := bucket.PreconditionError(cond, true, cur.Generation); err != nil {
 			return b.fail("delete", name, err)
 		}
-		obj = obj.If(storage.Conditions{GenerationMatch: cond.GenerationMatch})
+		err = b.object(name).If(storage.Conditions{GenerationMatch: cur.Generation}).Delete(ctx)
+		switch {
+		case err == nil, errors.Is(err, storage.ErrObjectNotExist):
+			return nil
+		case isPreconditionFailed(err):
+			// Replaced since the read: a conditional Delete's next read
+			// reports the conflict, an unconditional one starts over.
+			if conflicts++; conflicts >= DefaultUnconditionalAttempts {
+				return b.fail("delete", name, err)
+			}
+			continue
+		case !isTransient(err):
+			return b.fail("delete", name, err)
+		}
+		sent = true
+		if transient++; transient >= b.attempts {
+			return b.fail("delete", name, fmt.Errorf("delete failed %d times, last: %w", transient, err))
+		}
+		if werr := b.wait(ctx, transient); werr != nil {
+			return b.fail("delete", name, fmt.Errorf("%w (last: %v)", werr, err))
+		}
 	}
-	if err := obj.Delete(ctx); err != nil {
-		return b.fail("delete", name, err)
-	}
-	return nil
 }
 
 // List implements bucket.Bucket: one paged listing of the objects under the
-// bucket prefix plus prefix, asking only for the attributes Attrs carries.
+// bucket prefix plus prefix, asking only for the attributes Attrs carries,
+// started over if a page fails transiently.
 func (b *Bucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error) {
 	if err := bucket.ValidatePrefix(prefix); err != nil {
 		return nil, fmt.Errorf("gcs: list in %s: %w", b, err)
@@ -338,20 +519,26 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error
 	if err := q.SetAttrSelection([]string{"Name", "Size", "Generation", "CRC32C", "Updated"}); err != nil {
 		return nil, fmt.Errorf("gcs: list %q in %s: %w", prefix, b, err)
 	}
-	it := b.handle.Objects(ctx, q)
 	var out []bucket.Attrs
-	for {
-		a, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
+	err := b.retry(ctx, func() error {
+		out = nil
+		it := b.handle.Objects(ctx, q)
+		for {
+			a, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if a.Prefix != "" || !strings.HasPrefix(a.Name, b.prefix) {
+				continue
+			}
+			out = append(out, b.attrsOf(a))
 		}
-		if err != nil {
-			return nil, fmt.Errorf("gcs: list %q in %s: %w", prefix, b, classify(err))
-		}
-		if a.Prefix != "" || !strings.HasPrefix(a.Name, b.prefix) {
-			continue
-		}
-		out = append(out, b.attrsOf(a))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gcs: list %q in %s: %w", prefix, b, classify(err))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

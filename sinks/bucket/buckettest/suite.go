@@ -34,6 +34,7 @@ var cases = []struct {
 	{"OverwriteIncreasesGeneration", testOverwrite},
 	{"PutSameBytesIsIdempotent", testIdempotent},
 	{"DoesNotExistCreateThenConflict", testDoesNotExist},
+	{"ConditionalPutOfSameBytesConflicts", testSameBytesConflict},
 	{"GenerationMatch", testGenerationMatch},
 	{"Delete", testDelete},
 	{"DeleteThenRecreateNewGeneration", testRecreate},
@@ -176,6 +177,25 @@ func testDoesNotExist(t *testing.T, b bucket.Bucket) {
 	got, a := get(t, b, "_manifests/run-1.json")
 	if string(got) != "first" || a.Generation != first.Generation {
 		t.Errorf("after conflict Get = %q gen %d, want %q gen %d (unchanged)", got, a.Generation, "first", first.Generation)
+	}
+}
+
+// testSameBytesConflict: a conditional Put whose condition fails is a
+// conflict even if the object already holds the same bytes; otherwise two
+// writers of equal bytes (two lock holders writing the same document) would
+// both win.
+func testSameBytesConflict(t *testing.T, b bucket.Bucket) {
+	ctx := context.Background()
+	data := []byte(`{"run_id":"r1"}`)
+	first := put(t, b, "_locks/shard.json", data, bucket.Condition{DoesNotExist: true})
+	second := put(t, b, "_locks/shard.json", data, bucket.Condition{GenerationMatch: first.Generation})
+	for _, cond := range []bucket.Condition{{DoesNotExist: true}, {GenerationMatch: first.Generation}} {
+		if a, err := b.Put(ctx, "_locks/shard.json", data, cond); !bucket.IsConflict(err) {
+			t.Errorf("Put of the stored bytes with %s: attrs %+v, error %v; want ErrConflict", cond, a, err)
+		}
+	}
+	if got, a := get(t, b, "_locks/shard.json"); !bytes.Equal(got, data) || a.Generation != second.Generation {
+		t.Errorf("Get = %q gen %d, want generation %d unchanged", got, a.Generation, second.Generation)
 	}
 }
 
