@@ -18,6 +18,10 @@ var (
 	// ErrBadResponse reports an Akahu response that breaks the API contract in a way the
 	// client cannot see (a transaction of another account, or dated outside the window).
 	ErrBadResponse = errors.New("bad response from Akahu")
+	// ErrCommitUnknown reports a run whose manifest write failed ambiguously (its
+	// answer was lost) and whose manifest could not be read back either: the run may
+	// or may not have committed. The next run finds out and completes either way.
+	ErrCommitUnknown = errors.New("whether the run committed is unknown")
 	// ErrPartial reports a run that committed but in which some users or accounts failed
 	// in a way a later run may fix (5xx, timeouts, bad responses), in which Akahu refused
 	// every user, or (with Config.FailOnRevoked) in which any user was refused. A user

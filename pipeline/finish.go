@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -939,7 +940,11 @@ func (r *runner) commit(ctx context.Context, m *Manifest) error {
 	return nil
 }
 
-// commitManifest writes a manifest; it never replaces one.
+// commitManifest writes a manifest; it never replaces one. The run has committed
+// exactly when the manifest is stored: a write that fails ambiguously (ErrTransient:
+// its answer may have been lost after the store applied it) or finds the run's own
+// manifest name taken is decided by reading the manifest back. If that fails too,
+// the error wraps ErrCommitUnknown.
 func commitManifest(ctx context.Context, b bucket.Bucket, m *Manifest, before func(string)) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -947,10 +952,21 @@ func commitManifest(ctx context.Context, b bucket.Bucket, m *Manifest, before fu
 	}
 	name := manifestObject(m.RunID)
 	before(name)
-	if _, err := b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true}); err != nil {
+	_, err = b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true})
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, bucket.ErrTransient) && !errors.Is(err, bucket.ErrConflict) {
 		return fmt.Errorf("commit manifest %s: %w", name, err)
 	}
-	return nil
+	stored, _, gerr := b.Get(ctx, name)
+	switch {
+	case gerr == nil && bytes.Equal(stored, data):
+		return nil // stored: the answer was lost
+	case gerr == nil, errors.Is(gerr, bucket.ErrNotFound):
+		return fmt.Errorf("commit manifest %s: %w", name, err)
+	}
+	return fmt.Errorf("%w: commit manifest %s: %w; reading it back failed too: %v", ErrCommitUnknown, name, err, gerr)
 }
 
 // cleanup removes this run's marker and the leftovers of the crashed runs it resolved.

@@ -25,5 +25,7 @@
 // accounts failed in a way a later run may fix (one "failed:" line each), when every
 // user was refused, or, with --fail-on-revoked, when any user was refused; 2 for a
 // usage or configuration error; 3 when the run failed and committed nothing (among
-// others when Akahu refused the app token: 403 for every user).
+// others when Akahu refused the app token: 403 for every user), or, in the rare case
+// that the manifest's write lost its answer and reading it back failed too, when it
+// is unknown whether it committed: stderr says so, and the next run settles it.
 package main

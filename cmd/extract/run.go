@@ -146,6 +146,10 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "extract:", err)
 		return exitUsage
 	}
+	if errors.Is(err, pipeline.ErrCommitUnknown) {
+		fmt.Fprintln(stderr, "extract: run failed; whether it committed is unknown (the next run settles it):", err)
+		return exitFailed
+	}
 	fmt.Fprintln(stderr, "extract: run failed, nothing committed:", err)
 	if errors.Is(err, pipeline.ErrAppTokenRefused) {
 		fmt.Fprintln(stderr, "extract: check AKAHU_APP_TOKEN (rotated or wrong?); no user's data was purged")
