@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,15 +35,15 @@ var gcsFaults = []faultproxy.Rule{
 }
 
 // newFaultyGCS returns a bucket on an in-process fake-gcs-server reached through
-// a fault-injecting proxy, and the proxy.
-func newFaultyGCS(t *testing.T, seed uint64, rules []faultproxy.Rule) (bucket.Bucket, *faultproxy.Proxy) {
+// a fault-injecting proxy, and the proxy; refreshes counts the lock refreshes.
+func newFaultyGCS(t *testing.T, seed uint64, rules []faultproxy.Rule, refreshes *atomic.Int64) (bucket.Bucket, *faultproxy.Proxy) {
 	t.Helper()
 	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	p, err := faultproxy.New(faultproxy.Config{Target: srv.URL(), Seed: seed, Rules: rules, SlowDelay: 20 * time.Millisecond})
+	p, err := faultproxy.New(faultproxy.Config{Target: srv.URL(), Seed: seed, Rules: rules, SlowDelay: 20 * time.Millisecond, Transport: lockRefreshes{http.DefaultTransport, refreshes}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +74,12 @@ func TestRunSequenceGCSFaults(t *testing.T) {
 	runs := 0
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			fb, p := newFaultyGCS(t, seed, gcsFaults)
+			var refreshes atomic.Int64
+			fb, p := newFaultyGCS(t, seed, gcsFaults, &refreshes)
 			n := runGCSFaultSequence(t, fb)
+			if refreshes.Load() == 0 {
+				t.Error("no lock refresh reached the server")
+			}
 			runs += n
 			s := p.Stats()
 			total.Requests += s.Requests
@@ -81,7 +87,7 @@ func TestRunSequenceGCSFaults(t *testing.T) {
 			for k, v := range s.Faults {
 				total.Faults[k] += v
 			}
-			t.Logf("seed %d: %d runs, all committed; %v", seed, n, s)
+			t.Logf("seed %d: %d runs, all committed, %d lock refreshes; %v", seed, n, refreshes.Load(), s)
 		})
 	}
 	t.Logf("GCS through faults: %d runs, all committed, each dataset equal to the fault-free run's; %v", runs, total)
@@ -108,7 +114,17 @@ func runGCSFaultSequence(t *testing.T, fb bucket.Bucket) int {
 		var ms [2]*pipeline.Manifest
 		for i, h := range hs {
 			cfg := h.config(start, end)
-			cfg.LockTTL = 600 * time.Millisecond // heartbeat every 200 ms
+			if h == faulty {
+				// Refresh the lock every 500 ms and make each run last long enough
+				// for two refreshes, through the faults.
+				cfg.LockTTL = 1500 * time.Millisecond
+				var once sync.Once
+				cfg.BeforeWrite = func(name string) {
+					if strings.HasPrefix(name, "_inflight/") {
+						once.Do(func() { time.Sleep(1200 * time.Millisecond) })
+					}
+				}
+			}
 			m, err := pipeline.Run(context.Background(), cfg)
 			if err != nil || m == nil {
 				t.Fatalf("%s on %s: committed %v, %v", what, []string{"fault-free GCS", "faulty GCS"}[i], m != nil, err)
@@ -227,4 +243,19 @@ func manifestsOf(t *testing.T, b bucket.Bucket) []pipeline.Manifest {
 		out = append(out, m)
 	}
 	return out
+}
+
+// lockRefreshes counts the lock refreshes (uploads of a lock object on a
+// generation) that reached the server.
+type lockRefreshes struct {
+	http.RoundTripper
+	n *atomic.Int64
+}
+
+func (l lockRefreshes) RoundTrip(r *http.Request) (*http.Response, error) {
+	q := r.URL.Query()
+	if r.Method == http.MethodPost && strings.Contains(q.Get("name"), "/_locks/") && q.Get("ifGenerationMatch") != "" && q.Get("ifGenerationMatch") != "0" {
+		l.n.Add(1)
+	}
+	return l.RoundTripper.RoundTrip(r)
 }
