@@ -133,7 +133,7 @@ func TestHeartbeatAnswerLost(t *testing.T) {
 	h := newHarness(t, lb, smallPopulation())
 	from, to := h.opts.From, h.opts.To
 	cfg := h.config(from, to)
-	cfg.LockTTL = 300 * time.Millisecond // refresh every 100 ms
+	cfg.LockTTL = 1200 * time.Millisecond // refresh every 400 ms
 	var once sync.Once
 	cfg.BeforeWrite = func(name string) {
 		if strings.HasPrefix(name, "_inflight/") {

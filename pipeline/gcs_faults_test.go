@@ -108,20 +108,21 @@ func runGCSFaultSequence(t *testing.T, fb bucket.Bucket) int {
 	from, to := clean.opts.From, clean.opts.To
 	jan, feb := date(2026, 1, 1), date(2026, 2, 1)
 	runs := 0
+	holdPastRefresh := map[string]bool{"backfill": true, "incremental with deletions and a move": true}
 	// run runs [start, end] on both; the faulty run must commit without error.
 	run := func(what string, start, end time.Time) [2]*pipeline.Manifest {
 		t.Helper()
 		var ms [2]*pipeline.Manifest
 		for i, h := range hs {
 			cfg := h.config(start, end)
-			if h == faulty {
-				// Refresh the lock every 500 ms and make each run last long enough
-				// for two refreshes, through the faults.
-				cfg.LockTTL = 1500 * time.Millisecond
+			if h == faulty && holdPastRefresh[what] {
+				// Refresh the lock every 3 s and hold the run past a refresh, so
+				// that the refresh goes through the faults.
+				cfg.LockTTL = 9 * time.Second
 				var once sync.Once
 				cfg.BeforeWrite = func(name string) {
 					if strings.HasPrefix(name, "_inflight/") {
-						once.Do(func() { time.Sleep(1200 * time.Millisecond) })
+						once.Do(func() { time.Sleep(3500 * time.Millisecond) })
 					}
 				}
 			}
