@@ -5,6 +5,15 @@
 //	              [--accounts acc_1,acc_2] [--workers N] [--lookback 30d] [--dry-run]
 //	extract demo  [--out DIR]
 //	extract reshard --out DIR|gs://BUCKET/PREFIX --shards N
+//	extract sql duckdb   --out DIR|gs://BUCKET/PREFIX
+//	extract sql bigquery --out gs://BUCKET/PREFIX --dataset PROJECT.DATASET
+//
+// 'extract sql' prints the SQL an analyst pastes to start (sql.go): DuckDB views
+// transactions, pending, accounts_latest (each account's newest snapshot) and
+// deletions over read_parquet with typed hive partitions, or BigQuery external tables
+// (and a view accounts_latest) in PROJECT.DATASET over a gs:// dataset. The month
+// partition is text 'YYYY-MM'; snapshot_date is a DATE. It reads nothing: it refuses
+// (exit 2) a BigQuery DDL without a gs:// --out and a --dataset.
 //
 // A dataset records its shard count (--shards) when it is created; a run with another
 // count is refused (exit 2), and 'extract reshard' changes it while holding every lock

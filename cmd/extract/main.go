@@ -45,6 +45,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return cmdPurge(ctx, args[1:], stdout, stderr, getenv)
 	case "reshard":
 		return cmdReshard(ctx, args[1:], stdout, stderr, getenv)
+	case "sql":
+		return cmdSQL(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "extract", version())
 		return exitOK
@@ -65,6 +67,9 @@ func usage(w io.Writer) {
   extract verify --out DIR|gs://BUCKET/PREFIX
   extract purge  --out DIR|gs://BUCKET/PREFIX (--user ID | --account ID)
   extract reshard --out DIR|gs://BUCKET/PREFIX --shards N   change the shard count
+  extract sql duckdb   --out DIR|gs://BUCKET/PREFIX          print DuckDB views over the dataset
+  extract sql bigquery --out gs://BUCKET/PREFIX --dataset PROJECT.DATASET
+                                                  print BigQuery external tables over it
 
 Run 'extract COMMAND -h' for a command's flags. Credentials come from the environment:
 AKAHU_APP_TOKEN, and AKAHU_USER_TOKEN or --user-tokens-file.
