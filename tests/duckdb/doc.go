@@ -9,7 +9,8 @@
 // read_json_auto over _manifests/. They check what docs/design.md promises readers:
 // column types (invariants 7 and 8), one row per live id (invariant 2), the
 // faithful window against the fake's ground truth (invariant 1), tombstones
-// (invariant 3) and manifest counts that agree with the data.
+// (invariant 3) and manifest counts that agree with the data. TestSQLViews executes
+// the views `extract sql duckdb` prints over the demo dataset and queries each one.
 //
 // Run them with `cd tests/duckdb && go test ./...` (the Makefile's test target does).
 package duckdb
