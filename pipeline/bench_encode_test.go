@@ -10,7 +10,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
-	pq "github.com/akahu-etl/akahu-parquet/sinks/parquet"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
@@ -53,7 +53,7 @@ func BenchmarkNormaliseEncode(b *testing.B) {
 		}
 		recs = append(recs, bld.NewRecord())
 		out.Reset()
-		if _, err := pq.Write(&out, schema.Transactions(), recs); err != nil {
+		if _, err := parquetsink.Write(&out, schema.Transactions(), recs); err != nil {
 			b.Fatal(err)
 		}
 		for _, r := range recs {

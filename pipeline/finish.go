@@ -998,9 +998,7 @@ func (r *runner) cleanup(ctx context.Context) {
 			r.log.Warn("cleanup failed", "object", n, "err", err)
 		}
 	}
-	if tc, ok := r.b.(interface {
-		CleanTemp(context.Context, time.Duration) ([]string, error)
-	}); ok && r.cfg.Shards == 1 {
+	if tc, ok := r.b.(bucket.TempCleaner); ok && r.cfg.Shards == 1 {
 		if removed, err := tc.CleanTemp(ctx, 0); err == nil && len(removed) > 0 {
 			r.log.Info("removed temp files of crashed writers", "files", strings.Join(removed, ","))
 		}

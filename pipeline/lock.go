@@ -365,12 +365,12 @@ func (g *leasedBucket) Delete(ctx context.Context, name string, cond bucket.Cond
 	return g.Bucket.Delete(ctx, name, cond)
 }
 
-// CleanTemp removes crashed writers' temp files when the store keeps any (a local
-// directory), under the same guard as a write.
+var _ bucket.TempCleaner = (*leasedBucket)(nil)
+
+// CleanTemp implements bucket.TempCleaner: it removes crashed writers' temp files
+// when the store keeps any (a local directory), under the same guard as a write.
 func (g *leasedBucket) CleanTemp(ctx context.Context, age time.Duration) ([]string, error) {
-	tc, ok := g.Bucket.(interface {
-		CleanTemp(context.Context, time.Duration) ([]string, error)
-	})
+	tc, ok := g.Bucket.(bucket.TempCleaner)
 	if !ok {
 		return nil, nil
 	}

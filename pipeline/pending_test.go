@@ -12,7 +12,7 @@ import (
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
-	pq "github.com/akahu-etl/akahu-parquet/sinks/parquet"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
@@ -30,7 +30,7 @@ func pendingRows(t *testing.T, b bucket.Bucket) map[string]int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, recs, err := pq.Read(bytes.NewReader(data), int64(len(data)), memory.DefaultAllocator, pq.Columns("account_id"))
+		_, recs, err := parquetsink.Read(bytes.NewReader(data), int64(len(data)), memory.DefaultAllocator, parquetsink.Columns("account_id"))
 		if err != nil {
 			t.Fatalf("%s: %v", a.Name, err)
 		}

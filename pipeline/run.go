@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"sort"
 	"strings"
@@ -22,11 +21,9 @@ import (
 
 	"github.com/akahu-etl/akahu-parquet/schema"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
-	pq "github.com/akahu-etl/akahu-parquet/sinks/parquet"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // runner holds the state of one run.
 type runner struct {
@@ -646,11 +643,11 @@ func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]
 	if err := r.checkOwn(name, &attrs); err != nil {
 		return nil, nil, err
 	}
-	var opts []pq.ReadOption
+	var opts []parquetsink.ReadOption
 	if len(cols) > 0 {
-		opts = append(opts, pq.Columns(cols...))
+		opts = append(opts, parquetsink.Columns(cols...))
 	}
-	_, recs, err := pq.Read(bytes.NewReader(data), int64(len(data)), r.mem, opts...)
+	_, recs, err := parquetsink.Read(bytes.NewReader(data), int64(len(data)), r.mem, opts...)
 	if err == nil && len(cols) == 0 {
 		err = checkSchema(name, recs)
 	}
@@ -735,7 +732,7 @@ func (r *runner) writeRecords(ctx context.Context, kind, name string, sch *arrow
 // encodeParquet encodes records with the sink's defaults (deterministic bytes).
 func encodeParquet(sch *arrow.Schema, recs []arrow.Record) ([]byte, int64, error) {
 	var buf bytes.Buffer
-	info, err := pq.Write(&buf, sch, recs)
+	info, err := parquetsink.Write(&buf, sch, recs)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -744,7 +741,7 @@ func encodeParquet(sch *arrow.Schema, recs []arrow.Record) ([]byte, int64, error
 
 // readParquet decodes a whole Parquet object.
 func readParquet(data []byte, mem memory.Allocator) (*arrow.Schema, []arrow.Record, error) {
-	return pq.Read(bytes.NewReader(data), int64(len(data)), mem)
+	return parquetsink.Read(bytes.NewReader(data), int64(len(data)), mem)
 }
 
 // checkSchema rejects a transactions object whose columns are not this tool's
@@ -769,7 +766,7 @@ func checkSchema(name string, recs []arrow.Record) error {
 // putObject writes one data object, conditional on the generation that was read
 // (or on its absence), and records it in the manifest.
 func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, rows int64, prev *bucket.Attrs) error {
-	crc := crc32.Checksum(data, castagnoli)
+	crc := bucket.CRC32C(data)
 	if prev != nil && prev.CRC32C == crc && prev.Size == int64(len(data)) {
 		r.mu.Lock()
 		r.m.Uploads.Skipped++

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"sort"
 	"strings"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
-	pq "github.com/akahu-etl/akahu-parquet/sinks/parquet"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 )
 
 // Report is the outcome of Verify: Problems make the dataset unhealthy; Notes are
@@ -105,9 +104,9 @@ func Verify(ctx context.Context, b bucket.Bucket) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", a.Name, err)
 		}
-		md, mdErr := pq.ReadMetadata(bytes.NewReader(data), int64(len(data)))
+		md, mdErr := parquetsink.ReadMetadata(bytes.NewReader(data), int64(len(data)))
 		if lw, ok := last[a.Name]; ok && lw.ow.Op != "delete" {
-			crc := crc32.Checksum(data, castagnoli)
+			crc := bucket.CRC32C(data)
 			switch {
 			case crc != lw.ow.CRC32C || int64(len(data)) != lw.ow.Bytes:
 				// A later uncommitted run may have rewritten it; only a committed
@@ -127,7 +126,7 @@ func Verify(ctx context.Context, b bucket.Bucket) (*Report, error) {
 		if _, ok := parseTxObject(a.Name); !ok {
 			problem("%s: unexpected object under %s", a.Name, txPrefix)
 		}
-		_, recs, err := pq.Read(bytes.NewReader(data), int64(len(data)), memory.DefaultAllocator, pq.Columns("id"))
+		_, recs, err := parquetsink.Read(bytes.NewReader(data), int64(len(data)), memory.DefaultAllocator, parquetsink.Columns("id"))
 		if err != nil {
 			problem("%s: not readable Parquet: %v", a.Name, err)
 			continue

@@ -169,10 +169,14 @@ func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 // Host is the proxy's "127.0.0.1:port".
 func (p *Proxy) Host() string { return p.ln.Addr().String() }
 
+// idleCloser is a RoundTripper that keeps idle connections (as *http.Transport
+// does) and can close them; http.Client.CloseIdleConnections asks the same.
+type idleCloser interface{ CloseIdleConnections() }
+
 // Close stops the proxy and closes its connections.
 func (p *Proxy) Close() error {
 	err := p.srv.Close()
-	if c, ok := p.tr.(interface{ CloseIdleConnections() }); ok {
+	if c, ok := p.tr.(idleCloser); ok {
 		c.CloseIdleConnections()
 	}
 	return err

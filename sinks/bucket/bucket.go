@@ -127,6 +127,20 @@ type Bucket interface {
 	String() string
 }
 
+// TempCleaner is implemented by a Bucket whose writers leave temporary files
+// behind when they crash (Local: a Put writes a temp file, then renames it).
+// CleanTemp removes those last modified more than olderThan ago and returns
+// their names. It never removes the temp file of a Put in flight, in this
+// process or another, and never touches an object; when it cannot tell that
+// no write is in flight it removes nothing and returns no error, leaving the
+// files for a later call. A bucket without temporary files (GCS, Memory) does
+// not implement it.
+type TempCleaner interface {
+	CleanTemp(ctx context.Context, olderThan time.Duration) (removed []string, err error)
+}
+
+var _ TempCleaner = (*Local)(nil)
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // CRC32C returns the Castagnoli CRC-32 of data, the checksum Attrs carry and

@@ -21,7 +21,7 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/file"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 	aschema "github.com/apache/arrow/go/v17/parquet/schema"
-	pq "github.com/parquet-go/parquet-go"
+	parquetgo "github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 )
 
@@ -452,7 +452,7 @@ func TestProjectionSkipsOtherColumns(t *testing.T) {
 	defer rec.Release()
 	data, _ := writeBytes(t, sch, []arrow.Record{rec}, WithCompression(nil), WithBloomFilters())
 
-	f, err := pq.OpenFile(bytes.NewReader(data), int64(len(data)))
+	f, err := parquetgo.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +654,7 @@ func TestGoldenSchema(t *testing.T) {
 	recs := []arrow.Record{testRecord(mem, 0, 10)}
 	defer releaseAll(recs)
 	data, _ := writeBytes(t, testSchema(), recs)
-	f, err := pq.OpenFile(bytes.NewReader(data), int64(len(data)))
+	f, err := parquetgo.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +708,7 @@ func TestBloomFilterOnID(t *testing.T) {
 	recs := []arrow.Record{testRecord(mem, 0, 500)}
 	defer releaseAll(recs)
 	data, _ := writeBytes(t, testSchema(), recs, WithBloomFilters("id", "no_such_column"))
-	f, err := pq.OpenFile(bytes.NewReader(data), int64(len(data)))
+	f, err := parquetgo.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,7 +718,7 @@ func TestBloomFilterOnID(t *testing.T) {
 		t.Fatal("no bloom filter on id")
 	}
 	for _, v := range []string{"trans_000000000000", "trans_000000000499"} {
-		if ok, err := bf.Check(pq.ValueOf(v)); err != nil || !ok {
+		if ok, err := bf.Check(parquetgo.ValueOf(v)); err != nil || !ok {
 			t.Errorf("bloom filter misses %s (%v)", v, err)
 		}
 	}

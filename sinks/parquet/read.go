@@ -12,7 +12,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/decimal128"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	pq "github.com/parquet-go/parquet-go"
+	parquetgo "github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
 	"github.com/parquet-go/parquet-go/format"
 )
@@ -91,7 +91,7 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 	md := schemaMetadata(f)
 	sch = arrow.NewSchema(fields, &md)
 
-	dec := decoder{buf: make([]pq.Value, readChunk)}
+	dec := decoder{buf: make([]parquetgo.Value, readChunk)}
 	for gi, rg := range f.RowGroups() {
 		if rg.NumRows() <= 0 {
 			continue
@@ -108,7 +108,7 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 
 // readRowGroup decodes the selected columns of one row group into a record.
 // The deferred release also runs when parquet-go panics on corrupt input.
-func (d *decoder) readRowGroup(r io.ReaderAt, size int64, mem memory.Allocator, f *pq.File, gi int, rg pq.RowGroup, sch *arrow.Schema, cols []fileColumn) (arrow.Record, error) {
+func (d *decoder) readRowGroup(r io.ReaderAt, size int64, mem memory.Allocator, f *parquetgo.File, gi int, rg parquetgo.RowGroup, sch *arrow.Schema, cols []fileColumn) (arrow.Record, error) {
 	n := rg.NumRows()
 	chunks := rg.ColumnChunks()
 	arrs := make([]arrow.Array, 0, len(cols))
@@ -135,7 +135,7 @@ func (d *decoder) readRowGroup(r io.ReaderAt, size int64, mem memory.Allocator, 
 
 // openFile opens the footer only; page indexes and bloom filters are not
 // needed to decode the data.
-func openFile(r io.ReaderAt, size int64) (*pq.File, error) {
+func openFile(r io.ReaderAt, size int64) (*parquetgo.File, error) {
 	if r == nil || size < 0 {
 		return nil, fmt.Errorf("parquet: no input: %w", ErrInvalidFile)
 	}
@@ -164,7 +164,7 @@ func openFile(r io.ReaderAt, size int64) (*pq.File, error) {
 	if err := checkFooter(r, size, footer); err != nil {
 		return nil, fmt.Errorf("parquet: %v: %w", err, ErrInvalidFile)
 	}
-	f, err := pq.OpenFile(r, size, pq.SkipPageIndex(true), pq.SkipBloomFilters(true))
+	f, err := parquetgo.OpenFile(r, size, parquetgo.SkipPageIndex(true), parquetgo.SkipBloomFilters(true))
 	if err != nil {
 		return nil, fmt.Errorf("parquet: opening file: %v: %w", err, ErrInvalidFile)
 	}
@@ -173,7 +173,7 @@ func openFile(r io.ReaderAt, size int64) (*pq.File, error) {
 
 // fileColumns maps the file's flat schema to Arrow fields, restricted to
 // the projection when one is given.
-func fileColumns(f *pq.File, projection []string) ([]fileColumn, error) {
+func fileColumns(f *parquetgo.File, projection []string) ([]fileColumn, error) {
 	elems := f.Metadata().Schema
 	if len(elems) == 0 {
 		return nil, fmt.Errorf("parquet: empty schema: %w", ErrInvalidFile)
@@ -366,7 +366,7 @@ func columnOf(e format.SchemaElement) (column, error) {
 }
 
 // storedFieldMetadata decodes the field metadata Write stored, if any.
-func storedFieldMetadata(f *pq.File) map[string]map[string]string {
+func storedFieldMetadata(f *parquetgo.File) map[string]map[string]string {
 	v, ok := f.Lookup(MetadataKeyFieldMetadata)
 	if !ok {
 		return nil
@@ -380,7 +380,7 @@ func storedFieldMetadata(f *pq.File) map[string]map[string]string {
 
 // schemaMetadata is the file's key-value metadata minus the keys that
 // describe the schema itself, sorted by key.
-func schemaMetadata(f *pq.File) arrow.Metadata {
+func schemaMetadata(f *parquetgo.File) arrow.Metadata {
 	kvs := f.Metadata().KeyValueMetadata
 	m := make(map[string]string, len(kvs))
 	for _, kv := range kvs {
@@ -406,11 +406,11 @@ func schemaMetadata(f *pq.File) arrow.Metadata {
 
 // decoder reads column chunks into Arrow arrays.
 type decoder struct {
-	buf []pq.Value
+	buf []parquetgo.Value
 }
 
 // readColumn decodes one column chunk of numRows rows.
-func (d *decoder) readColumn(mem memory.Allocator, chunk pq.ColumnChunk, c *fileColumn, numRows int64) (arr arrow.Array, err error) {
+func (d *decoder) readColumn(mem memory.Allocator, chunk parquetgo.ColumnChunk, c *fileColumn, numRows int64) (arr arrow.Array, err error) {
 	b := array.NewBuilder(mem, c.arrowType)
 	defer b.Release()
 	b.Reserve(int(min(numRows, maxReserveRows)))
@@ -431,7 +431,7 @@ func (d *decoder) readColumn(mem memory.Allocator, chunk pq.ColumnChunk, c *file
 			return nil, fmt.Errorf("reading page: %v: %w", err, ErrInvalidFile)
 		}
 		n, err := d.appendPage(b, page, c, numRows-got)
-		pq.Release(page)
+		parquetgo.Release(page)
 		got += n
 		if err != nil {
 			return nil, err
@@ -444,7 +444,7 @@ func (d *decoder) readColumn(mem memory.Allocator, chunk pq.ColumnChunk, c *file
 }
 
 // appendPage appends the values of page to b, refusing more than room.
-func (d *decoder) appendPage(b array.Builder, page pq.Page, c *fileColumn, room int64) (int64, error) {
+func (d *decoder) appendPage(b array.Builder, page parquetgo.Page, c *fileColumn, room int64) (int64, error) {
 	vr := page.Values()
 	var total int64
 	for {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 
 	"github.com/apache/arrow/go/v17/arrow"
-	pq "github.com/parquet-go/parquet-go"
+	parquetgo "github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/encoding"
 )
@@ -87,57 +87,57 @@ func arrowColumns(sch *arrow.Schema) ([]column, error) {
 }
 
 // parquetNode returns the parquet-go leaf node of c.
-func (c column) parquetNode() pq.Node {
-	var n pq.Node
+func (c column) parquetNode() parquetgo.Node {
+	var n parquetgo.Node
 	switch c.kind {
 	case kindString:
-		n = pq.String()
+		n = parquetgo.String()
 	case kindTimestamp:
-		n = pq.TimestampAdjusted(pq.Microsecond, true)
+		n = parquetgo.TimestampAdjusted(parquetgo.Microsecond, true)
 	case kindDate:
-		n = pq.Date()
+		n = parquetgo.Date()
 	case kindDecimal:
 		if c.int32Physical {
-			n = pq.Decimal(int(c.decimal.Scale), int(c.decimal.Precision), pq.Int32Type)
+			n = parquetgo.Decimal(int(c.decimal.Scale), int(c.decimal.Precision), parquetgo.Int32Type)
 		} else {
-			n = pq.Decimal(int(c.decimal.Scale), int(c.decimal.Precision), pq.Int64Type)
+			n = parquetgo.Decimal(int(c.decimal.Scale), int(c.decimal.Precision), parquetgo.Int64Type)
 		}
 	case kindBool:
-		n = pq.Leaf(pq.BooleanType)
+		n = parquetgo.Leaf(parquetgo.BooleanType)
 	case kindInt64:
-		n = pq.Leaf(pq.Int64Type) // parquet-go annotates it INT(64, signed)
+		n = parquetgo.Leaf(parquetgo.Int64Type) // parquet-go annotates it INT(64, signed)
 	}
-	var enc encoding.Encoding = &pq.Plain
+	var enc encoding.Encoding = &parquetgo.Plain
 	if c.dict {
-		enc = &pq.RLEDictionary
+		enc = &parquetgo.RLEDictionary
 	}
-	n = pq.Encoded(n, enc)
+	n = parquetgo.Encoded(n, enc)
 	if c.nullable {
-		return pq.Optional(n)
+		return parquetgo.Optional(n)
 	}
-	return pq.Required(n)
+	return parquetgo.Required(n)
 }
 
 // parquetSchema builds the file schema. Unlike parquet.Group, whose fields
 // are sorted by name, the columns keep the Arrow schema's order, which is
 // the column order analysts see.
-func parquetSchema(cols []column, codec compress.Codec) *pq.Schema {
+func parquetSchema(cols []column, codec compress.Codec) *parquetgo.Schema {
 	fields := make(orderedGroup, len(cols))
 	for i, c := range cols {
 		n := c.parquetNode()
 		if codec != nil {
-			n = pq.Compressed(n, codec)
+			n = parquetgo.Compressed(n, codec)
 		}
 		fields[i] = &orderedField{Node: n, name: c.name}
 	}
-	return pq.NewSchema("schema", fields)
+	return parquetgo.NewSchema("schema", fields)
 }
 
 // orderedGroup is a parquet group node whose fields keep their given order.
-type orderedGroup []pq.Field
+type orderedGroup []parquetgo.Field
 
 type orderedField struct {
-	pq.Node
+	parquetgo.Node
 	name string
 }
 
@@ -155,18 +155,18 @@ func (f *orderedField) Value(base reflect.Value) reflect.Value {
 }
 
 func (g orderedGroup) ID() int                     { return 0 }
-func (g orderedGroup) String() string              { return pq.NewSchema("", g).String() }
-func (g orderedGroup) Type() pq.Type               { return pq.Group{}.Type() }
+func (g orderedGroup) String() string              { return parquetgo.NewSchema("", g).String() }
+func (g orderedGroup) Type() parquetgo.Type        { return parquetgo.Group{}.Type() }
 func (g orderedGroup) Optional() bool              { return false }
 func (g orderedGroup) Repeated() bool              { return false }
 func (g orderedGroup) Required() bool              { return true }
 func (g orderedGroup) Leaf() bool                  { return false }
-func (g orderedGroup) Fields() []pq.Field          { return g }
+func (g orderedGroup) Fields() []parquetgo.Field   { return g }
 func (g orderedGroup) Encoding() encoding.Encoding { return nil }
 func (g orderedGroup) Compression() compress.Codec { return nil }
 func (g orderedGroup) GoType() reflect.Type        { return goStruct(g) }
 
-var _ pq.Node = orderedGroup(nil)
+var _ parquetgo.Node = orderedGroup(nil)
 
 // goStruct is the Go type of a row of g: exported fields F0..Fn tagged with
 // the column names. parquet-go only consults it for reflection-based row

@@ -9,7 +9,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
-	pq "github.com/parquet-go/parquet-go"
+	parquetgo "github.com/parquet-go/parquet-go"
 )
 
 // FileInfo describes a file produced by Write.
@@ -59,12 +59,12 @@ func Write(w io.Writer, sch *arrow.Schema, recs []arrow.Record, opts ...Option) 
 		}
 	}
 
-	pw := pq.NewWriter(w, writerOptions(sch, cols, cfg)...)
+	pw := parquetgo.NewWriter(w, writerOptions(sch, cols, cfg)...)
 	cws := pw.ColumnWriters()
 	if len(cws) != len(cols) {
 		return FileInfo{}, fmt.Errorf("parquet: writer has %d columns, schema %d: %w", len(cws), len(cols), ErrSchemaMismatch)
 	}
-	enc := encoder{buf: make([]pq.Value, writeChunk)}
+	enc := encoder{buf: make([]parquetgo.Value, writeChunk)}
 	var info FileInfo
 	inGroup := 0
 	for ri, rec := range recs {
@@ -97,28 +97,28 @@ func Write(w io.Writer, sch *arrow.Schema, recs []arrow.Record, opts ...Option) 
 }
 
 // writerOptions translates cfg into parquet-go writer options.
-func writerOptions(sch *arrow.Schema, cols []column, cfg writeConfig) []pq.WriterOption {
-	opts := []pq.WriterOption{
-		pq.NewSchema("schema", nil), // placeholder, replaced below
+func writerOptions(sch *arrow.Schema, cols []column, cfg writeConfig) []parquetgo.WriterOption {
+	opts := []parquetgo.WriterOption{
+		parquetgo.NewSchema("schema", nil), // placeholder, replaced below
 	}
 	opts = opts[:0]
 	opts = append(opts,
 		parquetSchema(cols, cfg.codec),
-		&pq.WriterConfig{CreatedBy: CreatedBy},
-		pq.PageBufferSize(cfg.pageBytes),
-		pq.DataPageVersion(1),
-		pq.DataPageStatistics(true),
-		pq.MaxRowsPerRowGroup(int64(cfg.rowGroupRows)),
+		&parquetgo.WriterConfig{CreatedBy: CreatedBy},
+		parquetgo.PageBufferSize(cfg.pageBytes),
+		parquetgo.DataPageVersion(1),
+		parquetgo.DataPageStatistics(true),
+		parquetgo.MaxRowsPerRowGroup(int64(cfg.rowGroupRows)),
 	)
 	if cfg.codec != nil {
-		opts = append(opts, pq.Compression(cfg.codec))
+		opts = append(opts, parquetgo.Compression(cfg.codec))
 	}
 	md := sch.Metadata()
 	for i, k := range md.Keys() {
-		opts = append(opts, pq.KeyValueMetadata(k, md.Values()[i]))
+		opts = append(opts, parquetgo.KeyValueMetadata(k, md.Values()[i]))
 	}
 	if fm := fieldMetadataJSON(sch); fm != "" {
-		opts = append(opts, pq.KeyValueMetadata(MetadataKeyFieldMetadata, fm))
+		opts = append(opts, parquetgo.KeyValueMetadata(MetadataKeyFieldMetadata, fm))
 	}
 	keys := make([]string, 0, len(cfg.keyValues))
 	for k := range cfg.keyValues {
@@ -126,19 +126,19 @@ func writerOptions(sch *arrow.Schema, cols []column, cfg writeConfig) []pq.Write
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		opts = append(opts, pq.KeyValueMetadata(k, cfg.keyValues[k]))
+		opts = append(opts, parquetgo.KeyValueMetadata(k, cfg.keyValues[k]))
 	}
-	var filters []pq.BloomFilterColumn
+	var filters []parquetgo.BloomFilterColumn
 	for _, name := range cfg.bloom {
 		for _, c := range cols {
 			if c.name == name {
-				filters = append(filters, pq.SplitBlockFilter(DefaultBloomFilterBitsPerValue, name))
+				filters = append(filters, parquetgo.SplitBlockFilter(DefaultBloomFilterBitsPerValue, name))
 				break
 			}
 		}
 	}
 	if len(filters) > 0 {
-		opts = append(opts, pq.BloomFilters(filters...))
+		opts = append(opts, parquetgo.BloomFilters(filters...))
 	}
 	return opts
 }
@@ -195,17 +195,17 @@ func checkRecord(sch *arrow.Schema, cols []column, rec arrow.Record) error {
 
 // encoder turns Arrow array slices into parquet values, chunk by chunk.
 type encoder struct {
-	buf []pq.Value
+	buf []parquetgo.Value
 }
 
 // writeColumn writes rows [i, j) of arr to cw.
-func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.Array, i, j int) error {
+func (e *encoder) writeColumn(cw *parquetgo.ColumnWriter, c *column, ci int, arr arrow.Array, i, j int) error {
 	def := 0
 	if c.nullable {
 		def = 1
 	}
 	hasNulls := arr.NullN() > 0
-	null := pq.NullValue().Level(0, 0, ci)
+	null := parquetgo.NullValue().Level(0, 0, ci)
 	for lo := i; lo < j; lo += writeChunk {
 		hi := min(lo+writeChunk, j)
 		vals := e.buf[:hi-lo]
@@ -219,7 +219,7 @@ func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.
 					continue
 				}
 				s := a.Value(r)
-				vals[k] = pq.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s))).Level(0, def, ci)
+				vals[k] = parquetgo.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s))).Level(0, def, ci)
 			}
 		case kindTimestamp:
 			a := arr.(*array.Timestamp)
@@ -230,7 +230,7 @@ func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.
 					vals[k] = null
 					continue
 				}
-				vals[k] = pq.Int64Value(int64(src[r])).Level(0, def, ci)
+				vals[k] = parquetgo.Int64Value(int64(src[r])).Level(0, def, ci)
 			}
 		case kindDate:
 			a := arr.(*array.Date32)
@@ -241,7 +241,7 @@ func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.
 					vals[k] = null
 					continue
 				}
-				vals[k] = pq.Int32Value(int32(src[r])).Level(0, def, ci)
+				vals[k] = parquetgo.Int32Value(int32(src[r])).Level(0, def, ci)
 			}
 		case kindDecimal:
 			a := arr.(*array.Decimal128)
@@ -258,9 +258,9 @@ func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.
 					return fmt.Errorf("row %d: %s does not fit %s: %w", r, src[r].ToString(c.decimal.Scale), c.decimal, ErrInvalidValue)
 				}
 				if c.int32Physical {
-					vals[k] = pq.Int32Value(int32(lo64)).Level(0, def, ci)
+					vals[k] = parquetgo.Int32Value(int32(lo64)).Level(0, def, ci)
 				} else {
-					vals[k] = pq.Int64Value(lo64).Level(0, def, ci)
+					vals[k] = parquetgo.Int64Value(lo64).Level(0, def, ci)
 				}
 			}
 		case kindBool:
@@ -271,7 +271,7 @@ func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.
 					vals[k] = null
 					continue
 				}
-				vals[k] = pq.BooleanValue(a.Value(r)).Level(0, def, ci)
+				vals[k] = parquetgo.BooleanValue(a.Value(r)).Level(0, def, ci)
 			}
 		case kindInt64:
 			a := arr.(*array.Int64)
@@ -282,7 +282,7 @@ func (e *encoder) writeColumn(cw *pq.ColumnWriter, c *column, ci int, arr arrow.
 					vals[k] = null
 					continue
 				}
-				vals[k] = pq.Int64Value(src[r]).Level(0, def, ci)
+				vals[k] = parquetgo.Int64Value(src[r]).Level(0, def, ci)
 			}
 		}
 		if _, err := cw.WriteRowValues(vals); err != nil {
