@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
+	"github.com/akahu-etl/akahu-parquet/schema"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 	"github.com/akahu-etl/akahu-parquet/sinks/gcs"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
@@ -48,7 +49,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.IntVar(&f.shard, "shard", envInt(getenv, "CLOUD_RUN_TASK_INDEX", "JOB_COMPLETION_INDEX"), "this shard's index (default from CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX)")
 	fs.IntVar(&f.shards, "shards", max(1, envInt(getenv, "CLOUD_RUN_TASK_COUNT")), "number of shards (default from CLOUD_RUN_TASK_COUNT)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (accounts, windows, partitions) and write nothing")
-	fs.StringVar(&f.timeZone, "time-zone", "Pacific/Auckland", "dataset time zone for local dates and partitions")
+	fs.StringVar(&f.timeZone, "time-zone", schema.DefaultTimeZone, "dataset time zone for local dates and partitions")
 	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second for the whole job, split evenly across --shards (0: no budget; each shard finds the API's limit from 429s)")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")

@@ -8,8 +8,13 @@ import (
 // TimeFormat is how start and end are sent to Akahu: UTC with milliseconds.
 const TimeFormat = "2006-01-02T15:04:05.000Z"
 
-// DefaultTimeZone is the zone LocalDates uses when given a nil location.
-const DefaultTimeZone = "Pacific/Auckland"
+// defaultTimeZone is the zone LocalDates uses when given a nil location: New
+// Zealand, where Akahu's banks and their local dates are. It is the same zone as
+// schema.DefaultTimeZone, the dataset's default and the one authoritative
+// constant; it is spelled again here because a source does not import the
+// dataset schema (and its Arrow dependency). pipeline's
+// TestDefaultTimeZonesAgree fails if the two drift apart.
+const defaultTimeZone = "Pacific/Auckland"
 
 // Window is a range of instants with Akahu's semantics: Start is exclusive
 // and End is inclusive, both to the millisecond. A transaction dated t is in
@@ -20,9 +25,9 @@ type Window struct{ Start, End time.Time }
 // Window: Start is local midnight of from minus 1 ms, End is local midnight of
 // the day after to minus 1 ms. The calendar dates are taken from from and to
 // as given (their Year/Month/Day in their own location); the clock time is
-// ignored. A nil loc means DefaultTimeZone. Midnight exists on every day in
-// New Zealand (DST switches at 02:00/03:00), so the window is exact across
-// daylight-saving changes.
+// ignored. A nil loc means Pacific/Auckland (schema.DefaultTimeZone). Midnight
+// exists on every day in New Zealand (DST switches at 02:00/03:00), so the
+// window is exact across daylight-saving changes.
 func LocalDates(from, to time.Time, loc *time.Location) Window {
 	if loc == nil {
 		loc = defaultLocation()
@@ -51,7 +56,7 @@ func (w Window) String() string {
 }
 
 func defaultLocation() *time.Location {
-	loc, err := time.LoadLocation(DefaultTimeZone)
+	loc, err := time.LoadLocation(defaultTimeZone)
 	if err != nil { // cannot happen: time/tzdata is embedded
 		return time.UTC
 	}
