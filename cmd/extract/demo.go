@@ -25,12 +25,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	users := fs.Int("users", 3, "users in the fake population")
 	accounts := fs.Int("accounts-per-user", 4, "accounts per user")
 	perMonth := fs.Int("tx-per-month", 60, "transactions per account per month")
-	logFormat := fs.String("log-format", "text", "auto, text or json")
+	logFormat := fs.String("log-format", "text", "auto, text, json or gcp")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	log, err := newLogger(stderr, *logFormat, *logLevel, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract demo:", err)
 		return exitUsage

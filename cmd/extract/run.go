@@ -52,7 +52,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.StringVar(&f.timeZone, "time-zone", schema.DefaultTimeZone, "dataset time zone for local dates and partitions")
 	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second for the whole job, split evenly across --shards (0: no budget; each shard finds the API's limit from 429s)")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
-	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
+	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (gcp under a Cloud Run Job, text on a terminal, JSON otherwise), text, json or gcp (Cloud Logging's fields: severity, message, labels)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.purgeRevoked, "purge-revoked", false, "delete the data of users whose token Akahu revoked (401) while other users were served; a 403 never purges")
 	fs.BoolVar(&f.failOnRevoked, "fail-on-revoked", false, "exit 1 when any user's token is refused (revoked or forbidden); by default that is reported and the run exits 0")
@@ -92,7 +92,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		fmt.Fprintf(stderr, "extract run: unexpected argument %q (tokens are never taken from flags or arguments)\n", fs.Arg(0))
 		return exitUsage
 	}
-	log, err := newLogger(stderr, f.logFormat, f.logLevel)
+	log, err := newLogger(stderr, f.logFormat, f.logLevel, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract run:", err)
 		return exitUsage
