@@ -7,6 +7,7 @@
 //	extract reshard --out DIR|gs://BUCKET/PREFIX --shards N
 //	extract sql duckdb   --out DIR|gs://BUCKET/PREFIX
 //	extract sql bigquery --out gs://BUCKET/PREFIX --dataset PROJECT.DATASET
+//	extract fake-akahu [--addr 127.0.0.1:PORT] [--users N] [--seed S] [--faults SPEC]
 //
 // 'extract sql' prints the SQL an analyst pastes to start (sql.go): DuckDB views
 // transactions, pending, accounts_latest (each account's newest snapshot) and
@@ -19,6 +20,24 @@
 // count is refused (exit 2), and 'extract reshard' changes it while holding every lock
 // of the old and the new count. Under a Kubernetes Indexed Job, which exports
 // JOB_COMPLETION_INDEX but not the completion count, --shards must be given.
+//
+// 'extract fake-akahu' serves the fake Akahu that 'extract demo' runs against, over plain
+// http, until SIGINT or SIGTERM, for developing tools against it. It prints its base URL,
+// the fake's app and user tokens (test tokens that work only against it, not secrets)
+// and an example 'extract run' command line, on stdout only. --addr defaults to a free
+// port on 127.0.0.1; a host must be named (0.0.0.0:PORT serves every interface, and
+// 'extract run' accepts http:// only for loopback). --faults is a comma-separated list
+// of KEY=PROBABILITY, each key at most once, probabilities from 0 to 1 adding up to at
+// most 1; each request suffers at most one of: 429 (rate limited, no Retry-After), a
+// status from 500 to 599, truncate (the body cut short), malformed (invalid JSON), reset
+// (the connection reset) or slow (answered after 1s). The faults are drawn from --seed.
+//
+// Logs go to stderr. --log-format auto picks gcp under a Cloud Run Job (CLOUD_RUN_JOB is
+// set), text on a terminal and JSON otherwise; gcp writes the JSON lines Cloud Logging
+// parses on Cloud Run and GKE: severity (DEBUG, INFO, WARNING or ERROR), message, time
+// (RFC 3339) and the run_id and shard attributes as logging.googleapis.com/labels, other
+// attributes as top-level fields. On GKE pass --log-format gcp. Tokens log as
+// "[REDACTED]" in every format.
 //
 // The crash tests' seam (EXTRACT_TEST_KILL_AT) exists only in a binary built with
 // -tags crashtest.

@@ -45,6 +45,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return cmdReshard(ctx, args[1:], stdout, stderr, getenv)
 	case "sql":
 		return cmdSQL(args[1:], stdout, stderr)
+	case "fake-akahu":
+		return cmdFakeAkahu(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "extract", version())
 		return exitOK
@@ -68,6 +70,8 @@ func usage(w io.Writer) {
   extract sql duckdb   --out DIR|gs://BUCKET/PREFIX          print DuckDB views over the dataset
   extract sql bigquery --out gs://BUCKET/PREFIX --dataset PROJECT.DATASET
                                                   print BigQuery external tables over it
+  extract fake-akahu [--addr 127.0.0.1:PORT] [--users N] [--seed S] [--faults 429=0.05,503=0.02]
+                 serve the fake Akahu to develop against; prints its URL and test tokens
 
 Run 'extract COMMAND -h' for a command's flags. Credentials come from the environment:
 AKAHU_APP_TOKEN, and AKAHU_USER_TOKEN or --user-tokens-file.
