@@ -12,6 +12,7 @@ require (
 	github.com/parquet-go/parquet-go v0.32.0
 	github.com/sourcegraph/conc v0.3.0
 	google.golang.org/api v0.307.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

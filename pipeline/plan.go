@@ -304,7 +304,7 @@ func (r *runner) planWindows() {
 
 // printPlan writes a dry run's plan.
 func (r *runner) printPlan(w io.Writer) {
-	fmt.Fprintf(w, "plan for run %s (dry run: nothing is written)\n", r.runID)
+	fmt.Fprintf(w, "plan for run %s, shard %d of %d (dry run: nothing is written)\n", r.runID, r.cfg.Shard, r.cfg.Shards)
 	fmt.Fprintf(w, "range %s..%s (%s), %d window(s)\n", r.start, r.end, r.loc, len(r.windows))
 	for _, u := range r.users {
 		if u.err != nil {
