@@ -151,17 +151,7 @@ func TestBinaryGCS(t *testing.T) {
 	}
 
 	// Changes, then a crash at every write point of the incremental run.
-	sep := f.srv.Settled(f.srv.AccountIDs(f.srv.Users()[0].ID)[0], nzDate(2026, 9, 1).Add(-1), nzDate(2026, 9, 30))
-	if len(sep) < 3 {
-		t.Fatal("population too small")
-	}
-	deleted := sep[0].ID
-	if err := f.srv.DeleteTransaction(deleted); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.srv.MoveDate(sep[1].ID, nzDate(2026, 8, 31)); err != nil {
-		t.Fatal(err)
-	}
+	deleted := f.septemberChanges(t)
 	incr := []string{"--start", "2026-09-01", "--end", "2026-09-30"}
 	points := 0
 	for n := 1; n < 40; n++ {
@@ -191,4 +181,21 @@ func TestBinaryGCS(t *testing.T) {
 	if r := f.exec(t, g.env(), "verify", "--out", "gs://crash-1/akahu/v1"); r.code != 0 {
 		t.Errorf("verify on GCS: %s", r)
 	}
+}
+
+// septemberChanges makes the bank change two September 2026 transactions of the first
+// user's first account: one deleted (its id is returned), one moved to 31 August.
+func (f *fakeAkahu) septemberChanges(t *testing.T) (deleted string) {
+	t.Helper()
+	sep := f.srv.Settled(f.srv.AccountIDs(f.srv.Users()[0].ID)[0], nzDate(2026, 9, 1).Add(-1), nzDate(2026, 9, 30))
+	if len(sep) < 3 {
+		t.Fatal("population too small")
+	}
+	if err := f.srv.DeleteTransaction(sep[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.MoveDate(sep[1].ID, nzDate(2026, 8, 31)); err != nil {
+		t.Fatal(err)
+	}
+	return sep[0].ID
 }

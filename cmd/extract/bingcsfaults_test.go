@@ -89,17 +89,7 @@ func TestBinaryGCSFaults(t *testing.T) {
 		check(bucket, nil)
 	}
 
-	sep := f.srv.Settled(f.srv.AccountIDs(f.srv.Users()[0].ID)[0], nzDate(2026, 9, 1).Add(-1), nzDate(2026, 9, 30))
-	if len(sep) < 3 {
-		t.Fatal("population too small")
-	}
-	deleted := sep[0].ID
-	if err := f.srv.DeleteTransaction(deleted); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.srv.MoveDate(sep[1].ID, nzDate(2026, 8, 31)); err != nil {
-		t.Fatal(err)
-	}
+	deleted := f.septemberChanges(t)
 	incr := []string{"--start", "2026-09-01", "--end", "2026-09-30"}
 	// The incremental run killed at every write point, then re-run; the first
 	// bucket the kill does not reach is the plain incremental run.
