@@ -1,10 +1,17 @@
 package pipeline
 
 import (
+	"context"
 	"sort"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
+
+// This file holds the merge stage: merging a partition with the run's fresh windows,
+// classifying its rows, and writing it or holding it back when it may lose rows.
 
 // txCols are the column indices of the transactions schema the merge needs.
 type txCols struct {
@@ -205,4 +212,106 @@ func (m *mergeResult) final(cols txCols, drop map[string]bool) (rows []rowRef, c
 		}
 	}
 	return rows, false
+}
+
+// heldPart is a merged partition held back to the end because it may lose rows.
+type heldPart struct {
+	key  partKey
+	prev *bucket.Attrs
+	res  *mergeResult
+}
+
+// mergeAndWrite merges one partition with its fresh windows and writes it, or holds
+// it back when it may lose rows.
+func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
+	if err := r.lease.check(); err != nil {
+		return err
+	}
+	reread := map[string]span{}
+	var fresh []arrow.Record
+	for _, res := range ps.results {
+		if res.err == nil {
+			reread[res.w.acct.acct.ID] = res.w.span
+			fresh = append(fresh, res.recs...)
+		}
+	}
+	if len(reread) == 0 {
+		return nil // every window of the partition failed: the file stays as it is
+	}
+	r.mu.Lock()
+	h := r.held[ps.key]
+	r.mu.Unlock()
+	if h != nil {
+		// A re-read (neighbouring month, or a month a transaction moved to) reached a
+		// partition this run holds back: its windows join the held state, which is
+		// written once at the end. Read from storage and written now, the partition
+		// would change under the held write, which would then fail as a conflict with
+		// this very run. Only this goroutine touches h until extraction is over.
+		c := h.res.mergeMore(r.cols, fresh, reread)
+		r.mu.Lock()
+		r.noteMerge(ps.key, h.res.t, c)
+		r.mu.Unlock()
+		return nil
+	}
+	old, prev, err := r.readPartition(ctx, ps.key, nil)
+	if err != nil {
+		for _, rec := range fresh {
+			rec.Release()
+		}
+		return err
+	}
+	res := mergePartition(r.cols, r.txSch, old, fresh, reread)
+	r.mu.Lock()
+	r.noteMerge(ps.key, res.t, res.mergeCounts)
+	if len(res.candidates) > 0 {
+		h := &heldPart{key: ps.key, prev: prev, res: res}
+		r.deferred = append(r.deferred, h)
+		if r.held == nil {
+			r.held = map[partKey]*heldPart{}
+		}
+		r.held[ps.key] = h
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Unlock()
+	defer res.t.release()
+	rows, changed := res.final(r.cols, nil)
+	r.noteWatched(res.t, rows)
+	if !changed {
+		r.adopt("transactions", txObject(ps.key), prev, int64(len(rows)))
+		return nil
+	}
+	return r.writeTx(ctx, ps.key, res.t, rows, prev)
+}
+
+// noteMerge counts one merge into a partition and records the ids new to it. r.mu
+// must be held.
+func (r *runner) noteMerge(key partKey, t *table, c mergeCounts) {
+	r.m.Counts.Updated += int64(c.updated)
+	r.m.Counts.Unchanged += int64(c.same)
+	r.m.Counts.Duplicates += int64(c.dupFresh)
+	if r.trackFresh {
+		if r.freshIDs == nil {
+			r.freshIDs = map[string]partKey{}
+		}
+		for i, id := range c.fresh {
+			r.freshIDs[id] = key
+			if !r.suspicious && !r.surelyNew(t, c.freshRow[i]) {
+				r.suspicious = true
+			}
+		}
+	}
+	r.m.Counts.Inserted += int64(len(c.fresh)) // moves are subtracted at the end
+}
+
+// clockSkew bounds how far this machine's clock and Akahu's may disagree.
+const clockSkew = 5 * time.Minute
+
+// surelyNew reports whether a row's transaction was created at Akahu after the last
+// committed run started, so no earlier run can have written it anywhere.
+func (r *runner) surelyNew(t *table, row rowRef) bool {
+	if r.latest == nil || len(r.crashed) > 0 || t.col(row, r.cols.createdAt).IsNull(int(row.row)) {
+		return false
+	}
+	return t.i64(row, r.cols.createdAt) > r.latest.StartedAt.Add(clockSkew).UnixMicro()
 }

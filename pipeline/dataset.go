@@ -1,0 +1,103 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+)
+
+// This file holds the first stage of a run: opening the dataset (_dataset.json) and
+// loading the state the run starts from (the latest manifest, crashed runs' markers).
+
+// openDataset reads _dataset.json, creating it on first use, and checks that this
+// run's settings agree with it.
+func (r *runner) openDataset(ctx context.Context) error {
+	want := Dataset{LayoutVersion: LayoutVersion, SchemaVersion: schema.Version, TimeZone: r.loc.String(),
+		Grain: "month", Buckets: r.cfg.Buckets, CreatedAt: r.started, Shards: r.cfg.Shards}
+	data, _, err := r.b.Get(ctx, datasetObject)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		if r.cfg.DryRun {
+			r.ds = want
+			return nil
+		}
+		buf, _ := json.MarshalIndent(want, "", "  ")
+		r.cfg.BeforeWrite(datasetObject)
+		if _, err := r.b.Put(ctx, datasetObject, buf, bucket.Condition{DoesNotExist: true}); err != nil && !errors.Is(err, bucket.ErrConflict) {
+			return fmt.Errorf("create %s in %s: %w", datasetObject, r.b, err)
+		}
+		return r.openDataset(ctx)
+	case err != nil:
+		return fmt.Errorf("read %s in %s: %w", datasetObject, r.b, err)
+	}
+	var ds Dataset
+	if err := json.Unmarshal(data, &ds); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, datasetObject, err)
+	}
+	switch {
+	case ds.LayoutVersion != LayoutVersion:
+		return fmt.Errorf("%w: layout version %d, this tool writes %d", ErrDatasetMismatch, ds.LayoutVersion, LayoutVersion)
+	case ds.TimeZone != want.TimeZone:
+		return fmt.Errorf("%w: dataset time zone is %s, run asked for %s", ErrDatasetMismatch, ds.TimeZone, want.TimeZone)
+	case r.cfg.Buckets != DefaultBuckets && ds.Buckets != r.cfg.Buckets:
+		return fmt.Errorf("%w: dataset has %d buckets, run asked for %d", ErrDatasetMismatch, ds.Buckets, r.cfg.Buckets)
+	case ds.SchemaVersion > schema.Version:
+		return fmt.Errorf("%w: dataset schema version %d is newer than this tool's %d", ErrDatasetMismatch, ds.SchemaVersion, schema.Version)
+	}
+	r.ds = ds
+	return nil
+}
+
+// loadState reads the latest committed manifest, crashed runs' markers and the list
+// of transactions partitions this shard owns.
+func (r *runner) loadState(ctx context.Context) error {
+	latest, err := latestManifest(ctx, r.b, r.cfg.Shard, r.cfg.Shards)
+	if err != nil {
+		return err
+	}
+	r.latest = latest
+	crashed, err := crashedRuns(ctx, r.b, r.cfg.Shard, r.runID)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	if latest != nil {
+		for _, id := range latest.Recovered {
+			done[id] = true
+		}
+	}
+	for _, c := range crashed {
+		switch _, err := r.b.Attrs(ctx, manifestObject(c.RunID)); {
+		case err == nil:
+			// The run committed and died before removing its marker: its tombstones
+			// are committed ones. Only the marker goes.
+			r.committedMarkers = append(r.committedMarkers, c.RunID)
+		case !errors.Is(err, bucket.ErrNotFound):
+			return fmt.Errorf("check manifest of run %s: %w", c.RunID, err)
+		case done[c.RunID]:
+			r.recovered = append(r.recovered, c.RunID)
+		default:
+			r.crashed = append(r.crashed, c)
+		}
+	}
+	list, err := r.b.List(ctx, txPrefix)
+	if err != nil {
+		return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
+	}
+	// Ids new to their partition matter only when other partitions exist: they may
+	// have moved from one. A first backfill keeps no per-id state at all.
+	for _, a := range list {
+		if p, ok := parseTxObject(a.Name); ok && p.bucket%r.cfg.Shards == r.cfg.Shard {
+			r.trackFresh = true
+			break
+		}
+	}
+	if len(r.crashed) > 0 {
+		r.log.Warn("recovering crashed runs", "runs", len(r.crashed))
+	}
+	return nil
+}

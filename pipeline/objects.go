@@ -1,0 +1,238 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
+)
+
+// This file holds raw object I/O: reading partitions and objects (checking this run's
+// own writes), encoding and writing Parquet conditionally, deleting, and the in-flight
+// marker written before the first of them.
+
+// readPartition reads a transactions object (all columns, or the named ones).
+// A missing object is an empty partition.
+func (r *runner) readPartition(ctx context.Context, key partKey, cols []string) ([]arrow.Record, *bucket.Attrs, error) {
+	return r.readObject(ctx, txObject(key), cols)
+}
+
+func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]arrow.Record, *bucket.Attrs, error) {
+	data, attrs, err := r.b.Get(ctx, name)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return nil, nil, r.checkOwn(name, nil)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if err := r.checkOwn(name, &attrs); err != nil {
+		return nil, nil, err
+	}
+	var opts []parquetsink.ReadOption
+	if len(cols) > 0 {
+		opts = append(opts, parquetsink.Columns(cols...))
+	}
+	_, recs, err := parquetsink.Read(bytes.NewReader(data), int64(len(data)), r.mem, opts...)
+	if err == nil && len(cols) == 0 {
+		err = checkSchema(name, recs)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
+	}
+	return recs, &attrs, nil
+}
+
+// checkOwn fails when an object this run wrote earlier is no longer what it left
+// (attrs nil: the object is absent): another writer changed it, and merging on top of
+// its content would hide that.
+func (r *runner) checkOwn(name string, attrs *bucket.Attrs) error {
+	r.mu.Lock()
+	gen, ok := r.wrote[name]
+	r.mu.Unlock()
+	var got int64
+	if attrs != nil {
+		got = attrs.Generation
+	}
+	if ok && got != gen {
+		return fmt.Errorf("read %s: this run left generation %d, found %d (is another run writing this dataset?): %w", name, gen, got, bucket.ErrConflict)
+	}
+	return nil
+}
+
+// recordWrite notes one of this run's writes in the manifest: one entry per object,
+// with the generation before the run and the one the run left. r.mu must be held.
+func (r *runner) recordWrite(ow ObjectWrite) {
+	if r.wrote == nil {
+		r.wrote, r.objIndex = map[string]int64{}, map[string]int{}
+	}
+	r.wrote[ow.Path] = ow.Generation
+	if i, ok := r.objIndex[ow.Path]; ok {
+		ow.PreviousGeneration = r.m.Objects[i].PreviousGeneration
+		r.m.Objects[i] = ow
+		return
+	}
+	r.objIndex[ow.Path] = len(r.m.Objects)
+	r.m.Objects = append(r.m.Objects, ow)
+}
+
+// writeTx encodes rows as a transactions partition and writes it.
+func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) error {
+	name := txObject(key)
+	if len(rows) == 0 {
+		return r.deleteObject(ctx, "transactions", name, prev)
+	}
+	rec, err := take(r.mem, r.txSch, t, rows)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", name, err)
+	}
+	defer rec.Release()
+	return r.writeRecords(ctx, "transactions", name, r.txSch, []arrow.Record{rec}, prev)
+}
+
+// writeRecords encodes records as Parquet and writes the object unless its bytes are
+// already there.
+func (r *runner) writeRecords(ctx context.Context, kind, name string, sch *arrow.Schema, recs []arrow.Record, prev *bucket.Attrs) error {
+	data, rows, err := encodeParquet(sch, recs)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	return r.putObject(ctx, kind, name, data, rows, prev)
+}
+
+// encodeParquet encodes records with the sink's defaults (deterministic bytes).
+func encodeParquet(sch *arrow.Schema, recs []arrow.Record) ([]byte, int64, error) {
+	var buf bytes.Buffer
+	info, err := parquetsink.Write(&buf, sch, recs)
+	if err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), info.Rows, nil
+}
+
+// readParquet decodes a whole Parquet object.
+func readParquet(data []byte, mem memory.Allocator) (*arrow.Schema, []arrow.Record, error) {
+	return parquetsink.Read(bytes.NewReader(data), int64(len(data)), mem)
+}
+
+// checkSchema rejects a transactions object whose columns are not this tool's
+// (a file of a newer schema version, or a foreign file): merging it would lose columns.
+func checkSchema(name string, recs []arrow.Record) error {
+	if len(recs) == 0 || !strings.HasPrefix(name, txPrefix) {
+		return nil
+	}
+	want := schema.Transactions()
+	got := recs[0].Schema()
+	if len(got.Fields()) != len(want.Fields()) {
+		return fmt.Errorf("%d columns, this tool writes %d (schema version %d)", len(got.Fields()), len(want.Fields()), schema.Version)
+	}
+	for i, f := range want.Fields() {
+		if g := got.Field(i); g.Name != f.Name || !arrow.TypeEqual(g.Type, f.Type) {
+			return fmt.Errorf("column %d is %s %s, want %s %s", i, g.Name, g.Type, f.Name, f.Type)
+		}
+	}
+	return nil
+}
+
+// putObject writes one data object, conditional on the generation that was read
+// (or on its absence), and records it in the manifest.
+func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, rows int64, prev *bucket.Attrs) error {
+	crc := bucket.CRC32C(data)
+	if prev != nil && prev.CRC32C == crc && prev.Size == int64(len(data)) {
+		r.mu.Lock()
+		r.m.Uploads.Skipped++
+		r.mu.Unlock()
+		r.adopt(kind, name, prev, rows)
+		return nil
+	}
+	if err := r.ensureMarker(ctx); err != nil {
+		return err
+	}
+	cond := bucket.Condition{DoesNotExist: true}
+	var prevGen int64
+	if prev != nil {
+		cond = bucket.Condition{GenerationMatch: prev.Generation}
+		prevGen = prev.Generation
+	}
+	r.cfg.BeforeWrite(name)
+	attrs, err := r.b.Put(ctx, name, data, cond)
+	if err != nil {
+		if errors.Is(err, bucket.ErrConflict) {
+			return fmt.Errorf("write %s: another writer changed it since generation %d (is another run writing this dataset?): %w", name, prevGen, err)
+		}
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.Uploads.Objects++
+	r.m.Uploads.Bytes += int64(len(data))
+	r.recordWrite(ObjectWrite{Path: name, Kind: kind, Op: "put", Bytes: int64(len(data)), Rows: rows,
+		CRC32C: crc, Generation: attrs.Generation, PreviousGeneration: prevGen})
+	return nil
+}
+
+// adopt records, while recovering crashed runs, an object whose bytes are already what
+// this run would write: they may be a crashed run's, and Verify trusts only bytes a
+// committed manifest records.
+func (r *runner) adopt(kind, name string, prev *bucket.Attrs, rows int64) {
+	if prev == nil || len(r.crashed) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.objIndex[name]; ok {
+		return // this run wrote it, and its entry vouches for these bytes
+	}
+	r.recordWrite(ObjectWrite{Path: name, Kind: kind, Op: "adopt", Bytes: prev.Size, Rows: rows,
+		CRC32C: prev.CRC32C, Generation: prev.Generation, PreviousGeneration: prev.Generation})
+}
+
+func (r *runner) deleteObject(ctx context.Context, kind, name string, prev *bucket.Attrs) error {
+	if prev == nil {
+		return nil
+	}
+	if err := r.ensureMarker(ctx); err != nil {
+		return err
+	}
+	r.cfg.BeforeWrite(name)
+	if err := r.b.Delete(ctx, name, bucket.Condition{GenerationMatch: prev.Generation}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recordWrite(ObjectWrite{Path: name, Kind: kind, Op: "delete", PreviousGeneration: prev.Generation})
+	return nil
+}
+
+// ensureMarker writes the in-flight marker before the run's first data write.
+func (r *runner) ensureMarker(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.marker {
+		return nil
+	}
+	mk := marker{RunID: r.runID, Shard: r.cfg.Shard, Shards: r.cfg.Shards, StartedAt: r.started, Coverage: r.plannedCoverage()}
+	data, _ := json.Marshal(mk)
+	r.cfg.BeforeWrite(inflightObject(r.runID))
+	if _, err := r.b.Put(ctx, inflightObject(r.runID), data, bucket.Condition{DoesNotExist: true}); err != nil {
+		return fmt.Errorf("write in-flight marker %s: %w", inflightObject(r.runID), err)
+	}
+	r.marker = true
+	return nil
+}
+
+func (r *runner) plannedCoverage() []Coverage {
+	var out []Coverage
+	for _, w := range r.windows {
+		out = append(out, Coverage{UserID: w.acct.user.me.ID, AccountID: w.acct.acct.ID, From: w.span.from.String(), To: w.span.to.String()})
+	}
+	return out
+}
