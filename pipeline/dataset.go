@@ -11,7 +11,8 @@ import (
 )
 
 // This file holds the first stage of a run: opening the dataset (_dataset.json) and
-// loading the state the run starts from (the latest manifest, crashed runs' markers).
+// loading the state the run starts from (the latest manifest, crashed runs' markers,
+// this shard's partitions).
 
 // openDataset reads _dataset.json, creating it on first use, and checks that this
 // run's settings agree with it.

@@ -19,48 +19,61 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
-// runner holds the state of one run.
+// runner holds the state of one run. Its fields are grouped by the stage that sets
+// them. Fields set before extraction starts are read-only afterwards and need no lock;
+// the run's shared, growing state is guarded by mu.
 type runner struct {
-	cfg     Config
-	loc     *time.Location
-	runID   string
-	started time.Time
-	log     *slog.Logger
-	b       bucket.Bucket
-	mem     memory.Allocator
-	txSch   *arrow.Schema
-	cols    txCols
-	ds      Dataset
+	// Configuration, set by Run before run starts; b is wrapped once in the lease guard
+	// and lease set by run before loadState.
+	cfg      Config
+	loc      *time.Location
+	runID    string
+	started  time.Time
+	log      *slog.Logger
+	b        bucket.Bucket
+	mem      memory.Allocator
+	txSch    *arrow.Schema
+	cols     txCols
+	apiStart akahu.Stats
+	lease    *lease // nil in a dry run
 
+	// Dataset state, set by openDataset, checkShards and loadState.
+	ds        Dataset
 	latest    *Manifest
 	crashed   []marker // crashed runs whose leftovers this run must resolve
 	recovered []string // crashed runs already resolved by a committed run: clean up only
 	// committedMarkers are markers of runs that committed but died before removing them.
 	committedMarkers []string
-	start            day
-	end              day
-	users            []*userRun
-	accounts         []*acctRun
-	windows          []*window
-	lease            *lease
+	trackFresh       bool // the shard had transactions partitions at start
 
-	mu         sync.Mutex
-	m          Manifest
-	freshIDs   map[string]partKey // ids new to their partition, when the dataset had data
-	trackFresh bool               // the shard had transactions partitions at start
+	// The plan, set by the plan stage (discover's pool fills each user from one
+	// goroutine). During extraction users and accounts change only under their own
+	// locks (userRun.mu, acctRun.mu). windows grows only on the run's goroutine between
+	// extraction pools (reconcile's re-reads); ensureMarker reads it under mu.
+	start    day
+	end      day
+	users    []*userRun
+	accounts []*acctRun
+	windows  []*window
+	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
+
+	builders sync.Pool // *schema.TransactionBuilder, reused across windows
+
+	// mu guards the fields below while extraction pools run (extraction, merging and
+	// writing; the re-reads of reconcile included). Between pools, and in reconcile's
+	// scan, snapshots, manifest and cleanup, only the run's goroutine touches them.
+	mu       sync.Mutex
+	m        Manifest
+	freshIDs map[string]partKey // ids new to their partition, when the dataset had data
 	// suspicious is set when an id new to its partition could have been in the dataset
 	// already (Akahu created it before the last committed run started): it may have
 	// moved from a partition this run did not read, so every partition is scanned.
 	suspicious bool
 	deferred   []*heldPart
-	watch      map[string]bool // ids of crashed runs' tombstones: seen in a partition?
-	pending    map[string]arrow.Record
-	marker     bool
-	orphans    *orphanSet
-	builders   sync.Pool // *schema.TransactionBuilder, reused across windows
-	apiStart   akahu.Stats
-
-	held map[partKey]*heldPart // deferred, by partition
+	held       map[partKey]*heldPart   // deferred, by partition
+	watch      map[string]bool         // ids of crashed runs' tombstones: seen in a partition?
+	pending    map[string]arrow.Record // pending transactions, by account
+	marker     bool                    // the in-flight marker is written
 	// wrote is the generation of each object this run wrote (0: deleted): a later
 	// read of it must find exactly that, and the run records one write per object.
 	wrote    map[string]int64
