@@ -20,7 +20,7 @@ import (
 
 // This file holds the reconcile stage (finish): deciding every deletion candidate
 // (neighbouring months, by-id rounds, the presence scan), moving rows between
-// partitions and writing the held partitions, tombstones first.
+// partitions and writing the held partitions, tombstones first, then the snapshots.
 
 // finish decides every deletion candidate, writes tombstones before the partitions
 // that drop the rows, removes moved rows from the partitions they left, and writes the

@@ -115,6 +115,10 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	return r.run(ctx)
 }
 
+// run performs the stages in order: open the dataset, take the shard's lease, load
+// the state, plan, extract (merging and writing each partition as its windows
+// complete), reconcile (finish: deletions, moves, tombstones, held partitions,
+// snapshots), assemble the manifest, purge revoked users if asked, commit, clean up.
 func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	if err := r.openDataset(ctx); err != nil {
 		return nil, err
