@@ -37,3 +37,34 @@ func Example_compareAndSwap() {
 	fmt.Println(string(data), bucket.IsNotFound(err))
 	// Output: 42 true
 }
+
+// Two writers racing on one object: only the first create succeeds, and an
+// update conditioned on a generation that is no longer current is refused, so
+// neither writer silently overwrites the other.
+func ExampleCondition() {
+	ctx := context.Background()
+	var b bucket.Bucket = bucket.NewMemory()
+
+	a, err := b.Put(ctx, "lock", []byte("writer A"), bucket.Condition{DoesNotExist: true})
+	fmt.Println("A creates:", err == nil)
+	_, err = b.Put(ctx, "lock", []byte("writer B"), bucket.Condition{DoesNotExist: true})
+	fmt.Println("B creates too:", err == nil, "conflict:", bucket.IsConflict(err))
+
+	// B reads A's version and replaces it on the condition that it is still current.
+	_, seen, _ := b.Get(ctx, "lock")
+	bAttrs, err := b.Put(ctx, "lock", []byte("writer B"), bucket.Condition{GenerationMatch: seen.Generation})
+	fmt.Println("B replaces generation it read:", err == nil, "newer:", bAttrs.Generation > a.Generation)
+
+	// A still holds the generation it wrote, which is no longer current.
+	_, err = b.Put(ctx, "lock", []byte("writer A again"), bucket.Condition{GenerationMatch: a.Generation})
+	fmt.Println("A replaces its stale generation:", err == nil, "conflict:", bucket.IsConflict(err))
+
+	data, _, _ := b.Get(ctx, "lock")
+	fmt.Println("holder:", string(data))
+	// Output:
+	// A creates: true
+	// B creates too: false conflict: true
+	// B replaces generation it read: true newer: true
+	// A replaces its stale generation: false conflict: true
+	// holder: writer B
+}
