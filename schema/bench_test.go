@@ -120,7 +120,7 @@ func BenchmarkNormalise(b *testing.B) {
 func TestDecoderVariantsAgree(t *testing.T) {
 	items := syntheticItems(300, 42)
 	items = append(items, []byte(minimalTx))
-	for _, it := range loadItems(t, "enriched_transactions.json") {
+	for _, it := range loadItems(t, local("enriched_transactions.json")) {
 		items = append(items, it)
 	}
 	var want []byte

@@ -10,7 +10,7 @@ import (
 // FuzzTransactionAppend: Append never panics; a failure appends nothing and
 // is classified; a success yields exactly one more row in a valid record.
 func FuzzTransactionAppend(f *testing.F) {
-	for _, name := range []string{"enriched_transactions.json", "seed001_transactions.json", "seed004_transactions.json"} {
+	for _, name := range []string{local("enriched_transactions.json"), guide("seed001_transactions.json"), guide("seed004_transactions.json")} {
 		for _, it := range loadItems(f, name) {
 			f.Add([]byte(it))
 			f.Add(withUser(it))
@@ -46,7 +46,7 @@ func FuzzTransactionAppend(f *testing.F) {
 
 // FuzzPendingAppend is the same property for pending items.
 func FuzzPendingAppend(f *testing.F) {
-	for _, it := range loadItems(f, "pending_transactions.json") {
+	for _, it := range loadItems(f, local("pending_transactions.json")) {
 		f.Add([]byte(it))
 	}
 	b := NewPendingBuilder(memory.NewGoAllocator(), testOptions())
@@ -71,7 +71,7 @@ func FuzzPendingAppend(f *testing.F) {
 
 // FuzzAccountAppend is the same property for accounts.
 func FuzzAccountAppend(f *testing.F) {
-	for _, it := range loadItems(f, "seed000_accounts.json") {
+	for _, it := range loadItems(f, guide("seed000_accounts.json")) {
 		f.Add([]byte(it))
 	}
 	b := NewAccountBuilder(memory.NewGoAllocator(), testOptions())

@@ -44,11 +44,11 @@ func TestGoldenTransactions(t *testing.T) {
 		in, golden string
 		addUser    bool
 	}{
-		{"seed004_transactions.json", "seed004_transactions.golden", true},
-		{"seed001_transactions.json", "seed001_transactions.golden", true},
-		{"enriched_transactions.json", "enriched_transactions.golden", false},
+		{guide("seed004_transactions.json"), "seed004_transactions.golden", true},
+		{guide("seed001_transactions.json"), "seed001_transactions.golden", true},
+		{local("enriched_transactions.json"), "enriched_transactions.golden", false},
 	} {
-		t.Run(tc.in, func(t *testing.T) {
+		t.Run(filepath.Base(tc.in), func(t *testing.T) {
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
 			b := NewTransactionBuilder(mem, testOptions())
@@ -82,7 +82,7 @@ func TestGoldenPending(t *testing.T) {
 	defer mem.AssertSize(t, 0)
 	b := NewPendingBuilder(mem, testOptions())
 	defer b.Release()
-	for _, item := range loadItems(t, "pending_transactions.json") {
+	for _, item := range loadItems(t, local("pending_transactions.json")) {
 		if err := b.Append(item, "NZD"); err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestGoldenAccounts(t *testing.T) {
 	defer mem.AssertSize(t, 0)
 	b := NewAccountBuilder(mem, testOptions())
 	defer b.Release()
-	for _, item := range loadItems(t, "seed000_accounts.json") {
+	for _, item := range loadItems(t, guide("seed000_accounts.json")) {
 		if err := b.Append(item, "user_1111111111111111111111111"); err != nil {
 			t.Fatal(err)
 		}

@@ -23,10 +23,19 @@ func testOptions() Options {
 	return Options{RunID: "run_20240701T020304Z", ExtractedAt: testExtractedAt}
 }
 
-// loadItems returns the raw items of an Akahu list response in testdata.
-func loadItems(t testing.TB, name string) []json.RawMessage {
+// guidesDir holds the list responses transcribed from Akahu's published
+// guides; they describe Akahu rather than this package, so they live in the
+// module's top-level testdata, shared with sources/akahu's tests.
+var guidesDir = filepath.Join("..", "testdata", "akahu", "guides")
+
+// guide names a response in guidesDir; local one in this package's testdata.
+func guide(name string) string { return filepath.Join(guidesDir, name) }
+func local(name string) string { return filepath.Join("testdata", name) }
+
+// loadItems returns the raw items of the Akahu list response at path.
+func loadItems(t testing.TB, path string) []json.RawMessage {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +43,7 @@ func loadItems(t testing.TB, name string) []json.RawMessage {
 		Items []json.RawMessage `json:"items"`
 	}
 	if err := json.Unmarshal(b, &resp); err != nil {
-		t.Fatalf("%s: %v", name, err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	return resp.Items
 }
