@@ -130,7 +130,7 @@ func (r *runner) commit(ctx context.Context, m *Manifest) error {
 	if err := r.lease.check(); err != nil {
 		return err
 	}
-	if err := commitManifest(ctx, r.b, m, r.cfg.BeforeWrite); err != nil {
+	if err := commitManifest(ctx, r.b, m); err != nil {
 		return err
 	}
 	r.log.Info("committed", "manifest", manifestObject(m.RunID), "objects", len(m.Objects), "inserted", m.Counts.Inserted,
@@ -143,13 +143,12 @@ func (r *runner) commit(ctx context.Context, m *Manifest) error {
 // its answer may have been lost after the store applied it) or finds the run's own
 // manifest name taken is decided by reading the manifest back. If that fails too,
 // the error wraps ErrCommitUnknown.
-func commitManifest(ctx context.Context, b bucket.Bucket, m *Manifest, before func(string)) error {
+func commitManifest(ctx context.Context, b bucket.Bucket, m *Manifest) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
 	name := manifestObject(m.RunID)
-	before(name)
 	_, err = b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true})
 	if err == nil {
 		return nil
@@ -191,7 +190,6 @@ func (r *runner) cleanup(ctx context.Context) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		r.cfg.BeforeWrite(n)
 		if err := r.b.Delete(ctx, n, bucket.Condition{}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
 			r.log.Warn("cleanup failed", "object", n, "err", err)
 		}
@@ -220,7 +218,6 @@ func (r *runner) removeTombstones(ctx context.Context, runs map[string]bool) map
 	}
 	for _, a := range list {
 		if run, ok := parseDeletionObject(a.Name); ok && runs[run] {
-			r.cfg.BeforeWrite(a.Name)
 			if err := r.b.Delete(ctx, a.Name, bucket.Condition{}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
 				r.log.Warn("cleanup failed: the crashed run's marker stays for the next run", "object", a.Name, "run", run, "err", err)
 				gone[run] = false

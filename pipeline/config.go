@@ -80,7 +80,9 @@ type Config struct {
 	// PlanOut receives the plan of a dry run.
 	PlanOut io.Writer
 	// BeforeWrite, if set, is called before every object put or delete with the
-	// object's name. Crash tests kill the process there.
+	// object's name (lock refreshes included): the run writes through
+	// bucket.WithHook(Out, BeforeWrite), so no write can skip it. Crash tests kill the
+	// process there.
 	BeforeWrite func(object string)
 	// PurgeRevoked deletes the data of users whose access was revoked (a 401 for their
 	// token) during the run, as the Privacy Act asks of data no longer reasonably
@@ -151,9 +153,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Memory == nil {
 		c.Memory = memory.DefaultAllocator
-	}
-	if c.BeforeWrite == nil {
-		c.BeforeWrite = func(string) {}
 	}
 	if c.PlanOut == nil {
 		c.PlanOut = io.Discard

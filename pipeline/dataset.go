@@ -27,7 +27,6 @@ func (r *runner) openDataset(ctx context.Context) error {
 			return nil
 		}
 		buf, _ := json.MarshalIndent(want, "", "  ")
-		r.cfg.BeforeWrite(datasetObject)
 		if _, err := r.b.Put(ctx, datasetObject, buf, bucket.Condition{DoesNotExist: true}); err != nil && !errors.Is(err, bucket.ErrConflict) {
 			return fmt.Errorf("create %s in %s: %w", datasetObject, r.b, err)
 		}

@@ -116,13 +116,15 @@ func runGCSFaultSequence(t *testing.T, fb bucket.Bucket) int {
 		for i, h := range hs {
 			cfg := h.config(start, end)
 			if h == faulty && holdPastRefresh[what] {
-				// Refresh the lock every 3 s and hold the run past a refresh, so
-				// that the refresh goes through the faults.
-				cfg.LockTTL = 9 * time.Second
+				// Refresh the lock every 5 s and hold the run past a refresh, so
+				// that the refresh goes through the faults. (With 9 s, a refresh had
+				// 3.75 s to get through 503s and slow answers, which a loaded
+				// machine running -race sometimes missed.)
+				cfg.LockTTL = 15 * time.Second
 				var once sync.Once
 				cfg.BeforeWrite = func(name string) {
 					if strings.HasPrefix(name, "_inflight/") {
-						once.Do(func() { time.Sleep(3500 * time.Millisecond) })
+						once.Do(func() { time.Sleep(5500 * time.Millisecond) })
 					}
 				}
 			}

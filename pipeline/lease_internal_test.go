@@ -65,7 +65,7 @@ func TestLeaseRefreshFailures(t *testing.T) {
 	setup := func(t *testing.T) (*flakyLock, *fakeClock, *lease, *leasedBucket) {
 		f := &flakyLock{Bucket: bucket.NewMemory()}
 		clk := &fakeClock{t: time.Date(2026, 11, 30, 20, 0, 0, 0, time.UTC)}
-		l, err := acquireLock(ctx, f, lockObject(0, 1), "20261130T200000.000Z-s000-aaaaaa", ttl, 0, clk.now, func(string) {})
+		l, err := acquireLock(ctx, f, lockObject(0, 1), "20261130T200000.000Z-s000-aaaaaa", ttl, 0, clk.now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,6 @@ type lease struct {
 	ttl    time.Duration
 	margin time.Duration
 	now    func() time.Time
-	before func(string)
 
 	mu      sync.Mutex
 	doc     lockDoc // as last written
@@ -64,7 +63,7 @@ type lease struct {
 // acquireLock takes the shard's lock object, waiting up to wait for a live holder.
 // A holder whose lease expired, or that provably died (see holderDead), is taken over
 // with a generation condition, so two contenders never both win.
-func acquireLock(ctx context.Context, b bucket.Bucket, name, runID string, ttl, wait time.Duration, now func() time.Time, before func(string)) (*lease, error) {
+func acquireLock(ctx context.Context, b bucket.Bucket, name, runID string, ttl, wait time.Duration, now func() time.Time) (*lease, error) {
 	host, _ := os.Hostname()
 	self := selfIdentity()
 	deadline := now().Add(wait)
@@ -73,10 +72,9 @@ func acquireLock(ctx context.Context, b bucket.Bucket, name, runID string, ttl, 
 		doc := lockDoc{RunID: runID, Host: host, PID: os.Getpid(), BootID: self.BootID, PIDNS: self.PIDNS, ProcStart: self.ProcStart,
 			Acquired: now().UTC(), ExpiresAt: now().Add(ttl).UTC()}
 		data, _ := json.Marshal(doc)
-		before(name)
 		attrs, err := b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true})
 		if err == nil {
-			return startLease(b, name, doc, attrs.Generation, ttl, now, before), nil
+			return startLease(b, name, doc, attrs.Generation, ttl, now), nil
 		}
 		if !errors.Is(err, bucket.ErrConflict) {
 			return nil, fmt.Errorf("take lock %s: %w", name, err)
@@ -91,10 +89,9 @@ func acquireLock(ctx context.Context, b bucket.Bucket, name, runID string, ttl, 
 		var held lockDoc
 		stale := json.Unmarshal(cur, &held) != nil || now().After(held.ExpiresAt) || holderDead(held, doc)
 		if stale {
-			before(name)
 			attrs, err := b.Put(ctx, name, data, bucket.Condition{GenerationMatch: curAttrs.Generation})
 			if err == nil {
-				return startLease(b, name, doc, attrs.Generation, ttl, now, before), nil
+				return startLease(b, name, doc, attrs.Generation, ttl, now), nil
 			}
 			if !errors.Is(err, bucket.ErrConflict) {
 				return nil, fmt.Errorf("take over stale lock %s: %w", name, err)
@@ -181,8 +178,8 @@ func procStartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64) // f[0] is field 3
 }
 
-func startLease(b bucket.Bucket, name string, doc lockDoc, gen int64, ttl time.Duration, now func() time.Time, before func(string)) *lease {
-	l := &lease{b: b, name: name, doc: doc, gen: gen, ttl: ttl, margin: ttl / 4, now: now, before: before,
+func startLease(b bucket.Bucket, name string, doc lockDoc, gen int64, ttl time.Duration, now func() time.Time) *lease {
+	l := &lease{b: b, name: name, doc: doc, gen: gen, ttl: ttl, margin: ttl / 4, now: now,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	l.lostCtx, l.setLost = context.WithCancelCause(context.Background())
 	go l.heartbeat()
@@ -323,7 +320,6 @@ func (l *lease) release(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.before(l.name)
 	if err := l.b.Delete(ctx, l.name, bucket.Condition{GenerationMatch: l.gen}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
 		return fmt.Errorf("release lock %s: %w", l.name, err)
 	}

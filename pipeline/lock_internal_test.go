@@ -91,7 +91,7 @@ func TestLockLiveness(t *testing.T) {
 			if _, err := b.Put(ctx, name, data, bucket.Condition{DoesNotExist: true}); err != nil {
 				t.Fatal(err)
 			}
-			l, err := acquireLock(ctx, b, name, "20261130T200001.000Z-s000-taker", time.Minute, 0, now, func(string) {})
+			l, err := acquireLock(ctx, b, name, "20261130T200001.000Z-s000-taker", time.Minute, 0, now)
 			if c.takeover {
 				if err != nil {
 					t.Fatalf("the holder is dead but the lock was not taken over: %v", err)

@@ -162,7 +162,6 @@ func (r *runner) putObject(ctx context.Context, kind, name string, data []byte, 
 		cond = bucket.Condition{GenerationMatch: prev.Generation}
 		prevGen = prev.Generation
 	}
-	r.cfg.BeforeWrite(name)
 	attrs, err := r.b.Put(ctx, name, data, cond)
 	if err != nil {
 		if errors.Is(err, bucket.ErrConflict) {
@@ -202,7 +201,6 @@ func (r *runner) deleteObject(ctx context.Context, kind, name string, prev *buck
 	if err := r.ensureMarker(ctx); err != nil {
 		return err
 	}
-	r.cfg.BeforeWrite(name)
 	if err := r.b.Delete(ctx, name, bucket.Condition{GenerationMatch: prev.Generation}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
@@ -221,7 +219,6 @@ func (r *runner) ensureMarker(ctx context.Context) error {
 	}
 	mk := marker{RunID: r.runID, Shard: r.cfg.Shard, Shards: r.cfg.Shards, StartedAt: r.started, Coverage: r.plannedCoverage()}
 	data, _ := json.Marshal(mk)
-	r.cfg.BeforeWrite(inflightObject(r.runID))
 	if _, err := r.b.Put(ctx, inflightObject(r.runID), data, bucket.Condition{DoesNotExist: true}); err != nil {
 		return fmt.Errorf("write in-flight marker %s: %w", inflightObject(r.runID), err)
 	}

@@ -75,9 +75,7 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.BeforeWrite == nil {
-		cfg.BeforeWrite = func(string) {}
-	}
+	cfg.Out = bucket.WithHook(cfg.Out, cfg.BeforeWrite) // every write point, for crash tests
 	if cfg.Memory == nil {
 		cfg.Memory = memory.DefaultAllocator
 	}
@@ -105,7 +103,7 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 	for i := range names {
 		names[i] = lockObject(i, cfg.Shards)
 	}
-	out, release, err := acquireAll(ctx, cfg.Out, names, runID, cfg.LockWait, cfg.Now, cfg.BeforeWrite)
+	out, release, err := acquireAll(ctx, cfg.Out, names, runID, cfg.LockWait, cfg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +120,7 @@ func Purge(ctx context.Context, cfg PurgeConfig) (*Manifest, error) {
 func purgeLocked(ctx context.Context, cfg PurgeConfig, out *leasedBucket, runID string, started time.Time) (*Manifest, error) {
 	ctx, stop := out.bind(ctx)
 	defer stop()
-	p := &purger{b: out, mem: cfg.Memory, before: cfg.BeforeWrite, log: cfg.Logger.With("run_id", runID),
+	p := &purger{b: out, mem: cfg.Memory, log: cfg.Logger.With("run_id", runID),
 		user: cfg.UserID, account: cfg.AccountID, owns: func(string) bool { return true }}
 	m := &Manifest{ManifestVersion: ManifestVersion, Kind: "purge", RunID: runID, Shards: cfg.Shards,
 		StartedAt: started, ToolVersion: cfg.ToolVersion}
@@ -133,7 +131,7 @@ func purgeLocked(ctx context.Context, cfg PurgeConfig, out *leasedBucket, runID 
 	rec.Reason = cfg.Reason
 	m.Purge = rec
 	m.FinishedAt = cfg.Now().UTC()
-	if err := commitManifest(ctx, out, m, cfg.BeforeWrite); err != nil {
+	if err := commitManifest(ctx, out, m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -143,7 +141,6 @@ func purgeLocked(ctx context.Context, cfg PurgeConfig, out *leasedBucket, runID 
 type purger struct {
 	b             bucket.Bucket
 	mem           memory.Allocator
-	before        func(string)
 	log           *slog.Logger
 	user, account string
 	owns          func(object string) bool // objects this shard may touch
@@ -223,7 +220,6 @@ func (p *purger) purgeObject(ctx context.Context, kind, name string) (int64, *Ob
 		return 0, nil, nil
 	}
 	ow := &ObjectWrite{Path: name, Kind: kind, PreviousGeneration: attrs.Generation}
-	p.before(name)
 	if len(keep) == 0 {
 		ow.Op = "delete"
 		if err := p.b.Delete(ctx, name, bucket.Condition{GenerationMatch: attrs.Generation}); err != nil {
@@ -275,7 +271,6 @@ func (p *purger) redactManifests(ctx context.Context, self string) (int, error) 
 		}
 		m.Redacted = append(m.Redacted, self)
 		out, _ := json.MarshalIndent(m, "", "  ")
-		p.before(a.Name)
 		if _, err := p.b.Put(ctx, a.Name, out, bucket.Condition{GenerationMatch: attrs.Generation}); err != nil {
 			return n, fmt.Errorf("redact %s: %w", a.Name, err)
 		}
@@ -384,7 +379,7 @@ func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 		}
 	}
 	for _, id := range ids {
-		p := &purger{b: r.b, mem: r.mem, before: r.cfg.BeforeWrite, log: r.log, user: id, owns: r.ownsObject}
+		p := &purger{b: r.b, mem: r.mem, log: r.log, user: id, owns: r.ownsObject}
 		rec, err := p.purge(ctx, m)
 		if err != nil {
 			return fmt.Errorf("purge revoked user %s: %w", id, err)

@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
 	r := &runner{
-		cfg: cfg, loc: loc, b: cfg.Out, mem: cfg.Memory,
+		cfg: cfg, loc: loc, b: bucket.WithHook(cfg.Out, cfg.BeforeWrite), mem: cfg.Memory,
 		started: cfg.Now().UTC(),
 		txSch:   schema.Transactions(),
 		watch:   map[string]bool{},
@@ -127,7 +127,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 		return nil, shardConflict(r.ds.Shards, r.cfg.Shards)
 	}
 	if !r.cfg.DryRun {
-		l, lerr := acquireLock(ctx, r.b, lockObject(r.cfg.Shard, r.cfg.Shards), r.runID, r.cfg.LockTTL, r.cfg.LockWait, r.cfg.Now, r.cfg.BeforeWrite)
+		l, lerr := acquireLock(ctx, r.b, lockObject(r.cfg.Shard, r.cfg.Shards), r.runID, r.cfg.LockTTL, r.cfg.LockWait, r.cfg.Now)
 		if lerr != nil {
 			return nil, lerr
 		}

@@ -69,14 +69,13 @@ func newestRunShards(ctx context.Context, b bucket.Bucket) (int, error) {
 
 // recordShards writes the shard count into _dataset.json, keeping its other fields,
 // on condition that it is still generation gen.
-func recordShards(ctx context.Context, b bucket.Bucket, fields map[string]json.RawMessage, gen int64, shards int, before func(string)) error {
+func recordShards(ctx context.Context, b bucket.Bucket, fields map[string]json.RawMessage, gen int64, shards int) error {
 	out := make(map[string]json.RawMessage, len(fields)+1)
 	for k, v := range fields {
 		out[k] = v
 	}
 	out["shards"] = json.RawMessage(fmt.Sprint(shards))
 	data, _ := json.MarshalIndent(out, "", "  ")
-	before(datasetObject)
 	if _, err := b.Put(ctx, datasetObject, data, bucket.Condition{GenerationMatch: gen}); err != nil {
 		return fmt.Errorf("record the shard count in %s: %w", datasetObject, err)
 	}
@@ -119,7 +118,7 @@ func (r *runner) checkShards(ctx context.Context) error {
 			r.ds.Shards = have
 			return nil
 		}
-		err = recordShards(ctx, r.b, fields, gen, have, r.cfg.BeforeWrite)
+		err = recordShards(ctx, r.b, fields, gen, have)
 		if err == nil {
 			r.ds.Shards = have
 			return nil
@@ -157,9 +156,7 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.BeforeWrite == nil {
-		cfg.BeforeWrite = func(string) {}
-	}
+	cfg.Out = bucket.WithHook(cfg.Out, cfg.BeforeWrite) // every write point, for crash tests
 	_, _, old, _, err := datasetShards(ctx, cfg.Out)
 	if err != nil {
 		return 0, err
@@ -177,7 +174,7 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
 	runID := newRunID(cfg.Now(), 0, hex.EncodeToString(rnd[:]))
-	b, release, err := acquireAll(ctx, cfg.Out, sortedKeys(names), runID, cfg.LockWait, cfg.Now, cfg.BeforeWrite)
+	b, release, err := acquireAll(ctx, cfg.Out, sortedKeys(names), runID, cfg.LockWait, cfg.Now)
 	if err != nil {
 		return 0, err
 	}
@@ -196,7 +193,7 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 		if recorded {
 			return old, nil
 		}
-		return old, recordShards(ctx, b, fields, gen, cfg.Shards, cfg.BeforeWrite)
+		return old, recordShards(ctx, b, fields, gen, cfg.Shards)
 	}
 	list, err := b.List(ctx, inflightPrefix)
 	if err != nil {
@@ -208,7 +205,7 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 				ErrDatasetMismatch, id, a.Name, runShard(id), old)
 		}
 	}
-	if err := recordShards(ctx, b, fields, gen, cfg.Shards, cfg.BeforeWrite); err != nil {
+	if err := recordShards(ctx, b, fields, gen, cfg.Shards); err != nil {
 		return 0, err
 	}
 	cfg.Logger.Info("resharded", "from", old, "to", cfg.Shards)
@@ -217,7 +214,7 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 
 // acquireAll takes the named locks in order and returns the bucket to write through
 // while they are held, and a function releasing them.
-func acquireAll(ctx context.Context, b bucket.Bucket, names []string, runID string, wait time.Duration, now func() time.Time, before func(string)) (*leasedBucket, func(), error) {
+func acquireAll(ctx context.Context, b bucket.Bucket, names []string, runID string, wait time.Duration, now func() time.Time) (*leasedBucket, func(), error) {
 	g := &leasedBucket{Bucket: b}
 	release := func() {
 		for i := len(g.leases) - 1; i >= 0; i-- {
@@ -225,7 +222,7 @@ func acquireAll(ctx context.Context, b bucket.Bucket, names []string, runID stri
 		}
 	}
 	for _, n := range names {
-		l, err := acquireLock(ctx, b, n, runID, DefaultLockTTL, wait, now, before)
+		l, err := acquireLock(ctx, b, n, runID, DefaultLockTTL, wait, now)
 		if err != nil {
 			release()
 			return nil, nil, err
