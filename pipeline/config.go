@@ -16,6 +16,9 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
+// This file holds a run's configuration: Config, the Source it reads Akahu through,
+// and the defaults and checks applied before a run starts.
+
 // Defaults of a run.
 const (
 	DefaultWorkers  = 8

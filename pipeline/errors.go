@@ -2,6 +2,8 @@ package pipeline
 
 import "errors"
 
+// This file holds the package's sentinel errors.
+
 var (
 	// ErrConfig reports an invalid run configuration (flags, dates, tokens file).
 	ErrConfig = errors.New("invalid configuration")

@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// This file holds the dataset layout: object names, _dataset.json, local days and
+// months, partition keys, buckets and run ids.
+
 // LayoutVersion is the version of the dataset layout written to _dataset.json.
 const LayoutVersion = 1
 

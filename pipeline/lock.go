@@ -16,6 +16,9 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
+// This file holds the shard lock: acquiring the lock object, the lease and its
+// heartbeat, liveness of a holder, and the lease-checking bucket every write goes through.
+
 // DefaultLockTTL is how long a lock stays valid without a heartbeat. A run refreshes it
 // every third of that, retrying failed refreshes; it stops writing a quarter of the TTL
 // before the lease would end if no refresh got through (see lease).

@@ -14,6 +14,9 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
+// This file holds the manifest document and the in-flight marker, and reading them:
+// the latest committed manifest of a shard and the markers of crashed runs.
+
 // ManifestVersion is the version of the manifest document.
 const ManifestVersion = 1
 

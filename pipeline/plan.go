@@ -15,6 +15,9 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
+// This file holds the plan stage: resolving users to their accounts, choosing this
+// shard's accounts, the date range and the windows, and printing a dry run's plan.
+
 // userRun is one user token's part of a run.
 type userRun struct {
 	index    int

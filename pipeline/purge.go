@@ -21,6 +21,9 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
+// This file holds purges: Purge (a user or account, on request) and purgeRevoked
+// (revoked users during a run), both removing rows and redacting earlier manifests.
+
 // PurgeRecord is what a purge manifest records: the scope and how much was removed,
 // never the removed values.
 type PurgeRecord struct {

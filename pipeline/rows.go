@@ -10,6 +10,9 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
+// This file holds the row-level helpers the merge and snapshots share: a table of
+// Arrow records addressed by rowRef, row comparison and taking rows into a record.
+
 // rowRef points at one row of one of a table's source records.
 type rowRef struct {
 	src int32

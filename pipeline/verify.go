@@ -15,6 +15,8 @@ import (
 	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 )
 
+// This file holds Verify: the dataset checked against its committed manifests.
+
 // Report is the outcome of Verify: Problems make the dataset unhealthy; Notes are
 // facts an operator may want (a crashed run the next run will recover).
 type Report struct {
