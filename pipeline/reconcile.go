@@ -18,14 +18,14 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
-// This file holds the reconcile stage (finish): deciding every deletion candidate
+// This file holds the reconcile stage: deciding every deletion candidate
 // (neighbouring months, by-id rounds, the presence scan), moving rows between
 // partitions and writing the held partitions, tombstones first, then the snapshots.
 
-// finish decides every deletion candidate, writes tombstones before the partitions
+// reconcile decides every deletion candidate, writes tombstones before the partitions
 // that drop the rows, removes moved rows from the partitions they left, and writes the
 // pending and account snapshots.
-func (r *runner) finish(ctx context.Context) error {
+func (r *runner) reconcile(ctx context.Context) error {
 	defer func() {
 		for _, h := range r.deferred {
 			h.res.t.release()
@@ -404,7 +404,7 @@ func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) e
 }
 
 // accountByID finds an account of the run by binary search: selectAccounts sorts
-// r.accounts by id (a linear scan here made the finish stage O(accounts²)).
+// r.accounts by id (a linear scan here made the reconcile stage O(accounts²)).
 func (r *runner) accountByID(id string) *acctRun {
 	i, ok := slices.BinarySearchFunc(r.accounts, id, func(a *acctRun, id string) int { return strings.Compare(a.acct.ID, id) })
 	if !ok {

@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 
 // run performs the stages in order: open the dataset, take the shard's lease, load
 // the state, plan, extract (merging and writing each partition as its windows
-// complete), reconcile (finish: deletions, moves, tombstones, held partitions,
+// complete), reconcile (deletions, moves, tombstones, held partitions,
 // snapshots), assemble the manifest, purge revoked users if asked, commit, clean up.
 func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	if err := r.openDataset(ctx); err != nil {
@@ -179,7 +179,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	if err := r.extractAll(ctx); err != nil {
 		return nil, err
 	}
-	if err := r.finish(ctx); err != nil {
+	if err := r.reconcile(ctx); err != nil {
 		return nil, err
 	}
 	m := r.manifest()
