@@ -85,13 +85,7 @@ func TestMergePartition(t *testing.T) {
 			}
 			res := mergePartition(cols, schema.Transactions(), records(t, "run-1", c.old...), records(t, run, c.fresh...), c.reread)
 			defer res.t.release()
-			var ids, cands []string
-			for _, r := range res.rows {
-				ids = append(ids, res.t.str(r, cols.id))
-			}
-			for _, r := range res.candidates {
-				cands = append(cands, res.t.str(r, cols.id))
-			}
+			ids, cands := resultIDs(res, cols)
 			if fmt.Sprint(ids) != fmt.Sprint(c.wantIDs) || fmt.Sprint(cands) != fmt.Sprint(c.wantCandidates) ||
 				fmt.Sprint(res.fresh) != fmt.Sprint(c.wantFresh) {
 				t.Errorf("rows %v candidates %v fresh %v; want %v %v %v", ids, cands, res.fresh, c.wantIDs, c.wantCandidates, c.wantFresh)
@@ -158,13 +152,7 @@ func TestMergeMore(t *testing.T) {
 				map[string]span{"acc_a": feb})
 			defer res.t.release()
 			d := res.mergeMore(cols, records(t, "run-2", c.fresh...), c.reread)
-			var ids, cands []string
-			for _, r := range res.rows {
-				ids = append(ids, res.t.str(r, cols.id))
-			}
-			for _, r := range res.candidates {
-				cands = append(cands, res.t.str(r, cols.id))
-			}
+			ids, cands := resultIDs(res, cols)
 			if fmt.Sprint(ids) != fmt.Sprint(c.wantIDs) || fmt.Sprint(cands) != fmt.Sprint(c.wantCandidates) ||
 				fmt.Sprint(d.fresh) != fmt.Sprint(c.wantFresh) {
 				t.Errorf("rows %v candidates %v fresh %v; want %v %v %v", ids, cands, d.fresh, c.wantIDs, c.wantCandidates, c.wantFresh)
@@ -177,4 +165,15 @@ func TestMergeMore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resultIDs returns the ids of a merge result's rows and of its candidates, in order.
+func resultIDs(res *mergeResult, cols txCols) (ids, cands []string) {
+	for _, r := range res.rows {
+		ids = append(ids, res.t.str(r, cols.id))
+	}
+	for _, r := range res.candidates {
+		cands = append(cands, res.t.str(r, cols.id))
+	}
+	return ids, cands
 }
