@@ -561,3 +561,64 @@ func BenchmarkTransactionsWalk(b *testing.B) {
 	b.ReportMetric(float64(items)/b.Elapsed().Seconds(), "items/s")
 	b.ReportMetric(float64(pages)/b.Elapsed().Seconds(), "pages/s")
 }
+
+// TestFakeAllAccountsEndpoints: one walk of GET /transactions returns exactly the
+// user's settled transactions of every account (through empty pages), and GET
+// /transactions/pending every account's pending items, in one request.
+func TestFakeAllAccountsEndpoints(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2024, 1, 1, 0, 0, 0, 0, nz)
+	to := time.Date(2025, 12, 31, 0, 0, 0, 0, nz)
+	srv, c := newFake(t, akahutest.Options{
+		Seed: 7, Users: 2, AccountsPerUser: 4, From: from, To: to,
+		TxPerAccountPerMonth: 9, PageSize: 30, EmptyPageEvery: 3,
+	})
+	ctx := context.Background()
+	w := akahu.LocalDates(from, to, nz)
+	for _, u := range srv.Users() {
+		user := akahu.Token(u.Token)
+		got := map[string][]byte{}
+		before := srv.Stats().Requests
+		err := c.AllTransactions(ctx, user, w, func(p akahu.Page) error {
+			for _, it := range p.Items {
+				id := itemID(it)
+				if _, dup := got[id]; dup {
+					t.Errorf("transaction %s delivered twice", id)
+				}
+				got[id] = bytes.Clone(it)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := srv.SettledUser(u.ID, w.Start, w.End)
+		if len(got) != len(want) || len(want) == 0 {
+			t.Fatalf("user %s: got %d transactions, fake has %d", u.ID, len(got), len(want))
+		}
+		for _, tx := range want {
+			if !bytes.Equal(got[tx.ID], tx.JSON) {
+				t.Errorf("user %s: %s missing or different", u.ID, tx.ID)
+			}
+		}
+		pages := srv.Stats().Requests - before
+		if min := int64((len(want) + 29) / 30); pages < min || pages > 2*min+1 {
+			t.Errorf("user %s: %d requests for %d transactions in pages of 30", u.ID, pages, len(want))
+		}
+
+		pend, err := c.AllPending(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantPend int
+		for _, a := range srv.AccountIDs(u.ID) {
+			wantPend += len(srv.Pending(a))
+		}
+		if len(pend) != wantPend || wantPend == 0 {
+			t.Errorf("user %s: AllPending gave %d items, the accounts hold %d", u.ID, len(pend), wantPend)
+		}
+	}
+	if _, err := c.AllPending(ctx, ""); !errors.Is(err, akahu.ErrBadRequest) {
+		t.Errorf("AllPending without a token: %v, want ErrBadRequest", err)
+	}
+}

@@ -159,6 +159,35 @@ func (c *Client) Transactions(ctx context.Context, user Token, accountID string,
 	if err := checkAccount(cl); err != nil {
 		return err
 	}
+	return c.walk(ctx, cl, w, fn)
+}
+
+// AllTransactions walks the settled transactions of every account of the
+// user in w (GET /transactions), exactly as Transactions walks one account's:
+// same window rules, cursor handling and retries. A page mixes accounts; each
+// item's _account says whose it is. One walk over a user's accounts costs as
+// many requests as pages, where per-account walks cost at least one each.
+func (c *Client) AllTransactions(ctx context.Context, user Token, w Window, fn func(Page) error) error {
+	cl := &call{endpoint: "GET /transactions", path: "/transactions", user: user, window: w, want: wantItems}
+	if err := checkUser(cl); err != nil {
+		return err
+	}
+	return c.walk(ctx, cl, w, fn)
+}
+
+// AllPending returns the pending transactions of every account of the user
+// (GET /transactions/pending) in one request: items as served, each with its
+// _account, valid after the call.
+func (c *Client) AllPending(ctx context.Context, user Token) ([]json.RawMessage, error) {
+	cl := &call{endpoint: "GET /transactions/pending", path: "/transactions/pending", user: user, want: wantItems}
+	if err := checkUser(cl); err != nil {
+		return nil, err
+	}
+	return c.list(ctx, cl)
+}
+
+// walk is the cursor walk of Transactions and AllTransactions.
+func (c *Client) walk(ctx context.Context, cl *call, w Window, fn func(Page) error) error {
 	if w.Start.IsZero() || w.End.IsZero() || !w.End.After(w.Start) {
 		return cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("window must have Start before End"))
 	}
@@ -168,6 +197,10 @@ func (c *Client) Transactions(ctx context.Context, user Token, accountID string,
 	cl.query = url.Values{
 		"start": {w.Start.UTC().Format(TimeFormat)},
 		"end":   {w.End.UTC().Format(TimeFormat)},
+	}
+	scope := "all accounts"
+	if cl.accountID != "" {
+		scope = "account " + cl.accountID
 	}
 	var (
 		buf  []byte
@@ -179,7 +212,7 @@ func (c *Client) Transactions(ctx context.Context, user Token, accountID string,
 			return err
 		}
 		if err := fn(Page{Index: index, Items: env.items}); err != nil {
-			return fmt.Errorf("akahu: %s (account %s, window %s): page %d: %w", cl.endpoint, accountID, w, index, err)
+			return fmt.Errorf("akahu: %s (%s, window %s): page %d: %w", cl.endpoint, scope, w, index, err)
 		}
 		next, err := nextCursor(cl, &env, seen, index)
 		if err != nil || next == "" {
