@@ -16,16 +16,40 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
-// tamper sits between the client and the fake and rewrites the pages of one account.
+// tamper sits between the client and the fake and rewrites the pages of one account:
+// those of its own endpoint (match), or with account set, its items in every page of
+// settled transactions, the all-accounts walk's included.
 type tamper struct {
-	next  http.Handler
-	match string
-	edit  atomic.Pointer[func(items []map[string]json.RawMessage) []map[string]json.RawMessage]
+	next    http.Handler
+	match   string
+	account string
+	edit    atomic.Pointer[func(items []map[string]json.RawMessage) []map[string]json.RawMessage]
 }
 
 func (tp *tamper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	edit := tp.edit.Load()
-	if edit == nil || !strings.Contains(r.URL.Path, tp.match) || strings.HasSuffix(r.URL.Path, "/pending") {
+	applies := tp.match != "" && strings.Contains(r.URL.Path, tp.match) && !strings.HasSuffix(r.URL.Path, "/pending")
+	if tp.account != "" && strings.HasSuffix(r.URL.Path, "/transactions") && edit != nil {
+		applies = true
+		if all := *edit; all != nil {
+			own := func(items []map[string]json.RawMessage) []map[string]json.RawMessage {
+				var mine, rest []map[string]json.RawMessage
+				for _, it := range items {
+					if string(it["_account"]) == `"`+tp.account+`"` {
+						mine = append(mine, it)
+					} else {
+						rest = append(rest, it)
+					}
+				}
+				if len(mine) == 0 {
+					return items
+				}
+				return append(all(mine), rest...)
+			}
+			edit = &own
+		}
+	}
+	if edit == nil || *edit == nil || !applies {
 		tp.next.ServeHTTP(w, r)
 		return
 	}
@@ -85,51 +109,65 @@ func TestBadResponses(t *testing.T) {
 			return append(items, items[0])
 		}, ""},
 	}
+	// Each case runs twice: with every account walked on its own (the bad page is the
+	// account's), and by default, where the bad item arrives in the walk over all the
+	// user's accounts, which fails and is done again account by account, so only the
+	// one account fails.
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			b := newLocal(t)
-			h := newHarness(t, b, smallPopulation())
-			acct, _, _ := h.pickAccount(date(2026, 1, 1), date(2026, 2, 1))
-			tp := &tamper{next: h.srv.Fake, match: "/accounts/" + acct + "/transactions"}
-			proxy := httptest.NewServer(tp)
-			defer proxy.Close()
-			client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
-				BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
+		for _, perAccount := range []bool{true, false} {
+			name := c.name + "/user walk"
+			if perAccount {
+				name = c.name + "/account walks"
 			}
-			h.client = client
-			from, to := h.opts.From, h.opts.To
-			h.run(from, to)
-			before := contentOf(t, h)
-			tp.edit.Store(&c.edit)
-			m, err := pipeline.Run(context.Background(), h.config(from, to))
-			if m == nil {
-				t.Fatalf("nothing committed: %v", err)
-			}
-			if c.want == "" {
+			t.Run(name, func(t *testing.T) {
+				b := newLocal(t)
+				h := newHarness(t, b, smallPopulation())
+				h.accountWalks = perAccount
+				acct, _, _ := h.pickAccount(date(2026, 1, 1), date(2026, 2, 1))
+				tp := &tamper{next: h.srv.Fake, match: "/accounts/" + acct + "/transactions"}
+				if !perAccount {
+					tp.match, tp.account = "", acct
+				}
+				proxy := httptest.NewServer(tp)
+				defer proxy.Close()
+				client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
+					BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
 				if err != nil {
-					t.Fatalf("tolerated oddity failed the run: %v", err)
+					t.Fatal(err)
 				}
-				if after := contentOf(t, h); len(after) != len(before) {
-					t.Errorf("rows %d → %d", len(before), len(after))
+				h.client = client
+				from, to := h.opts.From, h.opts.To
+				h.run(from, to)
+				before := contentOf(t, h)
+				tp.edit.Store(&c.edit)
+				m, err := pipeline.Run(context.Background(), h.config(from, to))
+				if m == nil {
+					t.Fatalf("nothing committed: %v", err)
 				}
-				if c.name == "duplicate id in one response" && m.Counts.Duplicates == 0 {
-					t.Error("duplicate not counted in the manifest")
+				if c.want == "" {
+					if err != nil {
+						t.Fatalf("tolerated oddity failed the run: %v", err)
+					}
+					if after := contentOf(t, h); len(after) != len(before) {
+						t.Errorf("rows %d → %d", len(before), len(after))
+					}
+					if c.name == "duplicate id in one response" && m.Counts.Duplicates == 0 {
+						t.Error("duplicate not counted in the manifest")
+					}
+					h.expectFaithful(from, to)
+					return
 				}
-				h.expectFaithful(from, to)
-				return
-			}
-			if !errors.Is(err, pipeline.ErrPartial) || len(m.Failures) != 1 {
-				t.Fatalf("err %v, failures %q: want the one account to fail", err, m.Failures)
-			}
-			f := m.Failures[0]
-			if !strings.Contains(f, acct) || !strings.Contains(f, c.want) || !strings.Contains(f, "window") {
-				t.Errorf("failure %q does not name the account, the window and %q", f, c.want)
-			}
-			if after := contentOf(t, h); len(after) != len(before) || m.Counts.Deleted != 0 {
-				t.Errorf("a bad response changed the dataset: rows %d → %d, deleted %d", len(before), len(after), m.Counts.Deleted)
-			}
-		})
+				if !errors.Is(err, pipeline.ErrPartial) || len(m.Failures) != 1 {
+					t.Fatalf("err %v, failures %q: want the one account to fail", err, m.Failures)
+				}
+				f := m.Failures[0]
+				if !strings.Contains(f, acct) || !strings.Contains(f, c.want) || !strings.Contains(f, "window") {
+					t.Errorf("failure %q does not name the account, the window and %q", f, c.want)
+				}
+				if after := contentOf(t, h); len(after) != len(before) || m.Counts.Deleted != 0 {
+					t.Errorf("a bad response changed the dataset: rows %d → %d, deleted %d", len(before), len(after), m.Counts.Deleted)
+				}
+			})
+		}
 	}
 }

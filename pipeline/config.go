@@ -30,6 +30,9 @@ const (
 	DefaultBatchRows = 8192
 	// DefaultMergers is how many partitions are merged and encoded at once.
 	DefaultMergers = 2
+	// DefaultHoldBytes is how many bytes of extracted rows may wait in memory for the
+	// other accounts of their partitions before they go to the spill file.
+	DefaultHoldBytes = 64 << 20
 )
 
 // Source is what a run needs from Akahu; *akahu.Client implements it.
@@ -44,8 +47,13 @@ type Source interface {
 	// Transaction returns one settled transaction by id, or an error wrapping
 	// akahu.ErrNotFound when Akahu no longer has it.
 	Transaction(ctx context.Context, user akahu.Token, id string) (json.RawMessage, error)
+	// AllTransactions walks the settled transactions of every account of the user in
+	// a window, like Transactions; each item names its account.
+	AllTransactions(ctx context.Context, user akahu.Token, w akahu.Window, fn func(akahu.Page) error) error
 	// Pending returns the account's pending transactions.
 	Pending(ctx context.Context, user akahu.Token, accountID string) ([]json.RawMessage, error)
+	// AllPending returns the pending transactions of every account of the user.
+	AllPending(ctx context.Context, user akahu.Token) ([]json.RawMessage, error)
 	// Stats returns the client's request counters.
 	Stats() akahu.Stats
 }
@@ -96,8 +104,21 @@ type Config struct {
 	// FailOnRevoked makes a run in which any user was refused (revoked or forbidden)
 	// return ErrPartial. By default a refused user is reported but routine.
 	FailOnRevoked bool
-	// Progress, if set, is called after each window with the windows done and planned.
+	// Progress, if set, is called after each walk with the windows (account-months)
+	// done and planned.
 	Progress func(done, total int)
+	// SpillDir is the local directory of the spill file, where extracted rows wait
+	// for the rest of their partition once HoldBytes of them are in memory; empty is
+	// the system's temporary directory. HoldBytes 0 is DefaultHoldBytes; negative
+	// spills everything.
+	SpillDir  string
+	HoldBytes int64
+	// AccountWalks walks every account on its own and asks each account's pending
+	// list, never a user's accounts together: a request per account at least, where
+	// by default a user whose accounts are all extracted over the same months costs
+	// one walk and one pending request. (A failed walk over a user's accounts is done
+	// again account by account anyway, so one account's failure stays its own.)
+	AccountWalks bool
 }
 
 func (c *Config) setDefaults() error {
@@ -156,6 +177,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Memory == nil {
 		c.Memory = memory.DefaultAllocator
+	}
+	if c.HoldBytes == 0 {
+		c.HoldBytes = DefaultHoldBytes
 	}
 	if c.PlanOut == nil {
 		c.PlanOut = io.Discard

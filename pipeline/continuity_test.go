@@ -16,6 +16,7 @@ import (
 // once it recovers.
 func TestIncrementalPerAccount(t *testing.T) {
 	h := newHarness(t, newLocal(t), smallPopulation())
+	h.accountWalks = true // the faults target one account's endpoints
 	from, to := h.opts.From, h.opts.To
 	acct, _, _ := h.pickAccount(date(2026, 1, 1), date(2026, 2, 1))
 

@@ -27,6 +27,9 @@ type harness struct {
 	opts   akahutest.Options
 	now    func() time.Time
 	shift  atomic.Int64 // nanoseconds added to the clock (days passing between runs)
+	// accountWalks sets Config.AccountWalks: for tests whose faults target one
+	// account's endpoints, which a walk over a user's accounts does not call.
+	accountWalks bool
 }
 
 func smallPopulation() akahutest.Options {
@@ -66,7 +69,8 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 }
 
 func (h *harness) config(start, end time.Time) pipeline.Config {
-	cfg := pipeline.Config{Out: h.b, Source: h.client, Users: h.tokens, Now: h.now, Workers: 4, LockWait: 30 * time.Second}
+	cfg := pipeline.Config{Out: h.b, Source: h.client, Users: h.tokens, Now: h.now, Workers: 4, LockWait: 30 * time.Second,
+		AccountWalks: h.accountWalks}
 	if !start.IsZero() {
 		cfg.Start, cfg.End = start.Format(time.DateOnly), end.Format(time.DateOnly)
 	}

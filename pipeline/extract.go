@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
@@ -17,10 +19,13 @@ import (
 // This file holds the extraction stage: the bounded pool that extracts the planned
 // windows, one window's extraction and validation, and the pending transactions.
 
-// windowResult is the outcome of one window's cursor walk.
+// windowResult is what one walk extracted for one partition: the rows of its
+// windows in that partition, in memory (recs) or in the spill (seg).
 type windowResult struct {
-	w    *window
+	ws   []*window
 	recs []arrow.Record
+	seg  *segment
+	held int64 // bytes of recs counted against the spill budget
 	err  error
 }
 
@@ -36,52 +41,44 @@ func (r *runner) extractAll(ctx context.Context) error {
 	return r.extract(ctx, r.windows, true)
 }
 
-// extractWindows walks extra windows (no pending lists).
+// extractWindows walks extra windows (no pending lists): re-reads of single
+// accounts.
 func (r *runner) extractWindows(ctx context.Context, windows []*window) error {
 	return r.extract(ctx, windows, false)
 }
 
 // extract walks windows through a bounded pool and merges each partition as soon as
-// its last window is in. At most Workers+2 partitions are open at once.
-//
-// Windows are fed partition by partition, whatever order the caller lists them in: a
-// partition takes a slot and all its windows go to the pool before the next
-// partition asks for one. Every partition holding a slot can therefore complete, and
-// its merge frees the slot; had a partition's windows been spread over the list, the
-// slots could all be held by partitions waiting for windows the feed never reached.
-func (r *runner) extract(ctx context.Context, windows []*window, withPending bool) error {
+// its last window is in. Windows are grouped into walks (see walks.go); a walk hands
+// each partition its rows when it ends, and rows waiting for the other accounts of
+// their partition stay in memory up to the spill budget, on local disk beyond it.
+// The main pass (all) may walk a user's accounts together and fetches the pending
+// lists.
+func (r *runner) extract(ctx context.Context, windows []*window, all bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	parts := map[partKey]*partState{}
-	byPart := map[partKey][]*window{}
-	var order []partKey // partitions in the order of their first window
 	for _, w := range windows {
 		ps := parts[w.part]
 		if ps == nil {
 			ps = &partState{key: w.part}
 			parts[w.part] = ps
-			order = append(order, w.part)
 		}
 		ps.remaining++
-		byPart[w.part] = append(byPart[w.part], w)
 	}
-	slots := make(chan struct{}, r.cfg.Workers+2)
+	walks := r.planWalks(windows, all && !r.cfg.AccountWalks)
 	ready := make(chan *partState, len(parts))
 	var mu sync.Mutex
 	var done atomic.Int64
 
 	// Merging and encoding is about half the CPU of a run: two consumers, so it keeps
-	// up with extraction and few partitions wait in memory.
+	// up with extraction.
 	merge := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
 	for range DefaultMergers {
 		merge.Go(func(ctx context.Context) error {
 			for ps := range ready {
-				err := r.mergeAndWrite(ctx, ps)
-				<-slots
-				if err != nil {
+				if err := r.mergeAndWrite(ctx, ps); err != nil {
 					cancel()
 					for range ready { // drain so producers never block
-						<-slots
 					}
 					return err
 				}
@@ -91,41 +88,56 @@ func (r *runner) extract(ctx context.Context, windows []*window, withPending boo
 	}
 
 	extract := pool.New().WithContext(ctx).WithMaxGoroutines(r.cfg.Workers)
-	// Pending transactions, one request per account, ride the same pool.
-	for _, a := range r.accounts {
-		if a.status == "skipped" || !withPending {
-			continue
+	if all {
+		// Pending transactions ride the same pool: one request per user where all
+		// its accounts are extracted, one per account otherwise.
+		users, single := r.pendingPlan(!r.cfg.AccountWalks)
+		for _, g := range users {
+			extract.Go(func(ctx context.Context) error {
+				r.extractUserPending(ctx, g)
+				return nil
+			})
+		}
+		for _, a := range single {
+			extract.Go(func(ctx context.Context) error {
+				r.extractPending(ctx, a)
+				return nil
+			})
+		}
+	}
+	for _, wk := range walks {
+		if ctx.Err() != nil {
+			break
 		}
 		extract.Go(func(ctx context.Context) error {
-			r.extractPending(ctx, a)
-			return nil
-		})
-	}
-feed:
-	for _, key := range order {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			break feed
-		}
-		for _, w := range byPart[key] {
-			extract.Go(func(ctx context.Context) error {
-				res := r.extractWindow(ctx, w)
-				if r.cfg.Progress != nil {
-					r.cfg.Progress(int(done.Add(1)), len(windows))
+			results := r.extractWalk(ctx, wk)
+			if r.cfg.Progress != nil {
+				r.cfg.Progress(int(done.Add(int64(len(wk.windows)))), len(windows))
+			}
+			for _, res := range results {
+				key := res.ws[0].part
+				mu.Lock()
+				ps := parts[key]
+				ps.remaining -= len(res.ws)
+				last := ps.remaining == 0
+				mu.Unlock()
+				if !last && res.err == nil {
+					var err error
+					res.recs, res.seg, res.held, err = r.spill.hold(res.recs)
+					if err != nil {
+						res.err = err
+						r.failWindows(res.ws, err)
+					}
 				}
 				mu.Lock()
-				ps := parts[w.part]
 				ps.results = append(ps.results, res)
-				ps.remaining--
-				last := ps.remaining == 0
 				mu.Unlock()
 				if last {
 					ready <- ps
 				}
-				return nil
-			})
-		}
+			}
+			return nil
+		})
 	}
 	_ = extract.Wait()
 	close(ready)
@@ -135,82 +147,284 @@ feed:
 	return ctx.Err()
 }
 
-// extractWindow walks one window and normalises its pages into Arrow records.
-func (r *runner) extractWindow(ctx context.Context, w *window) (res windowResult) {
-	res.w = w
-	a := w.acct
-	if a.user.isRefused() || a.failed() {
-		res.err = errSkipped
-		return res
+// failWindows fails the accounts of windows whose rows could not be kept.
+func (r *runner) failWindows(ws []*window, err error) {
+	for _, w := range ws {
+		w.acct.fail(fmt.Errorf("account %s, window %s..%s: %w", w.acct.acct.ID, w.span.from, w.span.to, err))
+	}
+}
+
+// extractWalk walks one cursor walk, normalises its pages into Arrow records and
+// splits them by partition: one result per partition its windows fall in, also
+// when the walk failed (with the error) or returned no rows for a partition (an
+// empty, successful result: the partition's rows of those windows are replaced by
+// none).
+func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
+	fail := func(err error) []windowResult {
+		if refusal(err) {
+			wk.user.refuse(fmt.Errorf("user %d (%s): %w", wk.user.index+1, wk.user.me.ID, err))
+		}
+		for _, a := range wk.accounts() {
+			a.fail(err)
+		}
+		if !errors.Is(err, errSkipped) {
+			r.log.Error("walk failed", "user", wk.user.me.ID, "err", err)
+		}
+		return r.splitResults(wk, err)
+	}
+	if wk.user.isRefused() {
+		return fail(errSkipped)
+	}
+	for _, a := range wk.accounts() {
+		if a.failed() {
+			return fail(errSkipped)
+		}
 	}
 	b := r.txBuilder()
 	defer r.builders.Put(b)
-	aw := akahu.LocalDates(w.span.from.civil(), w.span.to.civil(), r.loc)
-	log := r.log.With("user", a.user.me.ID, "account", a.acct.ID, "window", w.part.month.String())
-	err := r.cfg.Source.Transactions(ctx, a.user.token, a.acct.ID, aw, func(p akahu.Page) error {
-		for i, item := range p.Items {
-			if err := b.Append(item, a.acct.Currency); err != nil {
-				return fmt.Errorf("%w: page %d item %d: %w", ErrBadResponse, p.Index, i, err)
-			}
-		}
-		if b.Len() >= DefaultBatchRows {
-			res.recs = append(res.recs, b.NewRecord())
-		}
-		return nil
-	})
-	if err == nil && b.Len() > 0 {
-		res.recs = append(res.recs, b.NewRecord())
-	}
-	if err == nil {
-		err = r.validateWindow(w, res.recs)
-	}
-	if err != nil {
+	var recs []arrow.Record
+	release := func() {
 		if b.Len() > 0 {
-			b.NewRecord().Release() // drop the partial window; the builder goes back clean
+			b.NewRecord().Release() // drop the partial walk; the builder goes back clean
 		}
-		for _, rec := range res.recs {
+		for _, rec := range recs {
 			rec.Release()
 		}
-		res.recs = nil
-		res.err = fmt.Errorf("account %s, window %s..%s: %w", a.acct.ID, w.span.from, w.span.to, err)
-		if refusal(err) {
-			a.user.refuse(fmt.Errorf("user %d (%s): %w", a.user.index+1, a.user.me.ID, err))
+	}
+	aw := akahu.LocalDates(wk.span.from.civil(), wk.span.to.civil(), r.loc)
+	var err error
+	if wk.acct != nil {
+		currency := wk.acct.acct.Currency
+		err = r.cfg.Source.Transactions(ctx, wk.user.token, wk.acct.acct.ID, aw, func(p akahu.Page) error {
+			for i, item := range p.Items {
+				if err := b.Append(item, currency); err != nil {
+					return fmt.Errorf("%w: page %d item %d: %w", ErrBadResponse, p.Index, i, err)
+				}
+			}
+			if b.Len() >= DefaultBatchRows {
+				recs = append(recs, b.NewRecord())
+			}
+			return nil
+		})
+	} else {
+		currencies := map[string]string{}
+		for _, a := range wk.accounts() {
+			currencies[a.acct.ID] = a.acct.Currency
 		}
-		a.fail(res.err)
-		log.Error("window failed", "err", res.err)
-		return res
+		var stranger string
+		of := func(id string) (string, bool) {
+			c, ok := currencies[id]
+			if !ok {
+				stranger = id
+			}
+			return c, ok
+		}
+		err = r.cfg.Source.AllTransactions(ctx, wk.user.token, aw, func(p akahu.Page) error {
+			for i, item := range p.Items {
+				ok, err := b.AppendOf(item, of)
+				if err != nil {
+					return fmt.Errorf("%w: page %d item %d: %w", ErrBadResponse, p.Index, i, err)
+				}
+				if !ok {
+					// An account the user did not list (connected since, or a bad
+					// answer): the walk is done again account by account.
+					return fmt.Errorf("%w: page %d item %d belongs to account %s, not one the user listed", ErrBadResponse, p.Index, i, stranger)
+				}
+			}
+			if b.Len() >= DefaultBatchRows {
+				recs = append(recs, b.NewRecord())
+			}
+			return nil
+		})
 	}
-	var rows int64
-	for _, rec := range res.recs {
-		rows += rec.NumRows()
+	if err == nil && b.Len() > 0 {
+		recs = append(recs, b.NewRecord())
 	}
-	a.mu.Lock()
-	a.rows += rows
-	a.done = append(a.done, w.span)
-	a.mu.Unlock()
-	log.Debug("window extracted", "rows", rows)
-	return res
+	var results []windowResult
+	if err == nil {
+		results, err = r.splitWalk(wk, recs)
+	}
+	if err != nil {
+		release()
+		if wk.acct == nil && !refusal(err) && ctx.Err() == nil {
+			// One account's bad answer must not fail its user's other accounts: the
+			// walk is done again account by account.
+			r.log.Warn("walk over all of a user's accounts failed; walking them one by one", "user", wk.user.me.ID, "err", err)
+			return r.extractEach(ctx, wk)
+		}
+		what := "user " + orUnknown(wk.user.me.ID) + ", all accounts"
+		if wk.acct != nil {
+			what = "account " + wk.acct.acct.ID
+		}
+		return fail(fmt.Errorf("%s, window %s..%s: %w", what, wk.span.from, wk.span.to, err))
+	}
+	for _, rec := range recs {
+		rec.Release() // the results hold them or copies
+	}
+	perAcct := map[*acctRun]int64{}
+	for _, res := range results {
+		for _, rec := range res.recs {
+			for i := 0; i < int(rec.NumRows()); i++ {
+				perAcct[accountOfRow(rec, r.cols.account, i, res.ws)]++
+			}
+		}
+	}
+	for _, a := range wk.accounts() {
+		a.mu.Lock()
+		a.rows += perAcct[a]
+		for _, w := range wk.byAcct[a.acct.ID] {
+			a.done = append(a.done, w.span)
+		}
+		a.mu.Unlock()
+	}
+	r.log.Debug("walk extracted", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "windows", len(wk.windows))
+	return results
 }
 
-var errSkipped = errors.New("skipped after an earlier failure of the same account or user")
+// extractEach walks the accounts of a user walk one by one and gathers their results
+// by partition.
+func (r *runner) extractEach(ctx context.Context, wk *walk) []windowResult {
+	var out []windowResult
+	index := map[partKey]int{}
+	for _, a := range wk.accounts() {
+		run := wk.byAcct[a.acct.ID]
+		sub := &walk{user: wk.user, acct: a, windows: run, byAcct: map[string][]*window{a.acct.ID: run},
+			span: span{run[0].span.from, run[len(run)-1].span.to}, bucket: a.bucket}
+		for _, res := range r.extractWalk(ctx, sub) {
+			key := res.ws[0].part
+			i, ok := index[key]
+			if !ok {
+				index[key] = len(out)
+				out = append(out, res)
+				continue
+			}
+			// Results of one partition combine: the failed accounts' windows keep their
+			// error on the accounts (acctRun.fail), and the merge skips them.
+			out[i].ws = append(out[i].ws, res.ws...)
+			out[i].recs = append(out[i].recs, res.recs...)
+			if out[i].err != nil && res.err == nil {
+				out[i].err = nil
+			}
+		}
+	}
+	return out
+}
 
-// validateWindow checks what the client cannot: every row belongs to the account and
-// is dated inside the window.
-func (r *runner) validateWindow(w *window, recs []arrow.Record) error {
-	t := &table{schema: r.txSch, recs: recs}
-	for s := range recs {
-		for i := 0; i < int(recs[s].NumRows()); i++ {
-			ref := rowRef{int32(s), int32(i)}
-			if acc := t.str(ref, r.cols.account); acc != w.acct.acct.ID {
-				return fmt.Errorf("%w: transaction %s belongs to account %s, not %s", ErrBadResponse, t.str(ref, r.cols.id), acc, w.acct.acct.ID)
-			}
-			if d := day(t.i64(ref, r.cols.dateLocal)); !w.span.contains(d) {
-				return fmt.Errorf("%w: transaction %s dated %s is outside the window %s..%s", ErrBadResponse, t.str(ref, r.cols.id), d, w.span.from, w.span.to)
-			}
+// accountOfRow returns the window account of row i of rec among ws.
+func accountOfRow(rec arrow.Record, col, i int, ws []*window) *acctRun {
+	if len(ws) == 1 {
+		return ws[0].acct
+	}
+	id := rec.Column(col).(*array.String).Value(i)
+	for _, w := range ws {
+		if w.acct.acct.ID == id {
+			return w.acct
 		}
 	}
 	return nil
 }
+
+// splitWalk checks what the client cannot (every row belongs to an account of the
+// walk and is dated inside the walk) and cuts the records into one result per
+// partition. Rows arrive newest first, so each partition's rows are a few
+// contiguous runs. A record wholly in one partition is handed on as it is; the runs
+// of a record spanning several are copied into records of their own, so a
+// partition's rows never keep another partition's memory alive (a slice would).
+func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error) {
+	results := r.splitResults(wk, nil)
+	index := map[partKey]int{}
+	for i, res := range results {
+		index[res.ws[0].part] = i
+	}
+	t := &table{schema: r.txSch, recs: recs}
+	for s, rec := range recs {
+		n := int(rec.NumRows())
+		start := 0
+		var cur partKey
+		for i := 0; i <= n; i++ {
+			var key partKey
+			if i < n {
+				ref := rowRef{int32(s), int32(i)}
+				acc := t.str(ref, r.cols.account)
+				d := day(t.i64(ref, r.cols.dateLocal))
+				w := wk.windowFor(acc, d)
+				if w == nil {
+					if _, ok := wk.byAcct[acc]; !ok {
+						return nil, fmt.Errorf("%w: transaction %s belongs to account %s, not one the walk reads", ErrBadResponse, t.str(ref, r.cols.id), acc)
+					}
+					return nil, fmt.Errorf("%w: transaction %s dated %s is outside the window %s..%s", ErrBadResponse, t.str(ref, r.cols.id), d, wk.span.from, wk.span.to)
+				}
+				key = w.part
+			}
+			if i > 0 && (i == n || key != cur) {
+				k := index[cur]
+				piece := rec
+				if start > 0 || i < n {
+					var err error
+					if piece, err = r.copyRows(rec, start, i); err != nil {
+						releaseResults(results)
+						return nil, err
+					}
+				} else {
+					rec.Retain()
+				}
+				results[k].recs = append(results[k].recs, piece)
+				start = i
+			}
+			cur = key
+		}
+	}
+	return results, nil
+}
+
+// copyRows returns rows [from, to) of rec as a record with buffers of its own.
+func (r *runner) copyRows(rec arrow.Record, from, to int) (arrow.Record, error) {
+	slice := rec.NewSlice(int64(from), int64(to))
+	defer slice.Release()
+	cols := make([]arrow.Array, slice.NumCols())
+	for i, c := range slice.Columns() {
+		a, err := array.Concatenate([]arrow.Array{c}, r.mem)
+		if err != nil {
+			for _, done := range cols[:i] {
+				done.Release()
+			}
+			return nil, fmt.Errorf("copy rows: %w", err)
+		}
+		cols[i] = a
+	}
+	out := array.NewRecord(slice.Schema(), cols, int64(to-from))
+	for _, c := range cols {
+		c.Release()
+	}
+	return out, nil
+}
+
+func releaseResults(results []windowResult) {
+	for _, res := range results {
+		for _, rec := range res.recs {
+			rec.Release()
+		}
+	}
+}
+
+// splitResults returns one result per partition of the walk's windows, with err
+// and no records yet.
+func (r *runner) splitResults(wk *walk, err error) []windowResult {
+	var out []windowResult
+	index := map[partKey]int{}
+	for _, w := range wk.windows {
+		i, ok := index[w.part]
+		if !ok {
+			i = len(out)
+			index[w.part] = i
+			out = append(out, windowResult{err: err})
+		}
+		out[i].ws = append(out[i].ws, w)
+	}
+	return out
+}
+
+var errSkipped = errors.New("skipped after an earlier failure of the same account or user")
 
 // extractPending fetches one account's pending transactions.
 func (r *runner) extractPending(ctx context.Context, a *acctRun) {
@@ -218,31 +432,75 @@ func (r *runner) extractPending(ctx context.Context, a *acctRun) {
 		return
 	}
 	items, err := r.cfg.Source.Pending(ctx, a.user.token, a.acct.ID)
-	if err == nil {
-		b := schema.NewPendingBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
-		defer b.Release()
-		for i, it := range items {
-			if err = b.Append(it, a.acct.Currency); err != nil {
-				err = fmt.Errorf("%w: pending item %d: %w", ErrBadResponse, i, err)
-				break
-			}
-		}
-		if err == nil {
-			// An empty list is an answer too: the account's pending rows are all
-			// replaced, by none if need be.
-			rec := b.NewRecord()
-			r.mu.Lock()
-			r.pending[a.acct.ID] = rec
-			r.mu.Unlock()
-			a.setPending("fetched")
+	if err != nil {
+		r.pendingFailed(a, err)
+		return
+	}
+	r.keepPending(a, items)
+}
+
+// keepPending replaces the account's pending rows by items: an empty list is an
+// answer too, and replaces them by none.
+func (r *runner) keepPending(a *acctRun, items []json.RawMessage) {
+	b := schema.NewPendingBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+	defer b.Release()
+	for i, it := range items {
+		if err := b.Append(it, a.acct.Currency); err != nil {
+			r.pendingFailed(a, fmt.Errorf("%w: pending item %d: %w", ErrBadResponse, i, err))
 			return
 		}
 	}
+	rec := b.NewRecord()
+	r.mu.Lock()
+	r.pending[a.acct.ID] = rec
+	r.mu.Unlock()
+	a.setPending("fetched")
+}
+
+// pendingFailed keeps the account's previous pending rows and fails the account.
+func (r *runner) pendingFailed(a *acctRun, err error) {
 	if refusal(err) {
 		a.user.refuse(fmt.Errorf("user %d (%s): %w", a.user.index+1, a.user.me.ID, err))
 	}
 	a.setPending("kept (request failed)")
 	a.fail(fmt.Errorf("account %s, pending transactions (the previous pending rows are kept): %w", a.acct.ID, err))
+}
+
+// extractUserPending fetches the pending transactions of all of a user's accounts in
+// one request and hands each account its items (none is an answer too).
+func (r *runner) extractUserPending(ctx context.Context, accts []*acctRun) {
+	u := accts[0].user
+	if u.isRefused() {
+		return
+	}
+	items, err := r.cfg.Source.AllPending(ctx, u.token)
+	if err != nil && !refusal(err) && ctx.Err() == nil {
+		r.log.Warn("pending list of all of a user's accounts failed; asking account by account", "user", u.me.ID, "err", err)
+		for _, a := range accts {
+			r.extractPending(ctx, a)
+		}
+		return
+	}
+	byAcct := map[string][]json.RawMessage{}
+	if err == nil {
+		for i, it := range items {
+			var head struct {
+				Account string `json:"_account"`
+			}
+			if jerr := json.Unmarshal(it, &head); jerr != nil || head.Account == "" {
+				err = fmt.Errorf("%w: pending item %d has no _account", ErrBadResponse, i)
+				break
+			}
+			byAcct[head.Account] = append(byAcct[head.Account], it)
+		}
+	}
+	for _, a := range accts {
+		if err != nil {
+			r.pendingFailed(a, err)
+			continue
+		}
+		r.keepPending(a, byAcct[a.acct.ID])
+	}
 }
 
 // txBuilder returns a transactions builder from the pool; each keeps its buffers

@@ -32,6 +32,12 @@ func (emptySource) Transaction(context.Context, akahu.Token, string) (json.RawMe
 func (emptySource) Pending(context.Context, akahu.Token, string) ([]json.RawMessage, error) {
 	return nil, nil
 }
+func (emptySource) AllTransactions(context.Context, akahu.Token, akahu.Window, func(akahu.Page) error) error {
+	return nil
+}
+func (emptySource) AllPending(context.Context, akahu.Token) ([]json.RawMessage, error) {
+	return nil, nil
+}
 func (emptySource) Stats() akahu.Stats { return akahu.Stats{} }
 
 // TestExtractAnyWindowOrder: extract finishes whatever order its caller lists the
@@ -55,6 +61,7 @@ func TestExtractAnyWindowOrder(t *testing.T) {
 				mem: memory.DefaultAllocator, txSch: schema.Transactions(), lease: &lease{},
 				log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			r.cols = newTxCols(r.txSch)
+			r.spill = &spill{budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
 			u := &userRun{}
 			var windows []*window
 			// Account by account, each account's months in turn: every partition's

@@ -105,6 +105,7 @@ func (s *stalledSource) Transactions(ctx context.Context, user akahu.Token, acco
 func TestLockRefreshFailureStopsRun(t *testing.T) {
 	dir := newLocal(t)
 	h := newHarness(t, dir, smallPopulation())
+	h.accountWalks = true // the faults target one account's endpoints
 	from, to := h.opts.From, h.opts.To
 	var log eventLog
 	takeover := make(chan struct{})

@@ -229,13 +229,34 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	}
 	reread := map[string]span{}
 	var fresh []arrow.Record
+	var held int64
+	defer func() { r.spill.free(held) }()
 	for _, res := range ps.results {
-		if res.err == nil {
-			reread[res.w.acct.acct.ID] = res.w.span
-			fresh = append(fresh, res.recs...)
+		if res.err != nil {
+			continue
 		}
+		held += res.held
+		recs := res.recs
+		if res.seg != nil {
+			var err error
+			if recs, err = r.spill.read(res.seg); err != nil {
+				for _, rec := range fresh {
+					rec.Release()
+				}
+				return err
+			}
+		}
+		for _, w := range res.ws {
+			if !w.acct.failed() {
+				reread[w.acct.acct.ID] = w.span
+			}
+		}
+		fresh = append(fresh, recs...)
 	}
 	if len(reread) == 0 {
+		for _, rec := range fresh {
+			rec.Release()
+		}
 		return nil // every window of the partition failed: the file stays as it is
 	}
 	r.mu.Lock()

@@ -74,6 +74,7 @@ func accountStatus(m *pipeline.Manifest, id string) pipeline.AccountStatus {
 func TestPendingListEmpties(t *testing.T) {
 	b := newLocal(t)
 	h := newHarness(t, b, smallPopulation())
+	h.accountWalks = true // the faults target one account's endpoints
 	from, to := h.opts.From, h.opts.To
 	h.run(from, to)
 	accts := accountsWithPending(h)

@@ -56,6 +56,17 @@ func (s *scripted) Transactions(ctx context.Context, t akahu.Token, acct string,
 	return s.Client.Transactions(ctx, s.wire(t), acct, w, fn)
 }
 
+func (s *scripted) AllTransactions(ctx context.Context, t akahu.Token, w akahu.Window, fn func(akahu.Page) error) error {
+	if s.onTx != nil {
+		s.onTx(t)
+	}
+	return s.Client.AllTransactions(ctx, s.wire(t), w, fn)
+}
+
+func (s *scripted) AllPending(ctx context.Context, t akahu.Token) ([]json.RawMessage, error) {
+	return s.Client.AllPending(ctx, s.wire(t))
+}
+
 func (s *scripted) Transaction(ctx context.Context, t akahu.Token, id string) (json.RawMessage, error) {
 	return s.Client.Transaction(ctx, s.wire(t), id)
 }

@@ -57,7 +57,8 @@ type runner struct {
 	windows  []*window
 	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
 
-	builders sync.Pool // *schema.TransactionBuilder, reused across windows
+	builders sync.Pool // *schema.TransactionBuilder, reused across walks
+	spill    *spill    // where extracted rows wait for the rest of their partition
 
 	// mu guards the fields below while extraction pools run (extraction, merging and
 	// writing; the re-reads of reconcile included). Between pools, and in reconcile's
@@ -101,6 +102,8 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 		pending: map[string]arrow.Record{},
 	}
 	r.runID = newRunID(r.started, cfg.Shard, hex.EncodeToString(rnd[:]))
+	r.spill = &spill{dir: cfg.SpillDir, budget: max(cfg.HoldBytes, 0), mem: cfg.Memory, sch: r.txSch}
+	defer r.spill.close()
 	r.apiStart = cfg.Source.Stats() // a client may serve several runs: count this one's
 	r.cols = newTxCols(r.txSch)
 	r.log = cfg.Logger.With("run_id", r.runID)

@@ -41,6 +41,7 @@ func (h *harness) twoAccounts() (a, b string) {
 func newLagged(t *testing.T, b bucket.Bucket) (h *harness, bAcct, march string) {
 	t.Helper()
 	h = newHarness(t, b, smallPopulation())
+	h.accountWalks = true // the faults target one account's endpoints
 	h.run(h.opts.From, h.opts.To)
 	a, bAcct := h.twoAccounts()
 	march = h.srv.AddTransaction(a, date(2026, 3, 20), "-4.50", "posted in March")

@@ -33,6 +33,7 @@ func TestFaultSoak(t *testing.T) {
 	ref := clean.run(from, to)
 
 	faulty := newHarness(t, newLocal(t), opts)
+	faulty.accountWalks = true // the dead account's faults target its own endpoints
 	client, err := akahu.New(akahu.Config{BaseURL: faulty.srv.URL, AppToken: akahu.Token(faulty.srv.AppToken()),
 		HTTPClient: faulty.srv.Client(), MaxRetries: 12, BaseBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		MaxRetryAfter: 20 * time.Millisecond, RequestTimeout: 250 * time.Millisecond,

@@ -430,6 +430,26 @@ func (b *TransactionBuilder) Append(item []byte, currency string) error {
 	return nil
 }
 
+// AppendOf is Append for an item of a walk over several accounts (Akahu's
+// all-accounts endpoint): after decoding, account is called with the item's
+// _account and returns that account's currency, or ok false for an account
+// the caller does not extract, in which case nothing is appended and AppendOf
+// returns false. Errors are Append's.
+func (b *TransactionBuilder) AppendOf(item []byte, account func(id string) (currency string, ok bool)) (bool, error) {
+	if err := b.r.decodeTx(item, &b.row, false); err != nil {
+		return false, err
+	}
+	currency, ok := account(string(b.row.account.b))
+	if !ok {
+		return false, nil
+	}
+	if currency == "" {
+		return false, txError(&b.row, false, "currency", fmt.Errorf("%w: %w", errMissing, ErrInvalid))
+	}
+	b.appendRow(&b.row, currency)
+	return true, nil
+}
+
 func (b *TransactionBuilder) appendRow(row *txRow, currency string) {
 	b.id.BinaryBuilder.Append(row.id.b)
 	b.user.BinaryBuilder.Append(row.user.b)

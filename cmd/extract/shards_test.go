@@ -112,6 +112,15 @@ func (s slowSource) Transactions(ctx context.Context, user akahu.Token, accountI
 	return s.Source.Transactions(ctx, user, accountID, w, fn)
 }
 
+func (s slowSource) AllTransactions(ctx context.Context, user akahu.Token, w akahu.Window, fn func(akahu.Page) error) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(20 * time.Second):
+	}
+	return s.Source.AllTransactions(ctx, user, w, fn)
+}
+
 // TestLockLostExit3: a run that cannot refresh its lock exits 3 before its lease
 // ends, with an error naming the lock, and commits nothing.
 func TestLockLostExit3(t *testing.T) {

@@ -1,0 +1,164 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+// This file holds the spill: where extracted rows wait, on local disk, for the other
+// accounts of their partition.
+//
+// A walk over two years hands rows to 24 partitions at once, and a partition is
+// merged only when every account of its bucket is in. Rows that would wait in memory
+// beyond the run's budget are written instead to one temporary file as Arrow IPC
+// streams (LZ4-compressed) and read back when their partition is merged, so memory
+// is bounded by the budget and the partitions being merged, whatever the number of
+// users. The file is removed when the run ends; it holds transactions, so it is
+// created readable by its owner only, and it is never part of the dataset.
+
+// spill is the run's spill file and in-memory budget.
+type spill struct {
+	dir    string
+	budget int64 // bytes of records that may wait in memory
+	mem    memory.Allocator
+	sch    *arrow.Schema
+
+	mu      sync.Mutex
+	f       *os.File
+	size    int64 // bytes written to f
+	held    int64 // bytes of records waiting in memory
+	written int64 // bytes spilled, for the run's figures
+}
+
+// segment is one spilled batch of records: a whole IPC stream at an offset.
+type segment struct{ off, n int64 }
+
+// hold decides where recs wait: in memory while the budget allows (it returns them
+// and counts their size), otherwise in the spill file (it releases them and returns
+// the segment).
+func (s *spill) hold(recs []arrow.Record) ([]arrow.Record, *segment, int64, error) {
+	var size int64
+	for _, rec := range recs {
+		size += recordSize(rec)
+	}
+	s.mu.Lock()
+	if s.held+size <= s.budget {
+		s.held += size
+		s.mu.Unlock()
+		return recs, nil, size, nil
+	}
+	s.mu.Unlock()
+	seg, err := s.write(recs)
+	for _, rec := range recs {
+		rec.Release()
+	}
+	return nil, seg, 0, err
+}
+
+// free gives back size bytes of the in-memory budget.
+func (s *spill) free(size int64) {
+	s.mu.Lock()
+	s.held -= size
+	s.mu.Unlock()
+}
+
+// write appends recs to the spill file as one IPC stream.
+func (s *spill) write(recs []arrow.Record) (*segment, error) {
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(s.sch), ipc.WithAllocator(s.mem), ipc.WithLZ4())
+	for _, rec := range recs {
+		if err := w.Write(rec); err != nil {
+			return nil, fmt.Errorf("spill: encode: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("spill: encode: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		f, err := os.CreateTemp(s.dir, ".akahu-spill-*")
+		if err != nil {
+			return nil, fmt.Errorf("spill: create temporary file in %s: %w", s.dirName(), err)
+		}
+		s.f = f
+	}
+	seg := &segment{off: s.size, n: int64(buf.Len())}
+	if _, err := s.f.WriteAt(buf.Bytes(), seg.off); err != nil {
+		return nil, fmt.Errorf("spill: write %s: %w", s.f.Name(), err)
+	}
+	s.size += seg.n
+	s.written += seg.n
+	return seg, nil
+}
+
+// read returns the records of a segment; the caller releases them.
+func (s *spill) read(seg *segment) ([]arrow.Record, error) {
+	s.mu.Lock()
+	f := s.f
+	s.mu.Unlock()
+	rd, err := ipc.NewReader(io.NewSectionReader(f, seg.off, seg.n), ipc.WithAllocator(s.mem), ipc.WithSchema(s.sch))
+	if err != nil {
+		return nil, fmt.Errorf("spill: read %s at %d: %w", f.Name(), seg.off, err)
+	}
+	defer rd.Release()
+	var out []arrow.Record
+	for rd.Next() {
+		rec := rd.Record()
+		rec.Retain()
+		out = append(out, rec)
+	}
+	if err := rd.Err(); err != nil {
+		for _, rec := range out {
+			rec.Release()
+		}
+		return nil, fmt.Errorf("spill: read %s at %d: %w", f.Name(), seg.off, err)
+	}
+	return out, nil
+}
+
+// close removes the spill file.
+func (s *spill) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil {
+		name := s.f.Name()
+		_ = s.f.Close()
+		_ = os.Remove(name)
+		s.f = nil
+	}
+}
+
+func (s *spill) dirName() string {
+	if s.dir == "" {
+		return os.TempDir()
+	}
+	return s.dir
+}
+
+// recordSize is the bytes of a record's buffers.
+func recordSize(rec arrow.Record) int64 {
+	var n int64
+	var add func(d arrow.ArrayData)
+	add = func(d arrow.ArrayData) {
+		for _, b := range d.Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+		for _, c := range d.Children() {
+			add(c)
+		}
+	}
+	for _, col := range rec.Columns() {
+		add(col.Data())
+	}
+	return n
+}

@@ -1,0 +1,214 @@
+package pipeline
+
+import (
+	"slices"
+	"strings"
+)
+
+// This file holds how planned windows become cursor walks: the requests of a run
+// follow the pages of data, not the number of months.
+//
+// A window is still the unit of merging: one account over one month partition, whose
+// rows the merge replaces. A walk is the unit of extraction: one cursor walk over a
+// range of consecutive months, either of one account (GET
+// /accounts/{id}/transactions) or of every account of a user at once (GET
+// /transactions) when all of them are extracted over the same months. A quiet account
+// read over two years costs one request instead of 24; a user's quiet accounts cost
+// one request together.
+
+// walk is one cursor walk and the windows it fills.
+type walk struct {
+	user *userRun
+	// acct is the walk's account; nil for a walk over every account of the user.
+	acct    *acctRun
+	span    span      // the union of the windows' spans: consecutive, no gap
+	windows []*window // by account, then month
+	// byAcct finds a row's window: account id, then the windows in month order.
+	byAcct map[string][]*window
+	bucket int // the bucket of the walk's first window: walks are run bucket by bucket
+}
+
+// windowFor returns the window of the walk that holds a row of account acct dated d.
+func (wk *walk) windowFor(acct string, d day) *window {
+	for _, w := range wk.byAcct[acct] {
+		if w.span.contains(d) {
+			return w
+		}
+	}
+	return nil
+}
+
+// accounts returns the accounts of the walk.
+func (wk *walk) accounts() []*acctRun {
+	if wk.acct != nil {
+		return []*acctRun{wk.acct}
+	}
+	var out []*acctRun
+	for _, w := range wk.windows {
+		if len(out) == 0 || out[len(out)-1] != w.acct {
+			out = append(out, w.acct)
+		}
+	}
+	return out
+}
+
+// planWalks groups windows into walks. Each account's windows are cut into runs of
+// consecutive spans; with perUser, a user whose accounts with transactions are all
+// in the run with identical runs gets one walk per run over all of them. Walks are
+// ordered by bucket, so the partitions of one bucket complete together, then by
+// user and account.
+func (r *runner) planWalks(windows []*window, perUser bool) []*walk {
+	byAcct := map[*acctRun][]*window{}
+	var accts []*acctRun
+	for _, w := range windows {
+		if byAcct[w.acct] == nil {
+			accts = append(accts, w.acct)
+		}
+		byAcct[w.acct] = append(byAcct[w.acct], w)
+	}
+	runsOf := map[*acctRun][][]*window{}
+	for _, a := range accts {
+		ws := byAcct[a]
+		slices.SortFunc(ws, func(x, y *window) int { return int(x.span.from - y.span.from) })
+		var runs [][]*window
+		for i, w := range ws {
+			if i == 0 || ws[i-1].span.to+1 != w.span.from {
+				runs = append(runs, nil)
+			}
+			runs[len(runs)-1] = append(runs[len(runs)-1], w)
+		}
+		runsOf[a] = runs
+	}
+
+	var walks []*walk
+	done := map[*acctRun]bool{}
+	if perUser {
+		for _, u := range r.userAccounts(accts) {
+			if len(u) < 2 || !sameRuns(runsOf, u) {
+				continue
+			}
+			for i := range runsOf[u[0]] {
+				wk := &walk{user: u[0].user, byAcct: map[string][]*window{}}
+				for _, a := range u {
+					run := runsOf[a][i]
+					wk.windows = append(wk.windows, run...)
+					wk.byAcct[a.acct.ID] = run
+				}
+				first := runsOf[u[0]][i]
+				wk.span = span{first[0].span.from, first[len(first)-1].span.to}
+				wk.bucket = first[0].part.bucket
+				walks = append(walks, wk)
+			}
+			for _, a := range u {
+				done[a] = true
+			}
+		}
+	}
+	for _, a := range accts {
+		if done[a] {
+			continue
+		}
+		for _, run := range runsOf[a] {
+			walks = append(walks, &walk{user: a.user, acct: a, windows: run,
+				byAcct: map[string][]*window{a.acct.ID: run},
+				span:   span{run[0].span.from, run[len(run)-1].span.to}, bucket: a.bucket})
+		}
+	}
+	slices.SortStableFunc(walks, func(x, y *walk) int {
+		if x.bucket != y.bucket {
+			return x.bucket - y.bucket
+		}
+		if c := strings.Compare(x.windows[0].acct.acct.ID, y.windows[0].acct.acct.ID); c != 0 {
+			return c
+		}
+		return int(x.span.from - y.span.from)
+	})
+	return walks
+}
+
+// userAccounts returns, per user whose every account with transactions is among
+// accts (a user walk reads them all, so none may belong to another shard, be left
+// out by --accounts, or have failed), those accounts in id order.
+func (r *runner) userAccounts(accts []*acctRun) [][]*acctRun {
+	in := map[string]*acctRun{}
+	for _, a := range accts {
+		in[a.acct.ID] = a
+	}
+	var out [][]*acctRun
+	seen := map[*userRun]bool{}
+	for _, a := range accts {
+		u := a.user
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		var group []*acctRun
+		whole := true
+		for _, ua := range u.accounts {
+			if !ua.HasTransactions() {
+				continue
+			}
+			ar, ok := in[ua.ID]
+			if !ok || ar.user != u {
+				whole = false
+				break
+			}
+			group = append(group, ar)
+		}
+		if whole && len(group) > 0 {
+			slices.SortFunc(group, func(x, y *acctRun) int { return strings.Compare(x.acct.ID, y.acct.ID) })
+			out = append(out, group)
+		}
+	}
+	return out
+}
+
+// sameRuns reports whether the accounts have identical runs of window spans.
+func sameRuns(runsOf map[*acctRun][][]*window, accts []*acctRun) bool {
+	first := runsOf[accts[0]]
+	for _, a := range accts[1:] {
+		runs := runsOf[a]
+		if len(runs) != len(first) {
+			return false
+		}
+		for i := range runs {
+			if len(runs[i]) != len(first[i]) {
+				return false
+			}
+			for j := range runs[i] {
+				if runs[i][j].span != first[i][j].span {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// pendingPlan says how the pending lists are asked for: per user (one request for
+// all its accounts) where all the user's accounts with transactions are extracted,
+// per account otherwise.
+func (r *runner) pendingPlan(perUser bool) (users [][]*acctRun, single []*acctRun) {
+	var accts []*acctRun
+	for _, a := range r.accounts {
+		if a.status != "skipped" {
+			accts = append(accts, a)
+		}
+	}
+	grouped := map[*acctRun]bool{}
+	for _, g := range r.userAccounts(accts) {
+		if len(g) < 2 || !perUser {
+			continue
+		}
+		users = append(users, g)
+		for _, a := range g {
+			grouped[a] = true
+		}
+	}
+	for _, a := range accts {
+		if !grouped[a] {
+			single = append(single, a)
+		}
+	}
+	return users, single
+}
