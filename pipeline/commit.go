@@ -47,7 +47,12 @@ func (r *runner) manifest() *Manifest {
 	// A refused user (revoked or forbidden) is routine at scale: reported in Users, not a
 	// failure, unless every user was refused.
 	refused := map[string]int{}
+	m.UserCounts, m.AccountCounts = map[string]int{}, map[string]int{}
 	for _, u := range r.users {
+		m.UserCounts[u.status]++
+		if u.status == "ok" {
+			continue // the state object names it (by fingerprint); counted above
+		}
 		us := UserStatus{UserID: u.me.ID, Index: u.index + 1, Status: u.status, TokenFP: u.fp}
 		if u.err != nil {
 			us.Error = u.err.Error()
@@ -63,6 +68,7 @@ func (r *runner) manifest() *Manifest {
 		m.Failures = append(m.Failures, fmt.Sprintf("Akahu refused every user's token (%d revoked, %d forbidden): nothing was extracted",
 			refused["revoked"], refused["forbidden"]))
 	}
+	ranges := map[span]int{}
 	for _, a := range r.accounts {
 		as := AccountStatus{UserID: a.user.me.ID, AccountID: a.acct.ID, Name: a.acct.Name, Type: a.acct.Type,
 			Status: a.status, Note: a.note, Rows: a.rows, Pending: a.pending}
@@ -81,16 +87,22 @@ func (r *runner) manifest() *Manifest {
 				m.Failures = append(m.Failures, as.Error)
 			}
 		}
-		for _, s := range a.done {
-			m.Coverage = append(m.Coverage, Coverage{UserID: a.user.me.ID, AccountID: a.acct.ID, From: s.from.String(), To: s.to.String()})
+		for _, s := range joinSpans(a.done) {
+			ranges[s]++
 		}
-		m.Accounts = append(m.Accounts, as)
+		m.AccountCounts[as.Status]++
+		if as.Status != "ok" || as.Error != "" || as.Note != "" || (as.Pending != "fetched" && as.Pending != "") {
+			m.Accounts = append(m.Accounts, as)
+		}
 	}
-	sort.Slice(m.Coverage, func(i, j int) bool {
-		if m.Coverage[i].AccountID != m.Coverage[j].AccountID {
-			return m.Coverage[i].AccountID < m.Coverage[j].AccountID
+	for s, n := range ranges {
+		m.Ranges = append(m.Ranges, CoverageRange{From: s.from.String(), To: s.to.String(), Accounts: n})
+	}
+	sort.Slice(m.Ranges, func(i, j int) bool {
+		if m.Ranges[i].From != m.Ranges[j].From {
+			return m.Ranges[i].From < m.Ranges[j].From
 		}
-		return m.Coverage[i].From < m.Coverage[j].From
+		return m.Ranges[i].To < m.Ranges[j].To
 	})
 	sort.Slice(m.Objects, func(i, j int) bool { return m.Objects[i].Path < m.Objects[j].Path })
 	sort.Slice(m.Deleted, func(i, j int) bool { return m.Deleted[i].ID < m.Deleted[j].ID })
@@ -102,27 +114,34 @@ func (r *runner) manifest() *Manifest {
 	}
 	m.Recovered = append(m.Recovered, r.recovered...)
 	sort.Strings(m.Recovered)
-	m.CoveredThrough = map[string]string{}
-	if r.latest != nil {
-		for id, d := range r.latest.CoveredThrough {
-			m.CoveredThrough[id] = d
-		}
-	}
-	for _, a := range r.accounts {
-		if a.status == "skipped" || a.failed() || a.user.isRefused() || len(a.done) == 0 {
-			continue
-		}
-		if prev, ok := m.CoveredThrough[a.acct.ID]; !ok || prev < r.end.String() {
-			m.CoveredThrough[a.acct.ID] = r.end.String()
-		}
-	}
 	if m.Objects == nil {
 		m.Objects = []ObjectWrite{}
+	}
+	if m.Users == nil {
+		m.Users = []UserStatus{}
+	}
+	if m.Accounts == nil {
+		m.Accounts = []AccountStatus{}
 	}
 	if m.Deleted == nil {
 		m.Deleted = []Tombstone{}
 	}
 	return &m
+}
+
+// joinSpans returns spans sorted and joined where they touch.
+func joinSpans(spans []span) []span {
+	s := append([]span(nil), spans...)
+	sort.Slice(s, func(i, j int) bool { return s[i].from < s[j].from })
+	var out []span
+	for _, x := range s {
+		if n := len(out); n > 0 && x.from <= out[n-1].to+1 {
+			out[n-1].to = max(out[n-1].to, x.to)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // commit writes the manifest; from here on the run is visible as a whole.

@@ -60,6 +60,9 @@ func (r *runner) loadState(ctx context.Context) error {
 		return err
 	}
 	r.latest = latest
+	if r.state, err = loadRunState(ctx, r.b, r.ds.Buckets, r.cfg.Shard, r.cfg.Shards); err != nil {
+		return err
+	}
 	crashed, err := crashedRuns(ctx, r.b, r.cfg.Shard, r.runID)
 	if err != nil {
 		return err

@@ -196,7 +196,7 @@ func testRunSequence(t *testing.T, b bucket.Bucket) {
 	if m.Counts.Inserted != int64(total) || m.Counts.Deleted != 0 {
 		t.Fatalf("backfill counts %+v, want %d inserted and nothing deleted", m.Counts, total)
 	}
-	if len(m.Coverage) == 0 || m.Uploads.Objects == 0 {
+	if len(m.Ranges) == 0 || m.Uploads.Objects == 0 {
 		t.Fatalf("backfill manifest records no coverage or uploads: %+v", m)
 	}
 

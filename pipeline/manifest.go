@@ -35,19 +35,30 @@ type Manifest struct {
 	Config          EffectiveConfig `json:"config"`
 	ConfigHash      string          `json:"config_hash"`
 	Range           DateRange       `json:"range"`
-	Users           []UserStatus    `json:"users"`
-	Accounts        []AccountStatus `json:"accounts"`
-	Coverage        []Coverage      `json:"coverage"`
-	Objects         []ObjectWrite   `json:"objects"`
-	Counts          Counts          `json:"counts"`
-	API             APIStats        `json:"api"`
-	Uploads         UploadStats     `json:"uploads"`
-	Deleted         []Tombstone     `json:"deleted"`
-	// CoveredThrough maps every account ever extracted completely to the last local
-	// date through which it was; an account that fails, or is not in a run, keeps its
-	// date. Incremental runs start each account from its own date minus the lookback,
-	// so an outage leaves no gap and a new account gets its history.
-	CoveredThrough map[string]string `json:"covered_through"`
+	// Users lists the users whose status is not ok (failed, revoked, forbidden), and
+	// UserCounts counts every user by status: the manifest grows with what went wrong,
+	// not with the number of users. (Manifests written before 2026-12 list every user.)
+	Users      []UserStatus   `json:"users"`
+	UserCounts map[string]int `json:"user_counts,omitempty"`
+	// Accounts lists the accounts that are not plainly ok (failed, revoked, skipped,
+	// inactive, or whose pending list was kept), AccountCounts counts every account
+	// by status.
+	Accounts      []AccountStatus `json:"accounts"`
+	AccountCounts map[string]int  `json:"account_counts,omitempty"`
+	// Ranges is the coverage in compact form: each distinct run of local dates
+	// extracted completely, with the number of accounts extracted over it. Coverage
+	// is the older per-window form, read in older manifests only.
+	Ranges   []CoverageRange `json:"coverage_ranges,omitempty"`
+	Coverage []Coverage      `json:"coverage,omitempty"`
+	Objects  []ObjectWrite   `json:"objects"`
+	Counts   Counts          `json:"counts"`
+	API      APIStats        `json:"api"`
+	Uploads  UploadStats     `json:"uploads"`
+	Deleted  []Tombstone     `json:"deleted"`
+	// CoveredThrough is where manifests before 2026-12 kept each account's
+	// covered_through; it now lives in the per-bucket state objects (state.go), and
+	// a dataset without them starts from this map of its newest manifest.
+	CoveredThrough map[string]string `json:"covered_through,omitempty"`
 	// Recovered lists crashed runs whose leftovers this run resolved, and those an
 	// earlier run resolved whose clean-up is not finished (their markers remain).
 	Recovered []string `json:"recovered,omitempty"`
@@ -119,7 +130,15 @@ type AccountStatus struct {
 	Pending string `json:"pending,omitempty"`
 }
 
-// Coverage is one (user, account, window) the run extracted completely.
+// CoverageRange is a run of local dates (inclusive) over which Accounts accounts
+// were extracted completely.
+type CoverageRange struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Accounts int    `json:"accounts"`
+}
+
+// Coverage is one (user, account, window) an older run extracted completely.
 type Coverage struct {
 	UserID    string `json:"user_id"`
 	AccountID string `json:"account_id"`
@@ -193,11 +212,22 @@ type Tombstone struct {
 
 // marker is the in-flight record of a run that has started writing data.
 type marker struct {
-	RunID     string     `json:"run_id"`
-	Shard     int        `json:"shard"`
-	Shards    int        `json:"shards"`
-	StartedAt time.Time  `json:"started_at"`
-	Coverage  []Coverage `json:"coverage"`
+	RunID     string    `json:"run_id"`
+	Shard     int       `json:"shard"`
+	Shards    int       `json:"shards"`
+	StartedAt time.Time `json:"started_at"`
+	// Ranges are the runs of local dates the run may write, each with the buckets it
+	// covers: a recovering run re-reads every account of those buckets over them.
+	Ranges []MarkerRange `json:"ranges,omitempty"`
+	// Coverage is the older per-window form (markers of older tools).
+	Coverage []Coverage `json:"coverage,omitempty"`
+}
+
+// MarkerRange is a run of local dates and the buckets covered over it.
+type MarkerRange struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Buckets []int  `json:"buckets"`
 }
 
 // readManifests returns the committed manifests of a shard, oldest first. Only the

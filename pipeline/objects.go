@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -217,7 +218,7 @@ func (r *runner) ensureMarker(ctx context.Context) error {
 	if r.marker {
 		return nil
 	}
-	mk := marker{RunID: r.runID, Shard: r.cfg.Shard, Shards: r.cfg.Shards, StartedAt: r.started, Coverage: r.plannedCoverage()}
+	mk := marker{RunID: r.runID, Shard: r.cfg.Shard, Shards: r.cfg.Shards, StartedAt: r.started, Ranges: r.plannedRanges()}
 	data, _ := json.Marshal(mk)
 	if _, err := r.b.Put(ctx, inflightObject(r.runID), data, bucket.Condition{DoesNotExist: true}); err != nil {
 		return fmt.Errorf("write in-flight marker %s: %w", inflightObject(r.runID), err)
@@ -226,10 +227,26 @@ func (r *runner) ensureMarker(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) plannedCoverage() []Coverage {
-	var out []Coverage
+// plannedRanges is the marker's compact coverage: per run of dates, the buckets the
+// run's windows cover over it.
+func (r *runner) plannedRanges() []MarkerRange {
+	perBucket := map[int][]span{}
 	for _, w := range r.windows {
-		out = append(out, Coverage{UserID: w.acct.user.me.ID, AccountID: w.acct.acct.ID, From: w.span.from.String(), To: w.span.to.String()})
+		perBucket[w.part.bucket] = append(perBucket[w.part.bucket], w.span)
 	}
+	bySpan := map[span][]int{}
+	for bk, spans := range perBucket {
+		for _, s := range joinSpans(spans) {
+			bySpan[s] = append(bySpan[s], bk)
+		}
+	}
+	out := []MarkerRange{}
+	for s, bks := range bySpan {
+		sort.Ints(bks)
+		out = append(out, MarkerRange{From: s.from.String(), To: s.to.String(), Buckets: bks})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].From < out[j].From || (out[i].From == out[j].From && out[i].To < out[j].To)
+	})
 	return out
 }

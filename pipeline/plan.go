@@ -273,6 +273,21 @@ func (r *runner) planWindows() {
 		}
 	}
 	for _, c := range r.crashed {
+		for _, rg := range c.Ranges {
+			from, err1 := parseDay(rg.From)
+			to, err2 := parseDay(rg.To)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			for _, a := range r.accounts {
+				if a.status == "skipped" || !slices.Contains(rg.Buckets, a.bucket) {
+					continue
+				}
+				for m := from.month(); !to.month().before(m); m = m.next() {
+					add(a.acct.ID, m)
+				}
+			}
+		}
 		for _, cov := range c.Coverage {
 			from, err1 := parseDay(cov.From)
 			to, err2 := parseDay(cov.To)
@@ -350,11 +365,15 @@ func (r *runner) printPlan(w io.Writer) {
 // older manifests). An ambiguous fingerprint never names a user, so it can never
 // lead to a purge of the wrong one.
 func (r *runner) knownUser(u *userRun) string {
-	if r.latest == nil {
-		return ""
+	var known []UserStatus
+	for _, e := range r.state.users() {
+		known = append(known, UserStatus{TokenFP: e.TokenFP, UserID: e.UserID})
+	}
+	if r.latest != nil {
+		known = append(known, r.latest.Users...)
 	}
 	id := ""
-	for _, e := range r.latest.Users {
+	for _, e := range known {
 		if !fingerprintMatches(e.TokenFP, u.fp) {
 			continue
 		}
@@ -379,10 +398,13 @@ func (r *runner) knownUser(u *userRun) string {
 // complete through (the latest manifest's covered_through) minus the lookback, and an
 // account no run has extracted from the history start.
 func (r *runner) accountStart(id string) day {
-	if r.cfg.Start != "" || r.latest == nil {
+	if r.cfg.Start != "" {
 		return r.start
 	}
-	through, ok := r.latest.CoveredThrough[id]
+	through, ok := r.state.coveredThrough(id)
+	if !ok && (r.state == nil || r.state.legacy) && r.latest != nil {
+		through, ok = r.latest.CoveredThrough[id]
+	}
 	if !ok {
 		return r.end - day(r.cfg.History)
 	}
@@ -390,5 +412,5 @@ func (r *runner) accountStart(id string) day {
 	if err != nil {
 		return r.end - day(r.cfg.History)
 	}
-	return min(r.start, min(d, r.end)-day(r.cfg.Lookback))
+	return min(d, r.end) - day(r.cfg.Lookback)
 }

@@ -184,6 +184,9 @@ func (p *purger) purge(ctx context.Context, m *Manifest) (*PurgeRecord, error) {
 		return nil, err
 	}
 	rec.Manifests = n
+	if err := redactState(ctx, p.b, p.user, p.account); err != nil {
+		return nil, err
+	}
 	return rec, nil
 }
 
@@ -376,7 +379,11 @@ func (r *runner) ownsObject(name string) bool {
 func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 	ids, notes := r.purgeTargets()
 	for i, note := range notes {
-		m.Users[i].Note = note
+		for k := range m.Users {
+			if m.Users[k].Index == i+1 {
+				m.Users[k].Note = note
+			}
+		}
 		if note != "" && note != notePurged {
 			r.log.Warn("revoked user not purged", "user", orUnknown(r.users[i].me.ID), "index", i+1, "reason", note)
 		}
@@ -389,6 +396,19 @@ func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 		}
 		rec.Reason = "access revoked (401)"
 		m.Purges = append(m.Purges, *rec)
+		if r.purged == nil {
+			r.purged = map[string]bool{}
+		}
+		r.purged[id] = true
+	}
+	if len(ids) > 0 {
+		// The purge redacted the state objects: start again from them, so the
+		// state this run saves keeps nothing of the purged users.
+		st, err := loadRunState(ctx, r.b, r.ds.Buckets, r.cfg.Shard, r.cfg.Shards)
+		if err != nil {
+			return err
+		}
+		r.state = st
 	}
 	return nil
 }

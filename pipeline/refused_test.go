@@ -1,9 +1,12 @@
 package pipeline_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -98,11 +101,40 @@ func datasetState(t *testing.T, b bucket.Bucket) map[string]string {
 	return snapshot(t, b, "transactions/", "deletions/", "pending/", "accounts/", "_manifests/")
 }
 
-// editLatestManifest rewrites the users of the newest manifest (as an older tool, or a
-// fingerprint collision, would have left them).
+// editLatestManifest turns the dataset into one an older tool left (no state objects;
+// the newest manifest lists every user with its token fingerprint) and rewrites the
+// users of that manifest (as an older tool, or a fingerprint collision, would have
+// left them).
 func editLatestManifest(t *testing.T, b bucket.Bucket, edit func(users []map[string]any) []map[string]any) {
 	t.Helper()
 	ctx := context.Background()
+	var known []map[string]any
+	for _, a := range mustList(t, b, "_state/") {
+		data, _, err := b.Get(ctx, a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := io.ReadAll(zr)
+		for _, l := range bytes.Split(bytes.TrimSpace(lines), []byte("\n")) {
+			var e struct {
+				User map[string]any `json:"user"`
+			}
+			if err := json.Unmarshal(l, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.User != nil {
+				e.User["status"] = "ok"
+				known = append(known, e.User)
+			}
+		}
+		if err := b.Delete(ctx, a.Name, bucket.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	list := mustList(t, b, "_manifests/")
 	var names []string
 	for _, a := range list {
@@ -118,8 +150,9 @@ func editLatestManifest(t *testing.T, b bucket.Bucket, edit func(users []map[str
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
 	}
-	var users []map[string]any
-	for _, u := range doc["users"].([]any) {
+	users := known
+	listed, _ := doc["users"].([]any)
+	for _, u := range listed {
 		users = append(users, u.(map[string]any))
 	}
 	doc["users"] = edit(users)
@@ -261,6 +294,9 @@ func TestForbiddenUserNeverPurged(t *testing.T) {
 					t.Errorf("user %d (%s): status %q, want %q", us.Index, us.UserID, us.Status, want)
 				}
 			}
+			if len(m.Users) != 1 || m.UserCounts["forbidden"] != 1 || m.UserCounts["ok"] != len(h.tokens)-1 {
+				t.Errorf("users %+v, counts %v: want the forbidden user listed and the others counted ok", m.Users, m.UserCounts)
+			}
 			if len(m.Failures) != 0 {
 				t.Errorf("failures %v: a forbidden user is reported in users, not as a failure", m.Failures)
 			}
@@ -283,7 +319,12 @@ func TestRevokedUserIsRoutine(t *testing.T) {
 	if len(m.Failures) != 0 {
 		t.Errorf("failures %v: a revoked user is not a failure", m.Failures)
 	}
-	us := m.Users[1]
+	var us pipeline.UserStatus
+	for _, e := range m.Users {
+		if e.Index == 2 {
+			us = e
+		}
+	}
 	if us.Status != "revoked" || us.UserID != u2.ID || !strings.Contains(us.Error, "401") {
 		t.Errorf("user 2: %+v, want revoked, named %s, with the 401", us, u2.ID)
 	}
@@ -555,15 +596,42 @@ func TestPurgeRevokedSafety(t *testing.T) {
 func TestTokenFingerprintLength(t *testing.T) {
 	b := newLocal(t)
 	h := newHarness(t, b, threeUsers())
-	m := h.run(h.opts.From, h.opts.To)
+	h.run(h.opts.From, h.opts.To)
+	// The state object names each user's token by its fingerprint.
+	data, _, err := b.Get(context.Background(), "_state/bucket-000.jsonl.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
-	for _, us := range m.Users {
-		if len(us.TokenFP) < 32 {
-			t.Errorf("user %d: fingerprint of %d hex digits, want at least 32", us.Index, len(us.TokenFP))
+	for _, l := range bytes.Split(bytes.TrimSpace(lines), []byte("\n")) {
+		var e struct {
+			User *struct {
+				TokenFP string `json:"token_fingerprint"`
+			} `json:"user"`
 		}
-		if seen[us.TokenFP] {
-			t.Errorf("fingerprint %s twice", us.TokenFP)
+		if err := json.Unmarshal(l, &e); err != nil {
+			t.Fatalf("state line %q: %v", l, err)
 		}
-		seen[us.TokenFP] = true
+		if e.User == nil {
+			continue
+		}
+		if len(e.User.TokenFP) < 32 {
+			t.Errorf("fingerprint of %d hex digits, want at least 32", len(e.User.TokenFP))
+		}
+		if seen[e.User.TokenFP] {
+			t.Errorf("fingerprint %s twice", e.User.TokenFP)
+		}
+		seen[e.User.TokenFP] = true
+	}
+	if len(seen) != len(h.tokens) {
+		t.Errorf("state names %d users' tokens, want %d", len(seen), len(h.tokens))
 	}
 }

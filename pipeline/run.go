@@ -40,8 +40,10 @@ type runner struct {
 	// Dataset state, set by openDataset, checkShards and loadState.
 	ds        Dataset
 	latest    *Manifest
-	crashed   []marker // crashed runs whose leftovers this run must resolve
-	recovered []string // crashed runs already resolved by a committed run: clean up only
+	state     *runState       // the incremental state of the shard's buckets
+	purged    map[string]bool // users this run purged: the state keeps nothing of them
+	crashed   []marker        // crashed runs whose leftovers this run must resolve
+	recovered []string        // crashed runs already resolved by a committed run: clean up only
 	// committedMarkers are markers of runs that committed but died before removing them.
 	committedMarkers []string
 	trackFresh       bool // the shard had transactions partitions at start
@@ -193,6 +195,11 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	}
 	if err := r.commit(ctx, m); err != nil {
 		return nil, err
+	}
+	if _, err := r.saveState(ctx); err != nil {
+		// The run is committed; the next run starts from the older state and
+		// re-reads a little more.
+		r.log.Warn("state not saved", "err", err)
 	}
 	r.cleanup(ctx)
 	if len(m.Failures) > 0 {

@@ -48,14 +48,15 @@ func TestFaultSoak(t *testing.T) {
 	m := faulty.run(from, to)
 	st := faulty.srv.Stats()
 
-	accounts := 0
-	for _, a := range m.Accounts {
-		if a.Status != "skipped" {
-			accounts++
+	accounts, all := 0, 0
+	for status, n := range m.AccountCounts {
+		all += n
+		if status != "skipped" {
+			accounts += n
 		}
 	}
-	if len(m.Accounts) < 200 {
-		t.Fatalf("soak covered %d accounts, want ≥ 200", len(m.Accounts))
+	if all < 200 || m.AccountCounts["ok"] != accounts {
+		t.Fatalf("soak covered %v accounts, want ≥ 200, all ok", m.AccountCounts)
 	}
 	if st.FaultsInjected() < int64(st.Requests)/20 {
 		t.Fatalf("only %d faults in %d requests", st.FaultsInjected(), st.Requests)
@@ -77,16 +78,10 @@ func TestFaultSoak(t *testing.T) {
 		t.Errorf("counts %+v, clean run %+v", m.Counts, ref.Counts)
 	}
 	t.Logf("soak: %d accounts (%d with transactions), %d requests, %d faults injected %v, %d retries, %d rows identical to the clean run",
-		len(m.Accounts), accounts, st.Requests, st.FaultsInjected(), st.Faults, m.API.Retries, len(got))
+		all, accounts, st.Requests, st.FaultsInjected(), st.Faults, m.API.Retries, len(got))
 
 	// A fault that outlasts the retry budget fails that account alone.
-	var victim string
-	for _, a := range m.Accounts {
-		if a.Status == "ok" && a.Rows > 0 {
-			victim = a.AccountID
-			break
-		}
-	}
+	victim, _, _ := faulty.pickAccount(from, to)
 	faulty.srv.SetRandomFaults(0, 0)
 	faulty.srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 1000, PathContains: "/accounts/" + victim + "/transactions?"})
 	before := contentOf(t, faulty)

@@ -66,12 +66,10 @@ func TestBinaryRevokedUser(t *testing.T) {
 				t.Errorf("a revoked user caused %d tombstones", len(ds.deletions))
 			}
 			latest := ds.manifests[len(ds.manifests)-1]
-			var statuses []string
-			for _, u := range latest.Users {
-				statuses = append(statuses, u.Status)
-			}
-			if len(statuses) != 2 || statuses[0] != "ok" || statuses[1] != "revoked" {
-				t.Errorf("manifest user statuses %v, want [ok revoked]", statuses)
+			// The manifest lists the users that are not ok and counts every user.
+			if len(latest.Users) != 1 || latest.Users[0].Status != "revoked" || latest.Users[0].Index != 2 ||
+				latest.UserCounts["ok"] != 1 || latest.UserCounts["revoked"] != 1 {
+				t.Errorf("manifest users %+v, counts %v: want user 2 listed revoked, one ok and one revoked counted", latest.Users, latest.UserCounts)
 			}
 			if len(latest.Failures) != 0 {
 				t.Errorf("manifest failures %v, want none (a revoked user is reported in users)", latest.Failures)

@@ -285,7 +285,8 @@ type manifestDoc struct {
 		Index  int    `json:"index"`
 		Status string `json:"status"`
 	} `json:"users"`
-	Counts struct {
+	UserCounts map[string]int `json:"user_counts"`
+	Counts     struct {
 		Inserted, Updated, Unchanged, Moved, Deleted, Pending int64
 	} `json:"counts"`
 	Uploads struct {
