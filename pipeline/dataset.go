@@ -18,7 +18,7 @@ import (
 // run's settings agree with it.
 func (r *runner) openDataset(ctx context.Context) error {
 	want := Dataset{LayoutVersion: LayoutVersion, SchemaVersion: schema.Version, TimeZone: r.loc.String(),
-		Grain: "month", Buckets: r.cfg.Buckets, CreatedAt: r.started, Shards: r.cfg.Shards}
+		Grain: "month", Buckets: r.cfg.Buckets, CreatedAt: r.started, Shards: r.cfg.Shards, BucketBy: bucketByUser}
 	data, _, err := r.b.Get(ctx, datasetObject)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
@@ -38,9 +38,17 @@ func (r *runner) openDataset(ctx context.Context) error {
 	if err := json.Unmarshal(data, &ds); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, datasetObject, err)
 	}
+	switch ds.LayoutVersion {
+	case 1:
+		ds.BucketBy = bucketByAccount
+	case LayoutVersion:
+		if ds.BucketBy != bucketByUser {
+			return fmt.Errorf("%w: %s: layout version 2 with bucket_by %q, want %q", ErrCorrupt, datasetObject, ds.BucketBy, bucketByUser)
+		}
+	}
 	switch {
-	case ds.LayoutVersion != LayoutVersion:
-		return fmt.Errorf("%w: layout version %d, this tool writes %d", ErrDatasetMismatch, ds.LayoutVersion, LayoutVersion)
+	case ds.LayoutVersion != 1 && ds.LayoutVersion != LayoutVersion:
+		return fmt.Errorf("%w: layout version %d, this tool reads 1 and %d", ErrDatasetMismatch, ds.LayoutVersion, LayoutVersion)
 	case ds.TimeZone != want.TimeZone:
 		return fmt.Errorf("%w: dataset time zone is %s, run asked for %s", ErrDatasetMismatch, ds.TimeZone, want.TimeZone)
 	case r.cfg.Buckets != DefaultBuckets && ds.Buckets != r.cfg.Buckets:

@@ -12,8 +12,17 @@ import (
 // This file holds the dataset layout: object names, _dataset.json, local days and
 // months, partition keys, buckets and run ids.
 
-// LayoutVersion is the version of the dataset layout written to _dataset.json.
-const LayoutVersion = 1
+// LayoutVersion is the version of the dataset layout written to _dataset.json by new
+// datasets. Version 2 buckets transactions by user (all of a user's accounts in one
+// bucket, so one shard reads a user whole: one discovery, one walk over all its
+// accounts); version 1, still read and written, buckets them by account.
+const LayoutVersion = 2
+
+// Bucketing of each layout version.
+const (
+	bucketByAccount = "account" // layout 1
+	bucketByUser    = "user"    // layout 2
+)
 
 // Object names of the dataset, relative to the bucket root.
 const (
@@ -38,6 +47,17 @@ type Dataset struct {
 	// Shards is the shard count every run must use (--shards); absent in datasets
 	// written before it was recorded, where the first run under a lock sets it.
 	Shards int `json:"shards,omitempty"`
+	// BucketBy is what a bucket is a hash of: "user" (layout 2) or "account"
+	// (layout 1, where the field is absent).
+	BucketBy string `json:"bucket_by,omitempty"`
+}
+
+// bucketFor returns the bucket of an account of a user under the dataset's layout.
+func (ds Dataset) bucketFor(userID, accountID string) int {
+	if ds.BucketBy == bucketByUser {
+		return bucketOf(userID, ds.Buckets)
+	}
+	return bucketOf(accountID, ds.Buckets)
 }
 
 // day is a local calendar date, as days since 1970-01-01 (the Arrow date32 encoding).
@@ -155,15 +175,15 @@ func runIDOfObject(name, prefix string) (string, bool) {
 	return id, id != "" && !strings.Contains(id, "/")
 }
 
-// bucketOf assigns an account to a bucket: FNV-1a of its id modulo the bucket count.
-// The assignment never changes for a dataset, so a transaction never changes file
-// because of its account.
-func bucketOf(accountID string, buckets int) int {
+// bucketOf assigns a user (layout 2) or an account (layout 1) to a bucket: FNV-1a of
+// its id modulo the bucket count. The assignment never changes for a dataset, so a
+// transaction never changes file because of its account.
+func bucketOf(id string, buckets int) int {
 	if buckets <= 1 {
 		return 0
 	}
 	h := fnv.New32a()
-	h.Write([]byte(accountID))
+	h.Write([]byte(id))
 	return int(h.Sum32() % uint32(buckets))
 }
 

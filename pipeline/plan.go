@@ -108,15 +108,28 @@ type window struct {
 }
 
 // discover resolves every user token to a user and its accounts, concurrently.
-// A refused or failing token marks that user alone; a token /me did not resolve is
-// named by the earlier run that recorded its fingerprint, if any.
+// A token the state objects name costs one request (/accounts) and none at all when
+// another shard owns its user (layout 2); a new token costs /me too, in every shard
+// until one run has recorded it. A refused or failing token marks that user alone;
+// a token /me did not resolve is named by the earlier run that recorded its
+// fingerprint, if any. Users other shards own leave the run.
 func (r *runner) discover(ctx context.Context) {
 	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
 	for _, u := range r.users {
+		id, known := r.directory[u.fp]
+		if known && !r.ownsUser(id) {
+			u.status = statusElsewhere // another shard's user: no request at all
+			continue
+		}
 		p.Go(func() {
-			me, err := r.cfg.Source.Me(ctx, u.token)
+			var err error
+			if known {
+				u.me = akahu.Me{ID: id} // a token's user never changes: no /me
+			} else if u.me, err = r.cfg.Source.Me(ctx, u.token); err == nil && !r.ownsUser(u.me.ID) {
+				u.status = statusElsewhere
+				return
+			}
 			if err == nil {
-				u.me = me
 				u.accounts, err = r.cfg.Source.Accounts(ctx, u.token)
 			}
 			if err == nil {
@@ -135,6 +148,22 @@ func (r *runner) discover(ctx context.Context) {
 		})
 	}
 	p.Wait()
+	mine := r.users[:0]
+	for _, u := range r.users {
+		if u.status != statusElsewhere {
+			mine = append(mine, u)
+		}
+	}
+	r.users = mine
+}
+
+// statusElsewhere marks a user another shard owns (layout 2); it leaves the run.
+const statusElsewhere = "elsewhere"
+
+// ownsUser reports whether this shard extracts the user: always with layout 1 (a
+// user's accounts spread over buckets), for the users of its buckets with layout 2.
+func (r *runner) ownsUser(id string) bool {
+	return r.ds.BucketBy != bucketByUser || bucketOf(id, r.ds.Buckets)%r.cfg.Shards == r.cfg.Shard
 }
 
 // checkAppToken fails the run when Akahu refused every user with 403 and resolved or
@@ -179,7 +208,7 @@ func (r *runner) selectAccounts() error {
 				}
 				want[a.ID] = true
 			}
-			b := bucketOf(a.ID, r.ds.Buckets)
+			b := r.ds.bucketFor(u.me.ID, a.ID)
 			if b%r.cfg.Shards != r.cfg.Shard {
 				continue
 			}

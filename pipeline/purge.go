@@ -385,7 +385,7 @@ func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 			}
 		}
 		if note != "" && note != notePurged {
-			r.log.Warn("revoked user not purged", "user", orUnknown(r.users[i].me.ID), "index", i+1, "reason", note)
+			r.log.Warn("revoked user not purged", "index", i+1, "reason", note)
 		}
 	}
 	for _, id := range ids {
@@ -428,7 +428,7 @@ const notePurged = "data purged"
 // that another token of this run resolves to, or is recorded for, is never purged:
 // that user still grants access through the other token.
 func (r *runner) purgeTargets() ([]string, []string) {
-	notes := make([]string, len(r.users))
+	notes := make([]string, len(r.cfg.Users)) // by token index: users of other shards left the run
 	var revoked []*userRun
 	served, unidentified := 0, 0
 	live := map[string]bool{}

@@ -46,6 +46,10 @@ func (s *scripted) Me(ctx context.Context, t akahu.Token) (akahu.Me, error) {
 }
 
 func (s *scripted) Accounts(ctx context.Context, t akahu.Token) ([]akahu.Account, error) {
+	// A token the state names skips /me: its discovery error comes here.
+	if err := s.meErr[t]; err != nil {
+		return nil, err
+	}
 	if s.noAccounts[t] {
 		return nil, nil
 	}

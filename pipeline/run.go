@@ -40,10 +40,11 @@ type runner struct {
 	// Dataset state, set by openDataset, checkShards and loadState.
 	ds        Dataset
 	latest    *Manifest
-	state     *runState       // the incremental state of the shard's buckets
-	purged    map[string]bool // users this run purged: the state keeps nothing of them
-	crashed   []marker        // crashed runs whose leftovers this run must resolve
-	recovered []string        // crashed runs already resolved by a committed run: clean up only
+	state     *runState         // the incremental state of the shard's buckets
+	purged    map[string]bool   // users this run purged: the state keeps nothing of them
+	directory map[string]string // token fingerprint → user id, from the state objects
+	crashed   []marker          // crashed runs whose leftovers this run must resolve
+	recovered []string          // crashed runs already resolved by a committed run: clean up only
 	// committedMarkers are markers of runs that committed but died before removing them.
 	committedMarkers []string
 	trackFresh       bool // the shard had transactions partitions at start
@@ -157,6 +158,9 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 		return nil, err
 	}
 	if err := r.planRange(); err != nil {
+		return nil, err
+	}
+	if r.directory, err = r.loadDirectory(ctx); err != nil {
 		return nil, err
 	}
 	r.discover(ctx)

@@ -66,7 +66,8 @@ type bucketState struct {
 // runState is the state of the buckets this shard owns.
 type runState struct {
 	buckets map[int]*bucketState
-	legacy  bool // no state object yet: covered_through comes from the newest manifest
+	legacy  bool  // no state object yet: covered_through comes from the newest manifest
+	foreign int64 // bytes of other shards' state objects read for the directory
 }
 
 // coveredThrough returns the account's covered_through, if any.
@@ -213,8 +214,16 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 		if u.me.ID == "" || u.status != "ok" || r.purged[u.me.ID] {
 			continue
 		}
-		for _, a := range u.accounts {
-			bk := bucketOf(a.ID, r.ds.Buckets)
+		// One bucket of the shard names the user: its own (layout 2), or that of its
+		// first account the shard owns (layout 1).
+		bks := []int{bucketOf(u.me.ID, r.ds.Buckets)}
+		if r.ds.BucketBy != bucketByUser {
+			bks = bks[:0]
+			for _, a := range u.accounts {
+				bks = append(bks, r.ds.bucketFor(u.me.ID, a.ID))
+			}
+		}
+		for _, bk := range bks {
 			bs := r.state.buckets[bk]
 			if bs == nil {
 				continue
@@ -223,7 +232,7 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 				bs.users[u.fp] = StateUser{TokenFP: u.fp, UserID: u.me.ID}
 				changed[bk] = true
 			}
-			break // one bucket of the shard names the user
+			break
 		}
 	}
 	for bk := range changed {
@@ -239,6 +248,33 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 		written += int64(len(data))
 	}
 	return written, err
+}
+
+// loadDirectory returns the user of every token fingerprint the state objects name:
+// with layout 2, of every bucket (a shard skips the tokens of users other shards
+// own, without a request); with layout 1, of the shard's own buckets.
+func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
+	dir := map[string]string{}
+	for _, u := range r.state.users() {
+		dir[u.TokenFP] = u.UserID
+	}
+	if r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 {
+		return dir, nil
+	}
+	for bk := range r.ds.Buckets {
+		if _, own := r.state.buckets[bk]; own {
+			continue
+		}
+		bs, err := readBucketState(ctx, r.b, bk)
+		if err != nil {
+			return nil, err
+		}
+		r.state.foreign += bs.size
+		for fp, u := range bs.users {
+			dir[fp] = u.UserID
+		}
+	}
+	return dir, nil
 }
 
 // CoveredThrough returns every account's covered_through across the dataset's state

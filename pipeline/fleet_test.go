@@ -1,0 +1,104 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/akahu-etl/akahu-parquet/pipeline"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+)
+
+// TestDiscoveryOncePerFleet: a fleet of 4 shards over a layout-2 dataset (buckets by
+// user) lists each user's accounts once per fleet run, not once per shard, and from
+// its second run on asks /me for no known token: each shard knows from the state
+// objects which users are its own.
+func TestDiscoveryOncePerFleet(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 2
+	h := newHarness(t, b, opts)
+	fleet := func() (me, accounts int64) {
+		t.Helper()
+		st0 := h.srv.Stats()
+		for shard := range 4 {
+			cfg := h.config(h.opts.From, h.opts.To)
+			cfg.Buckets, cfg.Shard, cfg.Shards = 8, shard, 4
+			if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+				t.Fatalf("shard %d: %v", shard, err)
+			}
+		}
+		st := h.srv.Stats()
+		return st.ByKind["me"] - st0.ByKind["me"], st.ByKind["accounts"] - st0.ByKind["accounts"]
+	}
+	users := int64(len(h.tokens))
+	me, accounts := fleet()
+	// No token is known yet: a shard asks /me for each token no earlier shard recorded
+	// (these run one after another, so later shards know the earlier shards' users).
+	if accounts != users || me < users || me > 4*users {
+		t.Errorf("first fleet run: %d /me and %d /accounts for %d users; want /me at most once per shard and token, /accounts once per user", me, accounts, users)
+	}
+	me, accounts = fleet()
+	if accounts != users || me != 0 {
+		t.Errorf("second fleet run: %d /me and %d /accounts for %d users; want none and one per user", me, accounts, users)
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+
+	data, _, err := b.Get(context.Background(), "_dataset.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds pipeline.Dataset
+	if err := json.Unmarshal(data, &ds); err != nil || ds.LayoutVersion != 2 || ds.BucketBy != "user" {
+		t.Errorf("_dataset.json %s: want layout 2 bucketed by user", data)
+	}
+	// Every partition file holds whole users: no user in two buckets.
+	bucketOfUser := map[string]string{}
+	for _, a := range mustList(t, b, "transactions/") {
+		for _, r := range readRows(t, bucket.Bucket(b), a.Name) {
+			bk := a.Name[len(a.Name)-11:]
+			if prev, ok := bucketOfUser[r.User]; ok && prev != bk {
+				t.Fatalf("user %s in %s and %s", r.User, prev, bk)
+			}
+			bucketOfUser[r.User] = bk
+		}
+	}
+}
+
+// TestLayoutOneStillWorks: a dataset an older tool created (layout 1, buckets by
+// account) keeps its layout: runs read and write it as before, and its accounts keep
+// their buckets.
+func TestLayoutOneStillWorks(t *testing.T) {
+	b := newLocal(t)
+	ctx := context.Background()
+	old := []byte(`{"layout_version":1,"schema_version":1,"time_zone":"Pacific/Auckland","grain":"month","buckets":4,"created_at":"2026-01-01T00:00:00Z","shards":1}`)
+	if _, err := b.Put(ctx, "_dataset.json", old, bucket.Condition{DoesNotExist: true}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, b, smallPopulation())
+	cfg := h.config(h.opts.From, h.opts.To)
+	cfg.Buckets = 4
+	if _, err := pipeline.Run(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+	data, _, _ := b.Get(ctx, "_dataset.json")
+	if string(data) != string(old) {
+		t.Errorf("_dataset.json rewritten: %s", data)
+	}
+	// Layout 1 spreads one user's accounts over buckets (8 accounts, 4 buckets).
+	buckets := map[string]map[string]bool{}
+	for _, a := range mustList(t, b, "transactions/") {
+		for _, r := range readRows(t, bucket.Bucket(b), a.Name) {
+			if buckets[r.User] == nil {
+				buckets[r.User] = map[string]bool{}
+			}
+			buckets[r.User][a.Name[len(a.Name)-11:]] = true
+		}
+	}
+	for u, bks := range buckets {
+		if len(bks) < 2 {
+			t.Errorf("user %s in %d bucket(s) of a layout-1 dataset, want its accounts spread", u, len(bks))
+		}
+	}
+}
