@@ -105,23 +105,35 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 			})
 		}
 	}
-	for _, wk := range walks {
-		if ctx.Err() != nil {
-			break
-		}
-		extract.Go(func(ctx context.Context) error {
-			results := r.extractWalk(ctx, wk)
+	// A walk found dense on its first page is split into sub-walks (splitDense),
+	// which go to the pool from a goroutine of their own: a task waiting for a slot
+	// of its own pool could wait forever. outstanding counts walks submitted and not
+	// finished; a parent adds its children before it finishes, so it reaches zero
+	// only when every walk is done.
+	var outstanding sync.WaitGroup
+	var task func(wk *walk) func(ctx context.Context) error
+	task = func(wk *walk) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			defer outstanding.Done()
+			results, subs := r.extractWalk(ctx, wk)
+			if len(subs) > 0 {
+				outstanding.Add(len(subs))
+				go func() {
+					for _, sub := range subs {
+						extract.Go(task(sub))
+					}
+				}()
+				return nil
+			}
 			if r.cfg.Progress != nil {
 				r.cfg.Progress(int(done.Add(int64(len(wk.windows)))), len(windows))
 			}
 			for _, res := range results {
-				key := res.ws[0].part
 				mu.Lock()
-				ps := parts[key]
-				ps.remaining -= len(res.ws)
-				last := ps.remaining == 0
+				ps := parts[res.ws[0].part]
+				waits := ps.remaining > len(res.ws) // other walks still owe this partition rows
 				mu.Unlock()
-				if !last && res.err == nil {
+				if waits && res.err == nil {
 					var err error
 					res.recs, res.seg, res.held, err = r.spill.hold(res.recs)
 					if err != nil {
@@ -129,16 +141,28 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 						r.failWindows(res.ws, err)
 					}
 				}
+				// The walk that brings the count to zero hands the partition on, after
+				// every result is in.
 				mu.Lock()
 				ps.results = append(ps.results, res)
+				ps.remaining -= len(res.ws)
+				last := ps.remaining == 0
 				mu.Unlock()
 				if last {
 					ready <- ps
 				}
 			}
 			return nil
-		})
+		}
 	}
+	for _, wk := range walks {
+		if ctx.Err() != nil {
+			break
+		}
+		outstanding.Add(1)
+		extract.Go(task(wk))
+	}
+	outstanding.Wait()
 	_ = extract.Wait()
 	close(ready)
 	if err := merge.Wait(); err != nil {
@@ -159,7 +183,7 @@ func (r *runner) failWindows(ws []*window, err error) {
 // when the walk failed (with the error) or returned no rows for a partition (an
 // empty, successful result: the partition's rows of those windows are replaced by
 // none).
-func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
+func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*walk) {
 	fail := func(err error) []windowResult {
 		if refusal(err) {
 			wk.user.refuse(fmt.Errorf("user %d (%s): %w", wk.user.index+1, wk.user.me.ID, err))
@@ -173,12 +197,27 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
 		return r.splitResults(wk, err)
 	}
 	if wk.user.isRefused() {
-		return fail(errSkipped)
+		return fail(errSkipped), nil
 	}
 	for _, a := range wk.accounts() {
 		if a.failed() {
-			return fail(errSkipped)
+			return fail(errSkipped), nil
 		}
+	}
+	var dense []*walk
+	// firstPage looks at a walk's first page: a full page whose oldest row is still
+	// near the walk's end means many pages, walked one after another; the walk is
+	// abandoned (one request lost) for sub-walks over runs of months the pool walks
+	// at once, so the latency of a dense account stays hidden.
+	firstPage := func(p akahu.Page) error {
+		if p.Index != 0 || wk.sub || len(p.Items) < denseMinPage || wk.span.from.month() == wk.span.to.month() {
+			return nil
+		}
+		if subs := r.splitDense(wk, p.Items); len(subs) > 1 {
+			dense = subs
+			return errDense
+		}
+		return nil
 	}
 	b := r.txBuilder()
 	defer r.builders.Put(b)
@@ -196,6 +235,9 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
 	if wk.acct != nil {
 		currency := wk.acct.acct.Currency
 		err = r.cfg.Source.Transactions(ctx, wk.user.token, wk.acct.acct.ID, aw, func(p akahu.Page) error {
+			if err := firstPage(p); err != nil {
+				return err
+			}
 			for i, item := range p.Items {
 				if err := b.Append(item, currency); err != nil {
 					return fmt.Errorf("%w: page %d item %d: %w", ErrBadResponse, p.Index, i, err)
@@ -220,6 +262,9 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
 			return c, ok
 		}
 		err = r.cfg.Source.AllTransactions(ctx, wk.user.token, aw, func(p akahu.Page) error {
+			if err := firstPage(p); err != nil {
+				return err
+			}
 			for i, item := range p.Items {
 				ok, err := b.AppendOf(item, of)
 				if err != nil {
@@ -244,19 +289,24 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
 	if err == nil {
 		results, err = r.splitWalk(wk, recs)
 	}
+	if errors.Is(err, errDense) {
+		release()
+		r.log.Debug("dense walk split", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "walks", len(dense))
+		return nil, dense
+	}
 	if err != nil {
 		release()
 		if wk.acct == nil && !refusal(err) && ctx.Err() == nil {
 			// One account's bad answer must not fail its user's other accounts: the
 			// walk is done again account by account.
 			r.log.Warn("walk over all of a user's accounts failed; walking them one by one", "user", wk.user.me.ID, "err", err)
-			return r.extractEach(ctx, wk)
+			return r.extractEach(ctx, wk), nil
 		}
 		what := "user " + orUnknown(wk.user.me.ID) + ", all accounts"
 		if wk.acct != nil {
 			what = "account " + wk.acct.acct.ID
 		}
-		return fail(fmt.Errorf("%s, window %s..%s: %w", what, wk.span.from, wk.span.to, err))
+		return fail(fmt.Errorf("%s, window %s..%s: %w", what, wk.span.from, wk.span.to, err)), nil
 	}
 	for _, rec := range recs {
 		rec.Release() // the results hold them or copies
@@ -278,7 +328,7 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) []windowResult {
 		a.mu.Unlock()
 	}
 	r.log.Debug("walk extracted", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "windows", len(wk.windows))
-	return results
+	return results, nil
 }
 
 // extractEach walks the accounts of a user walk one by one and gathers their results
@@ -289,8 +339,9 @@ func (r *runner) extractEach(ctx context.Context, wk *walk) []windowResult {
 	for _, a := range wk.accounts() {
 		run := wk.byAcct[a.acct.ID]
 		sub := &walk{user: wk.user, acct: a, windows: run, byAcct: map[string][]*window{a.acct.ID: run},
-			span: span{run[0].span.from, run[len(run)-1].span.to}, bucket: a.bucket}
-		for _, res := range r.extractWalk(ctx, sub) {
+			span: span{run[0].span.from, run[len(run)-1].span.to}, bucket: a.bucket, sub: true}
+		results, _ := r.extractWalk(ctx, sub)
+		for _, res := range results {
 			key := res.ws[0].part
 			i, ok := index[key]
 			if !ok {

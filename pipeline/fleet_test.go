@@ -3,10 +3,13 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
 // TestDiscoveryOncePerFleet: a fleet of 4 shards over a layout-2 dataset (buckets by
@@ -100,5 +103,63 @@ func TestLayoutOneStillWorks(t *testing.T) {
 		if len(bks) < 2 {
 			t.Errorf("user %s in %d bucket(s) of a layout-1 dataset, want its accounts spread", u, len(bks))
 		}
+	}
+}
+
+// countingSource counts cursor walks started and pages answered.
+type countingSource struct {
+	pipeline.Source
+	walks, pages atomic.Int64
+}
+
+func (c *countingSource) Transactions(ctx context.Context, u akahu.Token, acct string, w akahu.Window, fn func(akahu.Page) error) error {
+	c.walks.Add(1)
+	return c.Source.Transactions(ctx, u, acct, w, func(p akahu.Page) error { c.pages.Add(1); return fn(p) })
+}
+
+func (c *countingSource) AllTransactions(ctx context.Context, u akahu.Token, w akahu.Window, fn func(akahu.Page) error) error {
+	c.walks.Add(1)
+	return c.Source.AllTransactions(ctx, u, w, func(p akahu.Page) error { c.pages.Add(1); return fn(p) })
+}
+
+// TestWalksFollowTheData: a quiet user's accounts over a year cost one walk of one
+// page; a dense account's walk is split after its first page into sub-walks over
+// runs of months, walked at once, for about one page more than the minimum.
+func TestWalksFollowTheData(t *testing.T) {
+	cases := []struct {
+		name      string
+		perMonth  int
+		accounts  int
+		wantWalks func(w int64) bool
+	}{
+		{"quiet user, three accounts: one walk", 1, 3, func(w int64) bool { return w == 1 }},
+		{"dense account: split into sub-walks", 120, 1, func(w int64) bool { return w > 3 }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := akahutest.Options{Seed: 5, Users: 1, AccountsPerUser: c.accounts, TxPerAccountPerMonth: c.perMonth,
+				From: date(2025, 3, 1), To: date(2026, 2, 28), PageSize: 100, EmptyPageEvery: -1}
+			h := newHarness(t, newLocal(t), opts)
+			src := &countingSource{Source: h.client}
+			cfg := h.config(h.opts.From, h.opts.To)
+			cfg.Source = src
+			if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			h.expectFaithful(h.opts.From, h.opts.To)
+			w := akahu.LocalDates(h.opts.From, h.opts.To, auckland)
+			minPages := int64(0)
+			for _, id := range h.srv.AccountIDs(h.srv.Users()[0].ID) {
+				minPages += int64(max(1, (len(h.srv.Settled(id, w.Start, w.End))+99)/100))
+			}
+			if c.accounts > 1 {
+				minPages = int64(max(1, (len(h.srv.SettledUser(h.srv.Users()[0].ID, w.Start, w.End))+99)/100))
+			}
+			walks, pages := src.walks.Load(), src.pages.Load()
+			if !c.wantWalks(walks) || float64(pages) > 1.25*float64(minPages)+1 {
+				t.Errorf("%d walks, %d pages for a minimum of %d pages", walks, pages, minPages)
+			}
+			t.Logf("%d walks, %d pages, minimum %d", walks, pages, minPages)
+		})
 	}
 }

@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
+	"time"
 )
 
 // This file holds how planned windows become cursor walks: the requests of a run
@@ -25,7 +28,68 @@ type walk struct {
 	windows []*window // by account, then month
 	// byAcct finds a row's window: account id, then the windows in month order.
 	byAcct map[string][]*window
-	bucket int // the bucket of the walk's first window: walks are run bucket by bucket
+	bucket int  // the bucket of the walk's first window: walks are run bucket by bucket
+	sub    bool // a part of a split walk (never split again)
+}
+
+// Dense walks: a first page of at least denseMinPage items whose dates say the walk
+// has denseSplitPages pages or more is split into sub-walks of about denseTargetPages
+// pages each, over whole months.
+const (
+	denseMinPage     = 50
+	denseSplitPages  = 10
+	denseTargetPages = 6
+)
+
+var errDense = errors.New("dense walk: split into sub-walks")
+
+// splitDense estimates the walk's pages from its first page (items newest first) and
+// returns sub-walks over runs of whole months when it has denseSplitPages or more,
+// else nil.
+func (r *runner) splitDense(wk *walk, items []json.RawMessage) []*walk {
+	var last struct {
+		Date time.Time `json:"date"`
+	}
+	if json.Unmarshal(items[len(items)-1], &last) != nil || last.Date.IsZero() {
+		return nil
+	}
+	oldest := dayOfTime(last.Date, r.loc)
+	covered := float64(wk.span.to-oldest) + 1
+	if oldest > wk.span.to || covered < 1 {
+		covered = 1
+	}
+	perDay := float64(len(items)) / covered
+	pages := perDay * float64(wk.span.to-wk.span.from+1) / float64(len(items))
+	if pages < denseSplitPages {
+		return nil
+	}
+	perChunk := max(1, int(denseTargetPages*float64(len(items))/(perDay*30.44)))
+	var subs []*walk
+	for m := wk.span.from.month(); !wk.span.to.month().before(m); m = m.add(perChunk) {
+		end := m.add(perChunk - 1)
+		sub := &walk{user: wk.user, acct: wk.acct, byAcct: map[string][]*window{}, sub: true, bucket: wk.bucket}
+		for acct, ws := range wk.byAcct {
+			for _, w := range ws {
+				if !w.part.month.before(m) && !end.before(w.part.month) {
+					sub.byAcct[acct] = append(sub.byAcct[acct], w)
+				}
+			}
+		}
+		for _, w := range wk.windows {
+			if !w.part.month.before(m) && !end.before(w.part.month) {
+				sub.windows = append(sub.windows, w)
+			}
+		}
+		if len(sub.windows) == 0 {
+			continue
+		}
+		sub.span = span{sub.windows[0].span.from, sub.windows[0].span.to}
+		for _, w := range sub.windows {
+			sub.span.from, sub.span.to = min(sub.span.from, w.span.from), max(sub.span.to, w.span.to)
+		}
+		subs = append(subs, sub)
+	}
+	return subs
 }
 
 // windowFor returns the window of the walk that holds a row of account acct dated d.
