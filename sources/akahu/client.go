@@ -106,6 +106,7 @@ func (c *Client) Stats() Stats {
 
 // call describes one logical API request (retried as a unit).
 type call struct {
+	method    string // empty: GET
 	endpoint  string // "GET /accounts/acc_x/transactions", for errors and logs
 	path      string // escaped path below the base URL
 	query     url.Values
@@ -120,6 +121,7 @@ type want int
 const (
 	wantItems want = iota // a list body: "items" must be present
 	wantItem              // a single-object body: "item" must be present
+	wantNone              // an acknowledgement: {"success":true} is enough
 )
 
 func (c *call) errorf(class error, status, retries int, msg string, cause error) *Error {
@@ -228,7 +230,11 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 
 	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, target, nil)
+	method := cl.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(actx, method, target, nil)
 	if err != nil {
 		return outcome{class: ErrBadRequest, cause: scrub(fmt.Errorf("building request: %w", err), secrets...)}
 	}

@@ -10,7 +10,9 @@
 //     [Client.Transactions] (a cursor walk streamed page by page),
 //     [Client.Transaction] (one settled transaction by id, to tell a deleted
 //     transaction, ErrNotFound, from one whose date moved) and
-//     [Client.Pending];
+//     [Client.Pending]; and one write, [Client.Refresh] (POST /refresh: ask Akahu
+//     to fetch a user's data from the banks now; [Account].TransactionsRefreshed
+//     says when it did);
 //   - Akahu's date semantics: [Window] is start-exclusive, end-inclusive to the
 //     millisecond, and [LocalDates] turns inclusive local dates into one;
 //   - resilience: retries with backoff for 429, 5xx, network errors, timeouts,

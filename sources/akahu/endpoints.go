@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
+	"time"
 )
 
 // Me is the authenticated user (GET /me).
@@ -16,7 +18,11 @@ type Me struct{ ID, Email string }
 type Account struct {
 	ID, Name, Status, Type, Currency, ConnectionID, ConnectionName, AuthorisationID string
 	Attributes                                                                      []string
-	Raw                                                                             json.RawMessage // the account object as served
+	// TransactionsRefreshed is refreshed.transactions: when Akahu last fetched the
+	// account's transactions from the bank (Akahu's clock). Zero when absent or not a
+	// timestamp.
+	TransactionsRefreshed time.Time
+	Raw                   json.RawMessage // the account object as served
 }
 
 // HasTransactions reports whether the account has the TRANSACTIONS
@@ -55,6 +61,26 @@ func (c *Client) Me(ctx context.Context, user Token) (Me, error) {
 		return Me{}, cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf(`item has no "_id"`))
 	}
 	return Me{ID: w.ID, Email: w.Email}, nil
+}
+
+// Refresh asks Akahu to fetch the user's data from their banks now (POST /refresh)
+// instead of waiting for its own schedule. Akahu answers at once and refreshes in the
+// background: an account's refreshed.transactions ([Account].TransactionsRefreshed)
+// moves past the request when its refresh is done. Akahu may ignore a refresh asked
+// for too soon after the last one.
+//
+// Like a read it is retried on 429, 5xx, network errors and timeouts (asking twice is
+// harmless); 401 is [ErrAccessRevoked] and 403 [ErrForbidden], never retried.
+func (c *Client) Refresh(ctx context.Context, user Token) error {
+	cl := &call{method: http.MethodPost, endpoint: "POST /refresh", path: "/refresh", user: user, want: wantNone}
+	if err := checkUser(cl); err != nil {
+		return err
+	}
+	var (
+		buf []byte
+		env envelope
+	)
+	return c.do(ctx, cl, &buf, &env)
 }
 
 // Accounts returns every account the user shared with the app, following a
@@ -297,6 +323,9 @@ func decodeAccount(raw json.RawMessage) (Account, error) {
 		Balance       *struct {
 			Currency string `json:"currency"`
 		} `json:"balance"`
+		Refreshed *struct {
+			Transactions json.RawMessage `json:"transactions"`
+		} `json:"refreshed"`
 	}
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return Account{}, err
@@ -310,6 +339,13 @@ func decodeAccount(raw json.RawMessage) (Account, error) {
 	}
 	if w.Balance != nil {
 		a.Currency = w.Balance.Currency
+	}
+	if w.Refreshed != nil {
+		// A timestamp Akahu renders oddly is not worth failing the user's accounts for.
+		var s string
+		if json.Unmarshal(w.Refreshed.Transactions, &s) == nil {
+			a.TransactionsRefreshed, _ = time.Parse(time.RFC3339Nano, s)
+		}
 	}
 	if len(w.Connection) > 0 {
 		var conn struct {
