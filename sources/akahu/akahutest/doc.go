@@ -9,7 +9,7 @@
 // /transactions/pending and POST /refresh, /refresh/{id}); ground-truth accessors (Users, AccountIDs,
 // Settled, Pending, TotalSettled, SumSettled); scripted changes (add, delete,
 // replace id, move date, change description, settle pending, revoke user,
-// forbid user);
+// forbid user; refreshes with a delay, stalled or failing);
 // scripted faults (rate limits, 5xx, truncated and malformed bodies,
 // connection resets, slow answers, latency) with request statistics; and an
 // API rate limit (SetRateLimit: a token bucket shared by every request,
@@ -53,6 +53,12 @@
 //   - The settled "date" is local midnight in Pacific/Auckland rendered in UTC
 //     with milliseconds; amounts and balances are JSON number text rendered
 //     from integer cents; pending amounts are sometimes JSON strings.
+//   - POST /refresh (every account of the user) and /refresh/{id} (one account)
+//     answer {"success":true} at once; RefreshDelay (SetRefreshDelay) later the
+//     accounts' refreshed.balance, .meta and .transactions become the time the
+//     refresh completed, newer than before. StallRefresh makes chosen accounts
+//     never complete, FailRefresh makes a user's refresh answer 5xx, and
+//     OnRefreshed runs a hook (e.g. adding what the bank had) as each completes.
 //   - Unknown query parameters are ignored.
 //
 // # Use

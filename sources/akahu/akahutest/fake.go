@@ -3,6 +3,7 @@ package akahutest
 import (
 	"math"
 	"sync"
+	"time"
 )
 
 // Fake is a deterministic fake of the Akahu API. It is an http.Handler
@@ -29,6 +30,9 @@ type Fake struct {
 	extraSeq uint64
 	clock    int64 // mutation clock, UTC ms
 
+	refreshDelay time.Duration          // see SetRefreshDelay
+	refreshHook  func(accountID string) // see OnRefreshed
+
 	faults faultState
 }
 
@@ -40,6 +44,7 @@ type user struct {
 	accounts      []*account
 	revoked       bool // guarded by Fake.mu
 	forbidden     bool // guarded by Fake.mu
+	refreshFail   int  // status answered to POST /refresh, 0: acknowledged (guarded by Fake.mu)
 }
 
 type account struct {
@@ -62,6 +67,7 @@ type account struct {
 	removedDay  map[int]int
 	extrasByDay map[int][]*txn
 	pending     []*pendingTxn
+	refresh     refreshState // guarded by Fake.mu
 }
 
 // New builds the population for opts. Construction is cheap: settled
@@ -95,6 +101,7 @@ func New(opts Options) *Fake {
 	}
 	f.lambda = float64(o.TxPerAccountPerMonth) * 12 / 365.2425
 	f.faults.latency = o.PageLatency
+	f.refreshDelay = max(o.RefreshDelay, 0)
 
 	for u := 0; u < o.Users; u++ {
 		f.newUser(u)

@@ -59,6 +59,9 @@ type Options struct {
 	EmptyPageEvery int
 	// PageLatency is slept before answering every request (see SetLatency).
 	PageLatency time.Duration
+	// RefreshDelay is how long after POST /refresh the accounts show it (see
+	// SetRefreshDelay); 0 completes a refresh by the next request.
+	RefreshDelay time.Duration
 	// AppToken is the X-Akahu-Id the server accepts; empty derives one from Seed.
 	AppToken string
 }

@@ -327,11 +327,16 @@ func (f *Fake) renderAccount(acc *account, creds, auth string) []byte {
 		refreshed -= 40 * 86400000
 	}
 	b = append(b, `},"refreshed":{"balance":`...)
+	acc.refresh.stamps = append(acc.refresh.stamps, len(b))
 	b = appendQuotedTime(b, refreshed)
 	b = append(b, `,"meta":`...)
+	acc.refresh.stamps = append(acc.refresh.stamps, len(b))
 	b = appendQuotedTime(b, refreshed-60000)
+	acc.refresh.txStamp = refreshed
 	if acc.hasTx {
 		b = append(b, `,"transactions":`...)
+		acc.refresh.stamps = append(acc.refresh.stamps, len(b))
+		acc.refresh.txStamp = refreshed - 30000
 		b = appendQuotedTime(b, refreshed-30000)
 	}
 	b = append(b, `,"party":`...)

@@ -201,6 +201,7 @@ func (f *Fake) answer(r *http.Request, kind, id, method string) response {
 	if forbidden {
 		return errorResponse(http.StatusForbidden, "Forbidden")
 	}
+	f.settleRefreshes(u)
 	var acc *account
 	if id != "" && kind != "transaction" {
 		acc = f.byAcctID[id]
@@ -221,18 +222,22 @@ func (f *Fake) answer(r *http.Request, kind, id, method string) response {
 		return response{status: http.StatusOK, body: append(b, '}', '}'), page: -1}
 	case "accounts":
 		b := []byte(`{"success":true,"items":[`)
+		f.mu.RLock()
 		for i, a := range u.accounts {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, a.json...)
+			b = append(b, f.accountJSON(a)...)
 		}
+		f.mu.RUnlock()
 		return response{status: http.StatusOK, body: append(b, ']', '}'), page: -1}
 	case "account":
-		b := append([]byte(`{"success":true,"item":`), acc.json...)
+		f.mu.RLock()
+		b := append([]byte(`{"success":true,"item":`), f.accountJSON(acc)...)
+		f.mu.RUnlock()
 		return response{status: http.StatusOK, body: append(b, '}'), page: -1}
 	case "refresh":
-		return response{status: http.StatusOK, body: []byte(`{"success":true}`), page: -1}
+		return f.askRefresh(u, acc)
 	case "transaction":
 		return f.transaction(u, id)
 	case "pending", "account_pending":

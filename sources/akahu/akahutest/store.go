@@ -295,10 +295,12 @@ func (f *Fake) Account(accountID string) (AccountInfo, bool) {
 	if a == nil {
 		return AccountInfo{}, false
 	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	return AccountInfo{
 		ID: a.id, UserID: a.user.id, Type: a.typ, Status: a.status, Currency: a.currency,
 		HasTransactions: a.hasTx, RunningBalance: a.hasBalance,
-		JSON: slices.Clone(a.json),
+		JSON: slices.Clone(f.accountJSON(a)),
 	}, true
 }
 
