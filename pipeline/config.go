@@ -33,6 +33,10 @@ const (
 	// DefaultHoldBytes is how many bytes of extracted rows may wait in memory for the
 	// other accounts of their partitions before they go to the spill file.
 	DefaultHoldBytes = 64 << 20
+	// DefaultRefreshWait bounds the wait for Akahu's refresh (Config.Refresh);
+	// DefaultRefreshPoll is the first pause between listings while waiting.
+	DefaultRefreshWait = 3 * time.Minute
+	DefaultRefreshPoll = 3 * time.Second
 )
 
 // Source is what a run needs from Akahu; *akahu.Client implements it.
@@ -119,6 +123,18 @@ type Config struct {
 	// one walk and one pending request. (A failed walk over a user's accounts is done
 	// again account by account anyway, so one account's failure stays its own.)
 	AccountWalks bool
+	// Refresh asks Akahu to fetch every user's data from the banks before extracting
+	// (POST /refresh) and waits, up to RefreshWait, until each active account with
+	// transactions shows a refreshed.transactions newer than the request; an account
+	// that does not, or whose user's request failed, is extracted anyway with a
+	// warning and a note in the manifest. A dry run does not refresh. The Source must
+	// implement Refresher.
+	Refresh bool
+	// RefreshWait bounds that wait (0: DefaultRefreshWait). RefreshPoll is the first
+	// pause between listings of a user's accounts while waiting, doubled each round
+	// up to four times itself (0: DefaultRefreshPoll).
+	RefreshWait time.Duration
+	RefreshPoll time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -168,6 +184,20 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LockTTL == 0 {
 		c.LockTTL = DefaultLockTTL
+	}
+	if c.Refresh {
+		if _, ok := c.Source.(Refresher); !ok {
+			return fmt.Errorf("%w: refresh asked for but the source cannot refresh (%T)", ErrConfig, c.Source)
+		}
+		if c.RefreshWait < 0 || c.RefreshPoll < 0 {
+			return fmt.Errorf("%w: refresh wait %s and poll %s must not be negative", ErrConfig, c.RefreshWait, c.RefreshPoll)
+		}
+		if c.RefreshWait == 0 {
+			c.RefreshWait = DefaultRefreshWait
+		}
+		if c.RefreshPoll == 0 {
+			c.RefreshPoll = DefaultRefreshPoll
+		}
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -2,7 +2,9 @@
 // aligned to month partitions), extracts windows concurrently through bounded worker
 // pools, merges each partition file with what the run re-read, classifies every
 // transaction id (inserted, updated, unchanged, moved, deleted), writes the Parquet
-// objects through a [bucket.Bucket] and finally commits the run with a manifest.
+// objects through a [bucket.Bucket] and finally commits the run with a manifest. With
+// Config.Refresh it first asks Akahu to fetch the users' data from the banks and waits,
+// bounded, for the accounts to show it (refresh.go).
 //
 // The order of writes is what makes a run crash-safe:
 //

@@ -179,6 +179,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 		r.printPlan(r.cfg.PlanOut)
 		return nil, nil
 	}
+	r.refresh(ctx)
 	orphans, err := r.loadOrphanTombstones(ctx)
 	if err != nil {
 		return nil, err
