@@ -39,6 +39,15 @@
 // attributes as top-level fields. On GKE pass --log-format gcp. Tokens log as
 // "[REDACTED]" in every format.
 //
+// --refresh asks Akahu to fetch each user's data from the banks before extracting and
+// waits up to --refresh-wait (3m) for the accounts to show it; an account that does not,
+// or whose user's refresh request failed, is extracted as Akahu has it, with a warning
+// on stderr and a note in the manifest. The exit status is unchanged by it.
+//
+// On a terminal with text logs, stderr shows one progress line (windows done of
+// planned, rows read, requests per second, ETA) that log lines are written above
+// (progress.go); nothing is drawn on a pipe, or with JSON or gcp logs.
+//
 // The crash tests' seam (EXTRACT_TEST_KILL_AT) exists only in a binary built with
 // -tags crashtest.
 //

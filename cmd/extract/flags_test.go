@@ -45,6 +45,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad lookback", []string{"--user-tokens-file", good, "--lookback", "thirty"}, nil, "--lookback"},
 		{"bad history", []string{"--user-tokens-file", good, "--history", "-3d"}, nil, "--history"},
 		{"bad end date", []string{"--user-tokens-file", good, "--end", "2026-02-30"}, nil, "--end"},
+		{"refresh wait not positive", []string{"--user-tokens-file", good, "--refresh", "--refresh-wait", "0s"}, nil, "--refresh-wait"},
 		{"workers out of range", []string{"--user-tokens-file", good, "--workers", "0"}, nil, "--workers"},
 		{"shard out of range", []string{"--user-tokens-file", good, "--shard", "3", "--shards", "2"}, nil, "--shard"},
 		{"indexed job without --shards", []string{"--user-tokens-file", good}, map[string]string{"JOB_COMPLETION_INDEX": "0"}, "pass --shards"},

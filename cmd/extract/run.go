@@ -34,6 +34,8 @@ type runFlags struct {
 	lockWait                              time.Duration
 	purgeRevoked, failOnRevoked           bool
 	shardsSet                             bool // --shards was given
+	refresh                               bool
+	refreshWait                           time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
@@ -57,6 +59,8 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.BoolVar(&f.purgeRevoked, "purge-revoked", false, "delete the data of users whose token Akahu revoked (401) while other users were served; a 403 never purges")
 	fs.BoolVar(&f.failOnRevoked, "fail-on-revoked", false, "exit 1 when any user's token is refused (revoked or forbidden); by default that is reported and the run exits 0")
 	fs.DurationVar(&f.lockWait, "lock-wait", pipeline.DefaultLockWait, "how long to wait for another run writing the same dataset")
+	fs.BoolVar(&f.refresh, "refresh", false, "before extracting, ask Akahu to fetch each user's data from the banks (POST /refresh) and wait for it (not in a dry run)")
+	fs.DurationVar(&f.refreshWait, "refresh-wait", pipeline.DefaultRefreshWait, "with --refresh: how long to wait for the accounts to refresh; the others are extracted as they are, with a warning")
 }
 
 func envInt(getenv env, names ...string) int {
@@ -232,6 +236,9 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	if f.rps < 0 {
 		return cfg, nil, fmt.Errorf("--rps %v: want 0 (unlimited) or more", f.rps)
 	}
+	if f.refreshWait <= 0 {
+		return cfg, nil, fmt.Errorf("--refresh-wait %s: want a positive duration such as 3m", f.refreshWait)
+	}
 	if f.buckets < 1 || f.buckets > 4096 {
 		return cfg, nil, fmt.Errorf("--buckets %d: want 1..4096", f.buckets)
 	}
@@ -275,7 +282,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		Accounts: accounts, Workers: f.workers, DryRun: f.dryRun, TimeZone: f.timeZone,
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
 		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
-		FailOnRevoked: f.failOnRevoked,
+		FailOnRevoked: f.failOnRevoked, Refresh: f.refresh, RefreshWait: f.refreshWait,
 	}
 	return cfg, client, nil
 }
