@@ -46,6 +46,7 @@ type Client struct {
 	decoders sync.Pool // *jsontext.Decoder
 
 	requests, retries, rateLimited, serverErrors atomic.Int64
+	transactions                                 atomic.Int64
 }
 
 // Stats are counters over the life of a Client, and the state of its rate
@@ -56,6 +57,10 @@ type Stats struct {
 	Retries      int64 // attempts that were retries
 	RateLimited  int64 // 429 responses seen
 	ServerErrors int64 // 5xx responses seen
+	// Transactions counts the settled transactions received in the pages of
+	// Client.Transactions walks (a progress figure: a page retried is not counted
+	// twice, a transaction served twice is).
+	Transactions int64
 	// RateBudget is Config.RequestsPerSecond (0: none given).
 	RateBudget float64
 	// RateLimit is the governor's current pace in requests per second; 0
@@ -98,6 +103,7 @@ func (c *Client) Stats() Stats {
 		Retries:      c.retries.Load(),
 		RateLimited:  c.rateLimited.Load(),
 		ServerErrors: c.serverErrors.Load(),
+		Transactions: c.transactions.Load(),
 		RateBudget:   c.cfg.RequestsPerSecond,
 		RateLimit:    pace,
 		Slowdowns:    slowdowns,

@@ -237,6 +237,7 @@ func (c *Client) walk(ctx context.Context, cl *call, w Window, fn func(Page) err
 		if err := c.do(ctx, cl, &buf, &env); err != nil {
 			return err
 		}
+		c.transactions.Add(int64(len(env.items)))
 		if err := fn(Page{Index: index, Items: env.items}); err != nil {
 			return fmt.Errorf("akahu: %s (%s, window %s): page %d: %w", cl.endpoint, scope, w, index, err)
 		}

@@ -233,7 +233,7 @@ func TestTransactionsRetriesMidWalk(t *testing.T) {
 	if len(got) != 3 {
 		t.Errorf("items = %v, want 3 exactly once", got)
 	}
-	if st := tc.Stats(); st.Requests != 5 || st.Retries != 2 || st.ServerErrors != 2 {
+	if st := tc.Stats(); st.Requests != 5 || st.Retries != 2 || st.ServerErrors != 2 || st.Transactions != 3 {
 		t.Errorf("Stats = %+v", st)
 	}
 }
