@@ -25,12 +25,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	users := fs.Int("users", 3, "users in the fake population")
 	accounts := fs.Int("accounts-per-user", 4, "accounts per user")
 	perMonth := fs.Int("tx-per-month", 60, "transactions per account per month")
-	logFormat := fs.String("log-format", "text", "auto, text, json or gcp")
+	logFmt := fs.String("log-format", "text", "auto, text, json or gcp")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel, getenv)
+	format, err := logFormat(*logFmt, getenv, isTerminal(stderr))
+	if err != nil {
+		fmt.Fprintln(stderr, "extract demo:", err)
+		return exitUsage
+	}
+	stderr, display := progressOut(stderr, isTerminal(stderr), format)
+	log, err := newLogger(stderr, format, *logLevel, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract demo:", err)
 		return exitUsage
@@ -60,9 +66,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	now := func() time.Time { return base.Add(time.Since(began)) }
 	cfg := pipeline.Config{Out: b, Source: client, Users: tokens, Logger: log, ToolVersion: version(), Now: now,
 		Start: opts.From.Format(time.DateOnly), End: to.Format(time.DateOnly)}
-	if isTerminal(stderr) {
-		cfg.Progress = progressLine(stderr)
-	}
+	cfg.Progress = display.report(client.Stats)
 
 	fmt.Fprintf(stdout, "demo: fake Akahu at %s with %d users, %d settled transactions from %s to %s\n",
 		srv.URL, len(tokens), srv.TotalSettledAll(), cfg.Start, cfg.End)
@@ -75,6 +79,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	fmt.Fprintf(stdout, "\n2) Akahu changes overnight: %s\n", changes)
 	fmt.Fprintln(stdout, "\n3) incremental run (from the last manifest minus the 30-day lookback)")
 	cfg.Start, cfg.End = "", ""
+	cfg.Progress = display.report(client.Stats)
 	if code := execute(ctx, cfg, stdout, stderr); code != exitOK {
 		return code
 	}

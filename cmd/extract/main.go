@@ -92,7 +92,12 @@ func version() string {
 	return "dev"
 }
 
+// isTerminal reports whether w is a terminal: a character device, or a writer that
+// says it is one (tests).
 func isTerminal(w io.Writer) bool {
+	if t, ok := w.(interface{ IsTerminal() bool }); ok {
+		return t.IsTerminal()
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

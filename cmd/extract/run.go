@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
@@ -96,7 +95,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		fmt.Fprintf(stderr, "extract run: unexpected argument %q (tokens are never taken from flags or arguments)\n", fs.Arg(0))
 		return exitUsage
 	}
-	log, err := newLogger(stderr, f.logFormat, f.logLevel, getenv)
+	format, err := logFormat(f.logFormat, getenv, isTerminal(stderr))
+	if err != nil {
+		fmt.Fprintln(stderr, "extract run:", err)
+		return exitUsage
+	}
+	stderr, display := progressOut(stderr, isTerminal(stderr), format)
+	log, err := newLogger(stderr, format, f.logLevel, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract run:", err)
 		return exitUsage
@@ -108,17 +113,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	}
 	cfg.Source = client
 	cfg.PlanOut = stdout
-	if isTerminal(stderr) {
-		cfg.Progress = progressLine(stderr)
-	}
+	cfg.Progress = display.report(client.Stats)
 	return execute(ctx, cfg, stdout, stderr)
 }
 
 // execute runs the pipeline and reports: a summary on stdout, one line per refused
-// user and per failure on stderr, and the exit status.
+// user and per failure on stderr, and the exit status. When stderr is the progress
+// display, the run's progress line is ended before anything is reported.
 func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer) int {
 	begin := time.Now()
 	m, err := pipeline.Run(ctx, cfg)
+	if p, ok := stderr.(*progress); ok {
+		p.end()
+	}
 	if cfg.DryRun && err == nil {
 		return exitOK
 	}
@@ -354,20 +361,4 @@ func openBucket(ctx context.Context, out string) (bucket.Bucket, error) {
 		return nil, fmt.Errorf("--out %s: %w", out, err)
 	}
 	return b, nil
-}
-
-// progressLine redraws one progress line on a terminal.
-func progressLine(w io.Writer) func(done, total int) {
-	var last atomic.Int64
-	return func(done, total int) {
-		now := time.Now().UnixMilli()
-		if prev := last.Load(); now-prev < 200 && done != total {
-			return
-		}
-		last.Store(now)
-		fmt.Fprintf(w, "\rwindows %d/%d (%d%%)", done, total, done*100/max(total, 1))
-		if done == total {
-			fmt.Fprintln(w)
-		}
-	}
 }
