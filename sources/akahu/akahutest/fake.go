@@ -3,6 +3,7 @@ package akahutest
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,7 @@ type Fake struct {
 
 	refreshDelay time.Duration          // see SetRefreshDelay
 	refreshHook  func(accountID string) // see OnRefreshed
+	refreshAsked atomic.Bool            // a POST /refresh was answered
 
 	faults faultState
 }
