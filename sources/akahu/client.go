@@ -58,8 +58,8 @@ type Stats struct {
 	RateLimited  int64 // 429 responses seen
 	ServerErrors int64 // 5xx responses seen
 	// Transactions counts the settled transactions received in the pages of
-	// Client.Transactions walks (a progress figure: a page retried is not counted
-	// twice, a transaction served twice is).
+	// Transactions and AllTransactions walks (a progress figure: a page retried
+	// is not counted twice, a transaction served twice is).
 	Transactions int64
 	// RateBudget is Config.RequestsPerSecond (0: none given).
 	RateBudget float64
