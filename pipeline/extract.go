@@ -491,20 +491,37 @@ func (r *runner) extractPending(ctx context.Context, a *acctRun) {
 }
 
 // keepPending replaces the account's pending rows by items: an empty list is an
-// answer too, and replaces them by none.
+// answer too, and replaces them by none. The items are checked first, so a bad one
+// leaves nothing of the account in its bucket's rows.
 func (r *runner) keepPending(a *acctRun, items []json.RawMessage) {
-	b := schema.NewPendingBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
-	defer b.Release()
+	opts := schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started}
+	check, _ := r.pend.check.Get().(*schema.PendingBuilder)
+	if check == nil {
+		check = schema.NewPendingBuilder(r.mem, opts)
+	}
+	defer func() {
+		if check.Len() > 0 {
+			check.NewRecord().Release()
+		}
+		r.pend.check.Put(check)
+	}()
 	for i, it := range items {
-		if err := b.Append(it, a.acct.Currency); err != nil {
+		if err := check.Append(it, a.acct.Currency); err != nil {
 			r.pendingFailed(a, fmt.Errorf("%w: pending item %d: %w", ErrBadResponse, i, err))
 			return
 		}
 	}
-	rec := b.NewRecord()
-	r.mu.Lock()
-	r.pending[a.acct.ID] = rec
-	r.mu.Unlock()
+	r.pend.mu.Lock()
+	b := r.pend.builders[a.bucket]
+	if b == nil {
+		b = schema.NewPendingBuilder(r.mem, opts)
+		r.pend.builders[a.bucket] = b
+	}
+	for _, it := range items {
+		_ = b.Append(it, a.acct.Currency) // checked above
+	}
+	r.pend.fetched[a.bucket] = append(r.pend.fetched[a.bucket], a.acct.ID)
+	r.pend.mu.Unlock()
 	a.setPending("fetched")
 }
 

@@ -74,10 +74,10 @@ type runner struct {
 	// moved from a partition this run did not read, so every partition is scanned.
 	suspicious bool
 	deferred   []*heldPart
-	held       map[partKey]*heldPart   // deferred, by partition
-	watch      map[string]bool         // ids of crashed runs' tombstones: seen in a partition?
-	pending    map[string]arrow.Record // pending transactions, by account
-	marker     bool                    // the in-flight marker is written
+	held       map[partKey]*heldPart // deferred, by partition
+	watch      map[string]bool       // ids of crashed runs' tombstones: seen in a partition?
+	pend       pendingRows           // pending transactions fetched, by bucket
+	marker     bool                  // the in-flight marker is written
 	// wrote is the generation of each object this run wrote (0: deleted): a later
 	// read of it must find exactly that, and the run records one write per object.
 	wrote    map[string]int64
@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 		started: cfg.Now().UTC(),
 		txSch:   schema.Transactions(),
 		watch:   map[string]bool{},
-		pending: map[string]arrow.Record{},
+		pend:    pendingRows{builders: map[int]*schema.PendingBuilder{}, fetched: map[int][]string{}},
 	}
 	r.runID = newRunID(r.started, cfg.Shard, hex.EncodeToString(rnd[:]))
 	r.spill = &spill{dir: cfg.SpillDir, budget: max(cfg.HoldBytes, 0), mem: cfg.Memory, sch: r.txSch}
@@ -113,11 +113,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	for i, t := range cfg.Users {
 		r.users = append(r.users, &userRun{index: i, token: t, fp: tokenFingerprint(t)})
 	}
-	defer func() {
-		for _, rec := range r.pending {
-			rec.Release()
-		}
-	}()
+	defer r.pend.release()
 	return r.run(ctx)
 }
 

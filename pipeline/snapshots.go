@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/apache/arrow/go/v17/arrow"
 
@@ -18,14 +19,11 @@ import (
 // others kept; an account whose pending rows did not change keeps its old rows, so an
 // unchanged snapshot is not rewritten.
 func (r *runner) writePending(ctx context.Context) error {
-	byBucket := map[int][]string{}
-	for _, id := range sortedKeys(r.pending) {
-		a := r.accountByID(id)
-		byBucket[a.bucket] = append(byBucket[a.bucket], id)
-	}
 	sch := schema.Pending()
-	for _, bk := range sortedInts(byBucket) {
-		n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, r.pending, byBucket[bk])
+	for _, bk := range sortedInts(r.pend.fetched) {
+		rec := r.pend.builders[bk].NewRecord()
+		n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, []arrow.Record{rec}, r.pend.fetched[bk])
+		rec.Release()
 		if err != nil {
 			return err
 		}
@@ -36,13 +34,30 @@ func (r *runner) writePending(ctx context.Context) error {
 	return nil
 }
 
+// pendingRows collects the pending rows the run fetched: one builder per bucket (not a
+// record per account, whose fixed cost would grow memory with the accounts), and the
+// accounts whose lists were fetched, by bucket.
+type pendingRows struct {
+	mu       sync.Mutex
+	builders map[int]*schema.PendingBuilder
+	fetched  map[int][]string
+	check    sync.Pool // *schema.PendingBuilder: validates an account's items first
+}
+
+// release frees the builders.
+func (p *pendingRows) release() {
+	for _, b := range p.builders {
+		b.Release()
+	}
+}
+
 // writeAccounts writes today's account snapshot of each bucket.
 func (r *runner) writeAccounts(ctx context.Context) error {
 	sch := schema.Accounts()
-	fresh := map[string]arrow.Record{}
+	builders := map[int]*schema.AccountBuilder{}
 	defer func() {
-		for _, rec := range fresh {
-			rec.Release()
+		for _, b := range builders {
+			b.Release()
 		}
 	}()
 	byBucket := map[int][]string{}
@@ -50,20 +65,22 @@ func (r *runner) writeAccounts(ctx context.Context) error {
 		if a.user.isRefused() || a.user.err != nil {
 			continue
 		}
-		b := schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
-		err := b.Append(a.acct.Raw, a.user.me.ID)
-		if err != nil {
-			b.Release()
+		b := builders[a.bucket]
+		if b == nil {
+			b = schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+			builders[a.bucket] = b
+		}
+		if err := b.Append(a.acct.Raw, a.user.me.ID); err != nil {
 			a.fail(fmt.Errorf("account %s: %w: %w", a.acct.ID, ErrBadResponse, err))
 			continue
 		}
-		fresh[a.acct.ID] = b.NewRecord()
-		b.Release()
 		byBucket[a.bucket] = append(byBucket[a.bucket], a.acct.ID)
 	}
 	today := dayOfTime(r.started, r.loc)
 	for _, bk := range sortedInts(byBucket) {
-		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, fresh, byBucket[bk])
+		rec := builders[bk].NewRecord()
+		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
+		rec.Release()
 		if err != nil {
 			return err
 		}
@@ -84,11 +101,11 @@ func sortedInts[V any](m map[int]V) []int {
 }
 
 // replaceSnapshot rewrites a snapshot object in which each account's rows are replaced
-// as a whole: every account listed (fetched) gets exactly its fresh rows, none if its
-// record is empty; other accounts keep theirs. Rows are compared without lineage
+// as a whole: every account listed (fetched) gets exactly its rows in fresh, none if
+// fresh has none; other accounts keep theirs. Rows are compared without lineage
 // columns; an account whose rows are equal keeps its old rows. Returns the rows of the
 // fetched accounts.
-func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *arrow.Schema, fresh map[string]arrow.Record, accounts []string) (int64, error) {
+func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *arrow.Schema, fresh []arrow.Record, accounts []string) (int64, error) {
 	old, prev, err := r.readObject(ctx, name, nil)
 	if err != nil {
 		return 0, err
@@ -120,15 +137,21 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 	newBy := map[string][]rowRef{}
 	var count int64
 	for _, id := range accounts {
-		rec := fresh[id]
-		src := t.add(rec)
-		newBy[id] = make([]rowRef, 0, rec.NumRows()) // fetched, even with no rows
-		for i := 0; i < int(rec.NumRows()); i++ {
-			newBy[id] = append(newBy[id], rowRef{src, int32(i)})
-		}
-		count += rec.NumRows()
+		newBy[id] = []rowRef{} // fetched, even with no rows
 		if oldBy[id] == nil {
 			order = append(order, id)
+		}
+	}
+	for _, rec := range fresh {
+		src := t.add(rec)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			ref := rowRef{src, int32(i)}
+			id := t.str(ref, acctCol)
+			if _, ok := newBy[id]; !ok {
+				continue // not an account of this object
+			}
+			newBy[id] = append(newBy[id], ref)
+			count++
 		}
 	}
 	less := func(rows []rowRef) {
