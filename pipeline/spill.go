@@ -143,14 +143,21 @@ func (s *spill) dirName() string {
 	return s.dir
 }
 
-// recordSize is the bytes of a record's buffers.
+// arrayOverhead is what an Arrow array costs beyond its buffers' bytes (its data
+// and buffer structs, and the allocator's rounding): for the small records a quiet
+// user's walk hands each month, it is most of their memory.
+const arrayOverhead = 512
+
+// recordSize is the memory a record holds: its buffers' capacities (a builder's
+// records keep the builder's spare room) plus a fixed cost per array.
 func recordSize(rec arrow.Record) int64 {
 	var n int64
 	var add func(d arrow.ArrayData)
 	add = func(d arrow.ArrayData) {
+		n += arrayOverhead
 		for _, b := range d.Buffers() {
 			if b != nil {
-				n += int64(b.Len())
+				n += int64(b.Cap())
 			}
 		}
 		for _, c := range d.Children() {
