@@ -114,25 +114,27 @@ func editLatestManifest(t *testing.T, b bucket.Bucket, edit func(users []map[str
 	ctx := context.Background()
 	var known []map[string]any
 	for _, a := range mustList(t, b, "_state/") {
-		data, _, err := b.Get(ctx, a.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, _ := io.ReadAll(zr)
-		for _, l := range bytes.Split(bytes.TrimSpace(lines), []byte("\n")) {
-			var e struct {
-				User map[string]any `json:"user"`
-			}
-			if err := json.Unmarshal(l, &e); err != nil {
+		if strings.HasSuffix(a.Name, ".jsonl.gz") {
+			data, _, err := b.Get(ctx, a.Name)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if e.User != nil {
-				e.User["status"] = "ok"
-				known = append(known, e.User)
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, _ := io.ReadAll(zr)
+			for _, l := range bytes.Split(bytes.TrimSpace(lines), []byte("\n")) {
+				var e struct {
+					User map[string]any `json:"user"`
+				}
+				if err := json.Unmarshal(l, &e); err != nil {
+					t.Fatal(err)
+				}
+				if e.User != nil {
+					e.User["status"] = "ok"
+					known = append(known, e.User)
+				}
 			}
 		}
 		if err := b.Delete(ctx, a.Name, bucket.Condition{}); err != nil {

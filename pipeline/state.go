@@ -8,66 +8,82 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
 	"strings"
 
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
-// This file holds the incremental state: per bucket, each account's covered_through
-// and status, and each known token fingerprint's user, in one small object read once
-// per run (_state/bucket-BBB.jsonl.gz, gzip'd JSON lines).
+// This file holds the incremental state, two small objects per bucket read once per
+// run:
+//
+//   - _state/bucket-BBB.jsonl.gz, the members: gzip'd JSON lines naming each account
+//     extracted at least once (with its user) and each token fingerprint seen (with
+//     its user). It changes only when users or accounts are added or purged.
+//   - _state/bucket-BBB.coverage.json, the coverage: the date most of the bucket's
+//     accounts are covered through, and each account covered through another date.
+//     A daily run moves the common date and rewrites a few hundred bytes, whatever the
+//     number of accounts.
 //
 // The state is kept per bucket, not per shard, so a change of shard count (buckets
 // move between shards, never between state objects) or an ad-hoc run over some
-// accounts never resets another account: a run rewrites only the entries of the
-// accounts it extracted completely, and covered_through only moves forward. It is
-// written after the manifest, conditional on the generation read, so it never claims
-// more than a committed run extracted; a run that dies between the two leaves the
-// older state, and the next run re-reads a little more. Datasets written before the
-// state existed start from their newest manifest's covered_through map.
+// accounts never resets another account: a run changes only the accounts it extracted
+// completely, and covered_through only moves forward. Both objects are written after
+// the manifest, conditional on the generation read, so the state never claims more
+// than a committed run extracted; a run that dies between the two leaves the older
+// state, and the next run re-reads a little more. Datasets written before the state
+// existed start from their newest manifest's covered_through map.
 
 const statePrefix = "_state/"
 
-func stateObject(bucketIdx int) string {
-	return fmt.Sprintf("%sbucket-%03d.jsonl.gz", statePrefix, bucketIdx)
+func membersObject(bk int) string { return fmt.Sprintf("%sbucket-%03d.jsonl.gz", statePrefix, bk) }
+func coverageObject(bk int) string {
+	return fmt.Sprintf("%sbucket-%03d.coverage.json", statePrefix, bk)
 }
 
-// StateAccount is one account's line in a state object.
+// StateAccount is one account's line in a members object.
 type StateAccount struct {
-	AccountID      string `json:"account_id"`
-	UserID         string `json:"user_id,omitempty"`
-	CoveredThrough string `json:"covered_through,omitempty"`
-	Status         string `json:"status,omitempty"`
-	RunID          string `json:"run_id,omitempty"` // the run that last extracted it completely
+	AccountID string `json:"account_id"`
+	UserID    string `json:"user_id,omitempty"`
 }
 
 // StateUser is one token fingerprint's line: the user it belonged to when a run last
-// resolved it. Later runs name a revoked token's user by it.
+// resolved it. Later runs name a revoked token's user by it, and skip the users other
+// shards own.
 type StateUser struct {
 	TokenFP string `json:"token_fingerprint"`
 	UserID  string `json:"user_id"`
 }
 
-// stateLine is one JSON line: exactly one of its fields is set.
+// stateLine is one JSON line of a members object: exactly one field is set.
 type stateLine struct {
 	Account *StateAccount `json:"account,omitempty"`
 	User    *StateUser    `json:"user,omitempty"`
 }
 
-// bucketState is one bucket's state object as read.
+// stateCoverage is a coverage object.
+type stateCoverage struct {
+	// CoveredThrough is the date every member not in Except is covered through.
+	CoveredThrough string `json:"covered_through"`
+	// Except maps the members covered through another date to that date.
+	Except map[string]string `json:"except,omitempty"`
+}
+
+// bucketState is one bucket's state as read.
 type bucketState struct {
 	accounts map[string]StateAccount
 	users    map[string]StateUser // by fingerprint
-	gen      int64                // 0: no object yet
-	size     int64
+	covered  map[string]string    // every member's covered_through
+	memGen   int64                // generations read (0: no object yet)
+	covGen   int64
+	size     int64 // bytes read
 }
 
 // runState is the state of the buckets this shard owns.
 type runState struct {
 	buckets map[int]*bucketState
 	legacy  bool  // no state object yet: covered_through comes from the newest manifest
-	foreign int64 // bytes of other shards' state objects read for the directory
+	foreign int64 // bytes of other shards' members objects read for the directory
 }
 
 // coveredThrough returns the account's covered_through, if any.
@@ -76,8 +92,8 @@ func (s *runState) coveredThrough(id string) (string, bool) {
 		return "", false
 	}
 	for _, bs := range s.buckets {
-		if a, ok := bs.accounts[id]; ok && a.CoveredThrough != "" {
-			return a.CoveredThrough, true
+		if d, ok := bs.covered[id]; ok && d != "" {
+			return d, true
 		}
 	}
 	return "", false
@@ -102,28 +118,29 @@ func loadRunState(ctx context.Context, b bucket.Bucket, buckets, shard, shards i
 	s := &runState{buckets: map[int]*bucketState{}}
 	found := false
 	for bk := shard; bk < buckets; bk += shards {
-		bs, err := readBucketState(ctx, b, bk)
+		bs, err := readBucketState(ctx, b, bk, true)
 		if err != nil {
 			return nil, err
 		}
-		found = found || bs.gen != 0
+		found = found || bs.memGen != 0
 		s.buckets[bk] = bs
 	}
 	s.legacy = !found
 	return s, nil
 }
 
-func readBucketState(ctx context.Context, b bucket.Bucket, bk int) (*bucketState, error) {
-	bs := &bucketState{accounts: map[string]StateAccount{}, users: map[string]StateUser{}}
-	name := stateObject(bk)
+// readBucketState reads a bucket's members and, with coverage, its coverage.
+func readBucketState(ctx context.Context, b bucket.Bucket, bk int, coverage bool) (*bucketState, error) {
+	bs := &bucketState{accounts: map[string]StateAccount{}, users: map[string]StateUser{}, covered: map[string]string{}}
+	name := membersObject(bk)
 	data, attrs, err := b.Get(ctx, name)
-	if errors.Is(err, bucket.ErrNotFound) {
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
 		return bs, nil
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("read state %s: %w", name, err)
 	}
-	bs.gen, bs.size = attrs.Generation, int64(len(data))
+	bs.memGen, bs.size = attrs.Generation, int64(len(data))
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
@@ -145,19 +162,37 @@ func readBucketState(ctx context.Context, b bucket.Bucket, bk int) (*bucketState
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
+	if !coverage {
+		return bs, nil
+	}
+	name = coverageObject(bk)
+	data, attrs, err = b.Get(ctx, name)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return bs, nil // members without coverage: every member starts from the history
+	case err != nil:
+		return nil, fmt.Errorf("read state %s: %w", name, err)
+	}
+	bs.covGen, bs.size = attrs.Generation, bs.size+int64(len(data))
+	var c stateCoverage
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	}
+	for id := range bs.accounts {
+		d, ok := c.Except[id]
+		if !ok {
+			d = c.CoveredThrough
+		}
+		bs.covered[id] = d
+	}
 	return bs, nil
 }
 
-// encode renders a bucket's state deterministically: users then accounts, sorted.
-func (bs *bucketState) encode() []byte {
+// encodeMembers renders a bucket's members deterministically: users then accounts.
+func (bs *bucketState) encodeMembers() []byte {
 	var raw bytes.Buffer
 	enc := json.NewEncoder(&raw)
-	fps := make([]string, 0, len(bs.users))
-	for fp := range bs.users {
-		fps = append(fps, fp)
-	}
-	sort.Strings(fps)
-	for _, fp := range fps {
+	for _, fp := range sortedKeys(bs.users) {
 		u := bs.users[fp]
 		_ = enc.Encode(stateLine{User: &u})
 	}
@@ -172,6 +207,28 @@ func (bs *bucketState) encode() []byte {
 	return out.Bytes()
 }
 
+// encodeCoverage renders a bucket's coverage: the most common date, and the others.
+func (bs *bucketState) encodeCoverage() []byte {
+	count := map[string]int{}
+	for _, d := range bs.covered {
+		count[d]++
+	}
+	common := ""
+	for _, d := range sortedKeys(count) {
+		if count[d] > count[common] || common == "" {
+			common = d
+		}
+	}
+	c := stateCoverage{CoveredThrough: common, Except: map[string]string{}}
+	for id := range bs.accounts {
+		if d := bs.covered[id]; d != common {
+			c.Except[id] = d // "": a member never covered (its coverage was lost)
+		}
+	}
+	out, _ := json.Marshal(c) // map keys are sorted: deterministic
+	return out
+}
+
 // saveState folds this run into the state of its buckets and writes the objects
 // that changed. It runs after the commit; a failure is reported, not fatal: the
 // next run starts from the older state and re-reads more.
@@ -179,35 +236,25 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 	if r.state == nil {
 		return 0, nil
 	}
-	changed := map[int]bool{}
+	members, coverage := map[int]bool{}, map[int]bool{}
 	for _, a := range r.accounts {
 		bs := r.state.buckets[a.bucket]
-		if bs == nil || r.purged[a.user.me.ID] {
-			continue
+		if bs == nil || r.purged[a.user.me.ID] || a.status == "skipped" || a.failed() || a.user.isRefused() || len(a.done) == 0 {
+			continue // only an account extracted completely moves
 		}
-		old, had := bs.accounts[a.acct.ID]
+		id := a.acct.ID
+		old, had := bs.covered[id]
 		if !had && r.state.legacy && r.latest != nil {
-			if d, ok := r.latest.CoveredThrough[a.acct.ID]; ok {
-				old = StateAccount{AccountID: a.acct.ID, CoveredThrough: d}
-			}
+			old = r.latest.CoveredThrough[id]
 		}
-		next := old
-		next.AccountID, next.UserID = a.acct.ID, a.user.me.ID
-		next.Status = a.status
-		switch {
-		case a.user.isRefused():
-			next.Status = a.user.status
-		case a.failed():
-			next.Status = "failed"
-		case a.status != "skipped" && len(a.done) > 0:
-			if end := r.end.String(); next.CoveredThrough < end {
-				next.CoveredThrough = end
-			}
-			next.RunID = r.runID
+		next := max(old, r.end.String())
+		if m, ok := bs.accounts[id]; !ok || m.UserID != a.user.me.ID {
+			bs.accounts[id] = StateAccount{AccountID: id, UserID: a.user.me.ID}
+			members[a.bucket] = true
 		}
-		if next != old || !had {
-			bs.accounts[a.acct.ID] = next
-			changed[a.bucket] = true
+		if !had || next != old {
+			bs.covered[id] = next
+			coverage[a.bucket] = true
 		}
 	}
 	for _, u := range r.users {
@@ -230,22 +277,29 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 			}
 			if old, ok := bs.users[u.fp]; !ok || old.UserID != u.me.ID {
 				bs.users[u.fp] = StateUser{TokenFP: u.fp, UserID: u.me.ID}
-				changed[bk] = true
+				members[bk] = true
 			}
 			break
 		}
 	}
-	for bk := range changed {
-		bs := r.state.buckets[bk]
-		data := bs.encode()
-		cond := bucket.Condition{DoesNotExist: bs.gen == 0, GenerationMatch: bs.gen}
-		attrs, perr := r.b.Put(ctx, stateObject(bk), data, cond)
+	put := func(name string, data []byte, gen *int64) {
+		attrs, perr := r.b.Put(ctx, name, data, bucket.Condition{DoesNotExist: *gen == 0, GenerationMatch: *gen})
 		if perr != nil {
-			err = errors.Join(err, fmt.Errorf("write state %s: %w", stateObject(bk), perr))
-			continue
+			err = errors.Join(err, fmt.Errorf("write state %s: %w", name, perr))
+			return
 		}
-		bs.gen, bs.size = attrs.Generation, int64(len(data))
+		*gen = attrs.Generation
 		written += int64(len(data))
+	}
+	// Members first: a coverage entry of an account no members object names is
+	// never read.
+	for _, bk := range sortedInts(members) {
+		bs := r.state.buckets[bk]
+		put(membersObject(bk), bs.encodeMembers(), &bs.memGen)
+	}
+	for _, bk := range sortedInts(coverage) {
+		bs := r.state.buckets[bk]
+		put(coverageObject(bk), bs.encodeCoverage(), &bs.covGen)
 	}
 	return written, err
 }
@@ -265,7 +319,7 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 		if _, own := r.state.buckets[bk]; own {
 			continue
 		}
-		bs, err := readBucketState(ctx, r.b, bk)
+		bs, err := readBucketState(ctx, r.b, bk, false)
 		if err != nil {
 			return nil, err
 		}
@@ -277,45 +331,48 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 	return dir, nil
 }
 
-// CoveredThrough returns every account's covered_through across the dataset's state
-// objects (or, for a dataset without any, the newest manifests' maps), for status
-// reports and tests.
-func CoveredThrough(ctx context.Context, b bucket.Bucket) (map[string]string, error) {
+// stateBuckets lists the buckets that have a members object.
+func stateBuckets(ctx context.Context, b bucket.Bucket) ([]int, error) {
 	list, err := b.List(ctx, statePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", statePrefix, err)
 	}
-	out := map[string]string{}
+	var out []int
 	for _, a := range list {
 		var bk int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(a.Name, statePrefix), "bucket-%d.jsonl.gz", &bk); err != nil {
-			continue
+		if _, err := fmt.Sscanf(strings.TrimPrefix(a.Name, statePrefix), "bucket-%d.jsonl.gz", &bk); err == nil && a.Name == membersObject(bk) {
+			out = append(out, bk)
 		}
-		bs, err := readBucketState(ctx, b, bk)
+	}
+	return out, nil
+}
+
+// CoveredThrough returns every account's covered_through across the dataset's state
+// objects, for status reports and tests.
+func CoveredThrough(ctx context.Context, b bucket.Bucket) (map[string]string, error) {
+	bks, err := stateBuckets(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, bk := range bks {
+		bs, err := readBucketState(ctx, b, bk, true)
 		if err != nil {
 			return nil, err
 		}
-		for id, acc := range bs.accounts {
-			if acc.CoveredThrough != "" {
-				out[id] = acc.CoveredThrough
-			}
-		}
+		maps.Copy(out, bs.covered)
 	}
 	return out, nil
 }
 
 // redactState removes a purged user's or account's entries from every state object.
 func redactState(ctx context.Context, b bucket.Bucket, user, account string) error {
-	list, err := b.List(ctx, statePrefix)
+	bks, err := stateBuckets(ctx, b)
 	if err != nil {
-		return fmt.Errorf("list %s: %w", statePrefix, err)
+		return err
 	}
-	for _, a := range list {
-		var bk int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(a.Name, statePrefix), "bucket-%d.jsonl.gz", &bk); err != nil {
-			continue
-		}
-		bs, err := readBucketState(ctx, b, bk)
+	for _, bk := range bks {
+		bs, err := readBucketState(ctx, b, bk, true)
 		if err != nil {
 			return err
 		}
@@ -323,6 +380,7 @@ func redactState(ctx context.Context, b bucket.Bucket, user, account string) err
 		for id, acc := range bs.accounts {
 			if (user != "" && acc.UserID == user) || (account != "" && id == account) {
 				delete(bs.accounts, id)
+				delete(bs.covered, id)
 				changed = true
 			}
 		}
@@ -335,8 +393,13 @@ func redactState(ctx context.Context, b bucket.Bucket, user, account string) err
 		if !changed {
 			continue
 		}
-		if _, err := b.Put(ctx, a.Name, bs.encode(), bucket.Condition{GenerationMatch: bs.gen}); err != nil {
-			return fmt.Errorf("redact state %s: %w", a.Name, err)
+		if _, err := b.Put(ctx, membersObject(bk), bs.encodeMembers(), bucket.Condition{GenerationMatch: bs.memGen}); err != nil {
+			return fmt.Errorf("redact state %s: %w", membersObject(bk), err)
+		}
+		if bs.covGen != 0 {
+			if _, err := b.Put(ctx, coverageObject(bk), bs.encodeCoverage(), bucket.Condition{GenerationMatch: bs.covGen}); err != nil {
+				return fmt.Errorf("redact state %s: %w", coverageObject(bk), err)
+			}
 		}
 	}
 	return nil
