@@ -91,7 +91,15 @@ func (r *runner) manifest() *Manifest {
 			ranges[s]++
 		}
 		m.AccountCounts[as.Status]++
-		if as.Status != "ok" || as.Error != "" || as.Note != "" || (as.Pending != "fetched" && as.Pending != "") {
+		// Listed: what needs an operator's eye (a failure, a refused user's accounts, a
+		// pending list kept). Routine statuses (ok, inactive, skipped) are counted only.
+		switch as.Status {
+		case "ok", "inactive", "skipped":
+		default:
+			m.Accounts = append(m.Accounts, as)
+			continue
+		}
+		if as.Error != "" || as.Pending == "kept (request failed)" {
 			m.Accounts = append(m.Accounts, as)
 		}
 	}

@@ -40,9 +40,9 @@ type Manifest struct {
 	// not with the number of users. (Manifests written before 2026-12 list every user.)
 	Users      []UserStatus   `json:"users"`
 	UserCounts map[string]int `json:"user_counts,omitempty"`
-	// Accounts lists the accounts that are not plainly ok (failed, revoked, skipped,
-	// inactive, or whose pending list was kept), AccountCounts counts every account
-	// by status.
+	// Accounts lists the accounts that need an operator's eye (failed, revoked,
+	// forbidden, or whose pending list was kept after a failed request), and
+	// AccountCounts counts every account by status (ok, inactive, skipped, …).
 	Accounts      []AccountStatus `json:"accounts"`
 	AccountCounts map[string]int  `json:"account_counts,omitempty"`
 	// Ranges is the coverage in compact form: each distinct run of local dates

@@ -23,7 +23,7 @@ func TestRateLimitedFleetRun(t *testing.T) {
 		t.Skip("a load of several seconds, skipped in -short mode")
 	}
 	const limit, burst = 40, 10
-	opts := akahutest.Options{Seed: 40, Users: 40, AccountsPerUser: 2, TxPerAccountPerMonth: 12,
+	opts := akahutest.Options{Seed: 40, Users: 40, AccountsPerUser: 2, TxPerAccountPerMonth: 40,
 		From: date(2026, 1, 1), To: date(2026, 2, 28), PageSize: 25, PendingPerAccount: 1}
 	if *fleetFull {
 		opts = akahutest.Options{Seed: 40, Users: 40}
