@@ -25,6 +25,7 @@ type windowResult struct {
 	ws   []*window
 	recs []arrow.Record
 	seg  *segment
+	size int64 // memory the rows hold (their share of the walk's records)
 	held int64 // bytes of recs counted against the spill budget
 	err  error
 }
@@ -135,7 +136,7 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 				mu.Unlock()
 				if waits && res.err == nil {
 					var err error
-					res.recs, res.seg, res.held, err = r.spill.hold(res.recs)
+					res.recs, res.seg, res.held, err = r.spill.hold(res.recs, res.size)
 					if err != nil {
 						res.err = err
 						r.failWindows(res.ws, err)
@@ -353,6 +354,7 @@ func (r *runner) extractEach(ctx context.Context, wk *walk) []windowResult {
 			// error on the accounts (acctRun.fail), and the merge skips them.
 			out[i].ws = append(out[i].ws, res.ws...)
 			out[i].recs = append(out[i].recs, res.recs...)
+			out[i].size += res.size
 			if out[i].err != nil && res.err == nil {
 				out[i].err = nil
 			}
@@ -378,9 +380,8 @@ func accountOfRow(rec arrow.Record, col, i int, ws []*window) *acctRun {
 // splitWalk checks what the client cannot (every row belongs to an account of the
 // walk and is dated inside the walk) and cuts the records into one result per
 // partition. Rows arrive newest first, so each partition's rows are a few
-// contiguous runs. A record wholly in one partition is handed on as it is; the runs
-// of a record spanning several are copied into records of their own, so a
-// partition's rows never keep another partition's memory alive (a slice would).
+// contiguous runs: zero-copy slices of the walk's records. (Copies would cost a
+// few dozen arrays per month of a quiet account: most of a backfill's memory.)
 func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error) {
 	results := r.splitResults(wk, nil)
 	index := map[partKey]int{}
@@ -390,6 +391,7 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error
 	t := &table{schema: r.txSch, recs: recs}
 	for s, rec := range recs {
 		n := int(rec.NumRows())
+		size := recordSize(rec)
 		start := 0
 		var cur partKey
 		for i := 0; i <= n; i++ {
@@ -409,53 +411,15 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error
 			}
 			if i > 0 && (i == n || key != cur) {
 				k := index[cur]
-				piece := rec
-				if start > 0 || i < n {
-					var err error
-					if piece, err = r.copyRows(rec, start, i); err != nil {
-						releaseResults(results)
-						return nil, err
-					}
-				} else {
-					rec.Retain()
-				}
-				results[k].recs = append(results[k].recs, piece)
+				results[k].recs = append(results[k].recs, rec.NewSlice(int64(start), int64(i)))
+				// A slice shares its record's buffers: each slice counts its share.
+				results[k].size += size * int64(i-start) / int64(n)
 				start = i
 			}
 			cur = key
 		}
 	}
 	return results, nil
-}
-
-// copyRows returns rows [from, to) of rec as a record with buffers of its own.
-func (r *runner) copyRows(rec arrow.Record, from, to int) (arrow.Record, error) {
-	slice := rec.NewSlice(int64(from), int64(to))
-	defer slice.Release()
-	cols := make([]arrow.Array, slice.NumCols())
-	for i, c := range slice.Columns() {
-		a, err := array.Concatenate([]arrow.Array{c}, r.mem)
-		if err != nil {
-			for _, done := range cols[:i] {
-				done.Release()
-			}
-			return nil, fmt.Errorf("copy rows: %w", err)
-		}
-		cols[i] = a
-	}
-	out := array.NewRecord(slice.Schema(), cols, int64(to-from))
-	for _, c := range cols {
-		c.Release()
-	}
-	return out, nil
-}
-
-func releaseResults(results []windowResult) {
-	for _, res := range results {
-		for _, rec := range res.recs {
-			rec.Release()
-		}
-	}
 }
 
 // splitResults returns one result per partition of the walk's windows, with err

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"sync/atomic"
 	"testing"
 
@@ -161,5 +162,39 @@ func TestWalksFollowTheData(t *testing.T) {
 			}
 			t.Logf("%d walks, %d pages, minimum %d", walks, pages, minPages)
 		})
+	}
+}
+
+// TestSpillEverything: with no memory budget every walk's rows wait for their
+// partition in the spill file (Arrow IPC, slices of the walks' records included) and
+// the dataset is the same as when they wait in memory; the spill file is gone after
+// the run.
+func TestSpillEverything(t *testing.T) {
+	spillDir := t.TempDir()
+	var contents []map[string]txRow
+	for _, hold := range []int64{0, -1} {
+		b := newLocal(t)
+		opts := smallPopulation()
+		opts.Users = 3
+		h := newHarness(t, b, opts)
+		cfg := h.config(h.opts.From, h.opts.To)
+		cfg.Buckets, cfg.HoldBytes, cfg.SpillDir = 2, hold, spillDir
+		if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		contents = append(contents, h.expectFaithful(h.opts.From, h.opts.To))
+	}
+	if len(contents[0]) == 0 || len(contents[0]) != len(contents[1]) {
+		t.Fatalf("%d rows held in memory, %d spilled", len(contents[0]), len(contents[1]))
+	}
+	for id, r := range contents[0] {
+		s := contents[1][id]
+		r.RunID, s.RunID = "", "" // two runs
+		if s != r {
+			t.Errorf("%s differs when spilled: %+v vs %+v", id, r, s)
+		}
+	}
+	if left, _ := os.ReadDir(spillDir); len(left) != 0 {
+		t.Errorf("spill files left behind: %v", left)
 	}
 }

@@ -40,14 +40,10 @@ type spill struct {
 // segment is one spilled batch of records: a whole IPC stream at an offset.
 type segment struct{ off, n int64 }
 
-// hold decides where recs wait: in memory while the budget allows (it returns them
-// and counts their size), otherwise in the spill file (it releases them and returns
-// the segment).
-func (s *spill) hold(recs []arrow.Record) ([]arrow.Record, *segment, int64, error) {
-	var size int64
-	for _, rec := range recs {
-		size += recordSize(rec)
-	}
+// hold decides where recs, holding size bytes of memory, wait: in memory while the
+// budget allows (it returns them and counts their size), otherwise in the spill file
+// (it releases them and returns the segment).
+func (s *spill) hold(recs []arrow.Record, size int64) ([]arrow.Record, *segment, int64, error) {
 	s.mu.Lock()
 	if s.held+size <= s.budget {
 		s.held += size
