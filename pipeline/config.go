@@ -37,6 +37,10 @@ const (
 	// DefaultRefreshPoll is the first pause between listings while waiting.
 	DefaultRefreshWait = 3 * time.Minute
 	DefaultRefreshPoll = 3 * time.Second
+	// DefaultMemoryLimit is the soft memory limit (runtime/debug.SetMemoryLimit) the
+	// extract command sets unless GOMEMLIMIT does: the spill's budget, the partitions
+	// being merged and the run's state fit in it.
+	DefaultMemoryLimit = 256 << 20
 )
 
 // Source is what a run needs from Akahu; *akahu.Client implements it.
