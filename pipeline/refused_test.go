@@ -604,7 +604,7 @@ func TestTokenFingerprintLength(t *testing.T) {
 	h := newHarness(t, b, threeUsers())
 	h.run(h.opts.From, h.opts.To)
 	// The state object names each user's token by its fingerprint.
-	data, _, err := b.Get(context.Background(), "_state/bucket-000.jsonl.gz")
+	data, _, err := b.Get(context.Background(), "_state/bucket-000.users.jsonl.gz")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,11 @@ import (
 // run:
 //
 //   - _state/bucket-BBB.jsonl.gz, the members: gzip'd JSON lines naming each account
-//     extracted at least once (with its user) and each token fingerprint seen (with
-//     its user). It changes only when users or accounts are added or purged.
+//     extracted at least once, with its user. It changes only when accounts are added
+//     or purged.
+//   - _state/bucket-BBB.users.jsonl.gz, the users: each token fingerprint seen, with
+//     its user. Every shard of a layout-2 dataset reads every bucket's, to skip the
+//     tokens of users other shards own; it changes only when tokens are added.
 //   - _state/bucket-BBB.coverage.json, the coverage: the date most of the bucket's
 //     accounts are covered through, and each account covered through another date.
 //     A daily run moves the common date and rewrites a few hundred bytes, whatever the
@@ -37,6 +40,7 @@ import (
 const statePrefix = "_state/"
 
 func membersObject(bk int) string { return fmt.Sprintf("%sbucket-%03d.jsonl.gz", statePrefix, bk) }
+func usersObject(bk int) string   { return fmt.Sprintf("%sbucket-%03d.users.jsonl.gz", statePrefix, bk) }
 func coverageObject(bk int) string {
 	return fmt.Sprintf("%sbucket-%03d.coverage.json", statePrefix, bk)
 }
@@ -75,6 +79,7 @@ type bucketState struct {
 	users    map[string]StateUser // by fingerprint
 	covered  map[string]string    // every member's covered_through
 	memGen   int64                // generations read (0: no object yet)
+	usrGen   int64
 	covGen   int64
 	size     int64 // bytes read
 }
@@ -122,51 +127,35 @@ func loadRunState(ctx context.Context, b bucket.Bucket, buckets, shard, shards i
 		if err != nil {
 			return nil, err
 		}
-		found = found || bs.memGen != 0
+		found = found || bs.memGen != 0 || bs.usrGen != 0
 		s.buckets[bk] = bs
 	}
 	s.legacy = !found
 	return s, nil
 }
 
-// readBucketState reads a bucket's members and, with coverage, its coverage.
-func readBucketState(ctx context.Context, b bucket.Bucket, bk int, coverage bool) (*bucketState, error) {
+// readBucketState reads a bucket's users and, with all, its members and coverage.
+func readBucketState(ctx context.Context, b bucket.Bucket, bk int, all bool) (*bucketState, error) {
 	bs := &bucketState{accounts: map[string]StateAccount{}, users: map[string]StateUser{}, covered: map[string]string{}}
-	name := membersObject(bk)
-	data, attrs, err := b.Get(ctx, name)
-	switch {
-	case errors.Is(err, bucket.ErrNotFound):
-		return bs, nil
-	case err != nil:
-		return nil, fmt.Errorf("read state %s: %w", name, err)
-	}
-	bs.memGen, bs.size = attrs.Generation, int64(len(data))
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
-	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		var l stateLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return nil, fmt.Errorf("%w: %s line %d: %v", ErrCorrupt, name, n, err)
-		}
-		switch {
-		case l.Account != nil && l.Account.AccountID != "":
-			bs.accounts[l.Account.AccountID] = *l.Account
-		case l.User != nil && l.User.TokenFP != "":
+	if err := readLines(ctx, b, usersObject(bk), &bs.usrGen, &bs.size, func(l stateLine) {
+		if l.User != nil && l.User.TokenFP != "" {
 			bs.users[l.User.TokenFP] = *l.User
 		}
+	}); err != nil || !all {
+		return bs, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	if err := readLines(ctx, b, membersObject(bk), &bs.memGen, &bs.size, func(l stateLine) {
+		if l.Account != nil && l.Account.AccountID != "" {
+			bs.accounts[l.Account.AccountID] = *l.Account
+		}
+	}); err != nil {
+		return nil, err
 	}
-	if !coverage {
+	if bs.memGen == 0 {
 		return bs, nil
 	}
-	name = coverageObject(bk)
-	data, attrs, err = b.Get(ctx, name)
+	name := coverageObject(bk)
+	data, attrs, err := b.Get(ctx, name)
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		return bs, nil // members without coverage: every member starts from the history
@@ -188,17 +177,60 @@ func readBucketState(ctx context.Context, b bucket.Bucket, bk int, coverage bool
 	return bs, nil
 }
 
-// encodeMembers renders a bucket's members deterministically: users then accounts.
-func (bs *bucketState) encodeMembers() []byte {
-	var raw bytes.Buffer
-	enc := json.NewEncoder(&raw)
-	for _, fp := range sortedKeys(bs.users) {
-		u := bs.users[fp]
-		_ = enc.Encode(stateLine{User: &u})
+// readLines reads a gzip'd JSON-lines state object, if it exists.
+func readLines(ctx context.Context, b bucket.Bucket, name string, gen, size *int64, fn func(stateLine)) error {
+	data, attrs, err := b.Get(ctx, name)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read state %s: %w", name, err)
 	}
+	*gen, *size = attrs.Generation, *size+int64(len(data))
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		var l stateLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("%w: %s line %d: %v", ErrCorrupt, name, n, err)
+		}
+		fn(l)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	}
+	return nil
+}
+
+// encodeMembers renders a bucket's members deterministically.
+func (bs *bucketState) encodeMembers() []byte {
+	var lines []stateLine
 	for _, id := range sortedKeys(bs.accounts) {
 		a := bs.accounts[id]
-		_ = enc.Encode(stateLine{Account: &a})
+		lines = append(lines, stateLine{Account: &a})
+	}
+	return gzipLines(lines)
+}
+
+// encodeUsers renders a bucket's users deterministically.
+func (bs *bucketState) encodeUsers() []byte {
+	var lines []stateLine
+	for _, fp := range sortedKeys(bs.users) {
+		u := bs.users[fp]
+		lines = append(lines, stateLine{User: &u})
+	}
+	return gzipLines(lines)
+}
+
+func gzipLines(lines []stateLine) []byte {
+	var raw bytes.Buffer
+	enc := json.NewEncoder(&raw)
+	for _, l := range lines {
+		_ = enc.Encode(l)
 	}
 	var out bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&out, gzip.BestCompression)
@@ -236,7 +268,7 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 	if r.state == nil {
 		return 0, nil
 	}
-	members, coverage := map[int]bool{}, map[int]bool{}
+	members, users, coverage := map[int]bool{}, map[int]bool{}, map[int]bool{}
 	for _, a := range r.accounts {
 		bs := r.state.buckets[a.bucket]
 		if bs == nil || r.purged[a.user.me.ID] || a.status == "skipped" || a.failed() || a.user.isRefused() || len(a.done) == 0 {
@@ -277,7 +309,7 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 			}
 			if old, ok := bs.users[u.fp]; !ok || old.UserID != u.me.ID {
 				bs.users[u.fp] = StateUser{TokenFP: u.fp, UserID: u.me.ID}
-				members[bk] = true
+				users[bk] = true
 			}
 			break
 		}
@@ -293,6 +325,10 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 	}
 	// Members first: a coverage entry of an account no members object names is
 	// never read.
+	for _, bk := range sortedInts(users) {
+		bs := r.state.buckets[bk]
+		put(usersObject(bk), bs.encodeUsers(), &bs.usrGen)
+	}
 	for _, bk := range sortedInts(members) {
 		bs := r.state.buckets[bk]
 		put(membersObject(bk), bs.encodeMembers(), &bs.memGen)
@@ -331,16 +367,18 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 	return dir, nil
 }
 
-// stateBuckets lists the buckets that have a members object.
+// stateBuckets lists the buckets that have state objects.
 func stateBuckets(ctx context.Context, b bucket.Bucket) ([]int, error) {
 	list, err := b.List(ctx, statePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", statePrefix, err)
 	}
 	var out []int
+	seen := map[int]bool{}
 	for _, a := range list {
 		var bk int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(a.Name, statePrefix), "bucket-%d.jsonl.gz", &bk); err == nil && a.Name == membersObject(bk) {
+		if _, err := fmt.Sscanf(strings.TrimPrefix(a.Name, statePrefix), "bucket-%d.", &bk); err == nil && !seen[bk] {
+			seen[bk] = true
 			out = append(out, bk)
 		}
 	}
@@ -393,8 +431,17 @@ func redactState(ctx context.Context, b bucket.Bucket, user, account string) err
 		if !changed {
 			continue
 		}
-		if _, err := b.Put(ctx, membersObject(bk), bs.encodeMembers(), bucket.Condition{GenerationMatch: bs.memGen}); err != nil {
-			return fmt.Errorf("redact state %s: %w", membersObject(bk), err)
+		for _, o := range []struct {
+			name string
+			data []byte
+			gen  int64
+		}{{usersObject(bk), bs.encodeUsers(), bs.usrGen}, {membersObject(bk), bs.encodeMembers(), bs.memGen}} {
+			if o.gen == 0 {
+				continue
+			}
+			if _, err := b.Put(ctx, o.name, o.data, bucket.Condition{GenerationMatch: o.gen}); err != nil {
+				return fmt.Errorf("redact state %s: %w", o.name, err)
+			}
 		}
 		if bs.covGen != 0 {
 			if _, err := b.Put(ctx, coverageObject(bk), bs.encodeCoverage(), bucket.Condition{GenerationMatch: bs.covGen}); err != nil {
