@@ -92,14 +92,15 @@ func (r *runner) manifest() *Manifest {
 		}
 		m.AccountCounts[as.Status]++
 		// Listed: what needs an operator's eye (a failure, a refused user's accounts, a
-		// pending list kept). Routine statuses (ok, inactive, skipped) are counted only.
+		// warning such as a refresh that did not complete, a pending list kept).
+		// Routine statuses (ok, inactive, skipped) are counted only.
 		switch as.Status {
 		case "ok", "inactive", "skipped":
 		default:
 			m.Accounts = append(m.Accounts, as)
 			continue
 		}
-		if as.Error != "" || as.Pending == "kept (request failed)" {
+		if as.Error != "" || (as.Status == "ok" && as.Note != "") || as.Pending == "kept (request failed)" {
 			m.Accounts = append(m.Accounts, as)
 		}
 	}

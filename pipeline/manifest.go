@@ -41,7 +41,8 @@ type Manifest struct {
 	Users      []UserStatus   `json:"users"`
 	UserCounts map[string]int `json:"user_counts,omitempty"`
 	// Accounts lists the accounts that need an operator's eye (failed, revoked,
-	// forbidden, or whose pending list was kept after a failed request), and
+	// forbidden, ok with a warning note, or whose pending list was kept after a
+	// failed request), and
 	// AccountCounts counts every account by status (ok, inactive, skipped, …).
 	Accounts      []AccountStatus `json:"accounts"`
 	AccountCounts map[string]int  `json:"account_counts,omitempty"`
