@@ -122,3 +122,29 @@ func BenchmarkNewLarge(b *testing.B) {
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heapMiB")
 	runtime.KeepAlive(g)
 }
+
+// fleetOptions is the fleet benchmark's largest population: 20,000 users × 3
+// accounts (two with TRANSACTIONS), ~1 transaction a month, every 10th account ~150.
+var fleetOptions = Options{Seed: 1, Users: 20000, AccountsPerUser: 3, TxPerAccountPerMonth: 1,
+	DenseEvery: 10, DenseTxPerAccountPerMonth: 150}
+
+// BenchmarkNewFleet builds the fleet population (pipeline's BenchmarkFleet holds
+// it in the parent process while the shards run in children) and reports the heap
+// it keeps, per account too.
+func BenchmarkNewFleet(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		New(fleetOptions)
+	}
+	b.StopTimer()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g := New(fleetOptions)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := float64(after.HeapAlloc - before.HeapAlloc)
+	accounts := float64(fleetOptions.Users * fleetOptions.AccountsPerUser)
+	b.ReportMetric(heap/(1<<20), "heapMiB")
+	b.ReportMetric(heap/accounts, "heapB/account")
+	runtime.KeepAlive(g)
+}

@@ -3,11 +3,13 @@
 //
 // The package owns the fake server only: a deterministic synthetic population
 // of users, accounts, settled and pending transactions derived from
-// Options.Seed; the HTTP surface under /v1 (GET /me, /accounts,
+// Options.Seed, optionally mixing quiet and busy accounts (Options.DenseEvery:
+// every n-th account by global index is drawn at DenseTxPerAccountPerMonth, the
+// others at TxPerAccountPerMonth, as fleets of real users are); the HTTP surface under /v1 (GET /me, /accounts,
 // /accounts/{id}, /accounts/{id}/transactions, /transactions,
 // /transactions/{id}, /accounts/{id}/transactions/pending,
 // /transactions/pending and POST /refresh, /refresh/{id}); ground-truth accessors (Users, AccountIDs,
-// Settled, Pending, TotalSettled, SumSettled); scripted changes (add, delete,
+// Settled, Pending, TotalSettled, CountSettled, SumSettled); scripted changes (add, delete,
 // replace id, move date, change description, settle pending, revoke user,
 // forbid user; refreshes with a delay, stalled or failing);
 // scripted faults (rate limits, 5xx, truncated and malformed bodies,
@@ -72,8 +74,11 @@
 //
 // Settled transactions are not stored: each is generated from its position
 // (account, local day, index), and its id encodes that position, so a
-// population of millions costs a few MiB (see BenchmarkNewLarge). Scripted
-// changes are kept as a small overlay.
+// population of millions costs a few MiB (see BenchmarkNewLarge). An account
+// keeps only its days with transactions (a quiet one a few hundred bytes) and
+// its rendered account object (about a KiB), so a fleet of 20,000 users with
+// three accounts each, every 10th of them busy, is built in a few seconds and
+// holds about 130 MiB (see BenchmarkNewFleet). Scripted changes are kept as a small overlay.
 //
 // Pagination is offset based, so a mutation between two pages of one walk may
 // shift items across the page boundary, as with any offset cursor; mutations

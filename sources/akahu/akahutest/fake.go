@@ -2,6 +2,7 @@ package akahutest
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,9 @@ type Fake struct {
 	midLo          int     // first day of mid
 	mid            []int64 // cached local midnights in UTC ms
 	lambda         float64 // mean transactions per account and day
+	denseLambda    float64 // the same for dense accounts (Options.DenseEvery)
+	scratchDays    []int32 // generateCounts' buffers, during New only
+	scratchN       []uint16
 
 	users    []*user
 	byToken  map[string]*user
@@ -50,22 +54,29 @@ type user struct {
 }
 
 type account struct {
-	idx         int // global
-	id          string
-	user        *user
-	kind        int
-	typ, name   string
-	status      string
-	currency    string
-	hasTx       bool
-	hasBalance  bool
-	conn        bank
-	json        []byte   // rendered account object
-	counts      []uint16 // per base day
-	prefix      []int64  // running balance sum before each base day (hasBalance only)
-	opening     int64    // balance before the first transaction, cents
-	total       int      // base transaction count
-	lo, hi      int      // day range with data, incl. extras (guarded by Fake.mu)
+	idx        int // global
+	id         string
+	user       *user
+	kind       int
+	typ, name  string
+	status     string
+	currency   string
+	hasTx      bool
+	hasBalance bool
+	conn       bank
+	json       []byte // rendered account object
+	// The generated history is kept sparse, so that a quiet account costs bytes
+	// per transaction and not per day of history: days lists the local days with
+	// base transactions in ascending order, dayN their counts, before the running
+	// balance sum before each of them (hasBalance only), sumAll the sum of every
+	// base amount (hasBalance only).
+	days        []int32
+	dayN        []uint16
+	before      []int64
+	sumAll      int64
+	opening     int64 // balance before the first transaction, cents
+	total       int   // base transaction count
+	lo, hi      int   // day range with data, incl. extras (guarded by Fake.mu)
 	removedDay  map[int]int
 	extrasByDay map[int][]*txn
 	pending     []*pendingTxn
@@ -102,12 +113,16 @@ func New(opts Options) *Fake {
 		f.mid[i] = computeMidnight(f.midLo + i)
 	}
 	f.lambda = float64(o.TxPerAccountPerMonth) * 12 / 365.2425
+	f.denseLambda = float64(o.DenseTxPerAccountPerMonth) * 12 / 365.2425
 	f.faults.latency = o.PageLatency
 	f.refreshDelay = max(o.RefreshDelay, 0)
 
+	f.users = make([]*user, 0, o.Users)
+	f.accounts = make([]*account, 0, o.Users*o.AccountsPerUser)
 	for u := 0; u < o.Users; u++ {
 		f.newUser(u)
 	}
+	f.scratchDays, f.scratchN = nil, nil
 	return f
 }
 
@@ -167,45 +182,89 @@ func (f *Fake) newUser(u int) {
 		f.byAcctID[acc.id] = acc
 		usr.accounts = append(usr.accounts, acc)
 		f.generateCounts(acc)
-		acc.json = f.renderAccount(acc, creds, auth)
+		// Exact size: the renderer's buffer has room to spare.
+		acc.json = slices.Clone(f.renderAccount(acc, creds, auth))
 		f.generatePending(acc)
 	}
 }
 
 // generateCounts draws the number of transactions per day and, for accounts
-// with a running balance, the balance before each day.
+// with a running balance, the balance before each day with transactions.
 func (f *Fake) generateCounts(acc *account) {
 	if !acc.hasTx {
 		return
 	}
-	n := f.toDay - f.fromDay + 1
-	acc.counts = make([]uint16, n)
-	for i := range acc.counts {
-		r := rng{s: mix(f.key, 0xc0, uint64(acc.idx), uint64(f.fromDay+i))}
-		c := poisson(&r, f.lambda)
+	lambda := f.lambda
+	if f.dense(acc) {
+		lambda = f.denseLambda
+	}
+	days, counts := f.scratchDays[:0], f.scratchN[:0]
+	expL := math.Exp(-lambda)
+	for d := f.fromDay; d <= f.toDay; d++ {
+		r := rng{s: mix(f.key, 0xc0, uint64(acc.idx), uint64(d))}
+		c := poisson(&r, lambda, expL)
 		if c >= maxPerDay {
 			c = maxPerDay - 1
 		}
-		acc.counts[i] = uint16(c)
+		if c == 0 {
+			continue
+		}
+		days = append(days, int32(d))
+		counts = append(counts, uint16(c))
 		acc.total += c
+	}
+	f.scratchDays, f.scratchN = days, counts
+	// Exact-size copies: a population of sparse accounts holds no slack.
+	acc.days = slices.Clone(days)
+	acc.dayN = slices.Clone(counts)
+	if len(days) > 0 {
+		acc.lo, acc.hi = int(days[0]), int(days[len(days)-1])
 	}
 	r := rng{s: mix(f.key, 0x0be, uint64(acc.idx))}
 	acc.opening = int64(r.intn(500000000)) - 10000000
 	if !acc.hasBalance {
 		return
 	}
-	acc.prefix = make([]int64, n+1)
+	acc.before = make([]int64, len(days))
 	sum := int64(0)
-	for i, c := range acc.counts {
-		acc.prefix[i] = sum
-		for k := 0; k < int(c); k++ {
-			sum += f.baseCents(acc, f.fromDay+i, k)
+	for i, d := range days {
+		acc.before[i] = sum
+		for k := 0; k < int(acc.dayN[i]); k++ {
+			sum += f.baseCents(acc, int(d), k)
 		}
 	}
-	acc.prefix[n] = sum
+	acc.sumAll = sum
 }
 
-func poisson(r *rng, lambda float64) int {
+// dense reports whether acc draws its history at Options.DenseTxPerAccountPerMonth:
+// every DenseEvery-th account by global index (the last of each run of DenseEvery).
+func (f *Fake) dense(acc *account) bool {
+	n := f.opts.DenseEvery
+	return n > 0 && acc.idx%n == n-1
+}
+
+// baseCount is the number of generated transactions of acc on local day d.
+func (acc *account) baseCount(d int) int {
+	i, ok := slices.BinarySearch(acc.days, int32(d))
+	if !ok {
+		return 0
+	}
+	return int(acc.dayN[i])
+}
+
+// balanceBefore is the running balance sum of the generated transactions of acc
+// before local day d (hasBalance only).
+func (acc *account) balanceBefore(d int) int64 {
+	i, _ := slices.BinarySearch(acc.days, int32(d))
+	if i < len(acc.before) {
+		return acc.before[i]
+	}
+	return acc.sumAll
+}
+
+// poisson draws from a Poisson distribution of mean lambda; expL is
+// math.Exp(-lambda), computed once by the caller.
+func poisson(r *rng, lambda, expL float64) int {
 	if lambda > 30 {
 		// normal approximation: sum of 4 uniforms has variance 1/3
 		z := (r.float() + r.float() + r.float() + r.float() - 2) * math.Sqrt(3)
@@ -215,11 +274,10 @@ func poisson(r *rng, lambda float64) int {
 		}
 		return v
 	}
-	l := math.Exp(-lambda)
 	k, p := 0, 1.0
 	for {
 		p *= r.float()
-		if p <= l {
+		if p <= expL {
 			return k
 		}
 		k++
@@ -317,7 +375,7 @@ func (f *Fake) generate(acc *account, day, k int) txn {
 	}
 	if acc.hasBalance {
 		t.hasBalance = true
-		bal := acc.opening + acc.prefix[day-f.fromDay]
+		bal := acc.opening + acc.balanceBefore(day)
 		for j := 0; j <= k; j++ {
 			if j == k {
 				bal += t.cents

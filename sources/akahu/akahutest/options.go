@@ -48,6 +48,15 @@ type Options struct {
 	// month on each account with the TRANSACTIONS attribute. At most 65535
 	// transactions are generated per account and day.
 	TxPerAccountPerMonth int
+	// DenseEvery, when positive, makes every DenseEvery-th account (by global
+	// index: the accounts with index i%DenseEvery == DenseEvery-1, users in order,
+	// each user's accounts in order) draw its history at DenseTxPerAccountPerMonth
+	// instead, so that a fleet population mixes quiet and busy accounts. 0 makes
+	// every account alike.
+	DenseEvery int
+	// DenseTxPerAccountPerMonth is the mean monthly density of the dense
+	// accounts; 0 takes TxPerAccountPerMonth.
+	DenseTxPerAccountPerMonth int
 	// PendingPerAccount is the number of pending transactions per account
 	// with TRANSACTIONS. A negative value means none.
 	PendingPerAccount int
@@ -84,6 +93,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TxPerAccountPerMonth <= 0 {
 		o.TxPerAccountPerMonth = DefaultTxPerAccountPerMonth
+	}
+	if o.DenseEvery < 0 {
+		o.DenseEvery = 0
+	}
+	if o.DenseTxPerAccountPerMonth <= 0 {
+		o.DenseTxPerAccountPerMonth = o.TxPerAccountPerMonth
 	}
 	if o.PendingPerAccount == 0 {
 		o.PendingPerAccount = DefaultPendingPerAccount

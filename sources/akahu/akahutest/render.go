@@ -302,7 +302,7 @@ func (f *Fake) renderAccount(acc *account, creds, auth string) []byte {
 	b = appendField(b, "currency", acc.currency)
 	cur := acc.opening
 	if acc.hasBalance {
-		cur += acc.prefix[len(acc.prefix)-1]
+		cur += acc.sumAll
 	} else {
 		cur = int64(r.intn(100000000)) - 1000000
 	}

@@ -47,8 +47,8 @@ func compareItems(a, b item) int {
 func (f *Fake) dayCount(accs []*account, d int) int {
 	c := 0
 	for _, acc := range accs {
-		if acc.counts != nil && d >= f.fromDay && d <= f.toDay {
-			c += int(acc.counts[d-f.fromDay]) - acc.removedDay[d]
+		if acc.hasTx {
+			c += acc.baseCount(d) - acc.removedDay[d]
 		}
 		c += len(acc.extrasByDay[d])
 	}
@@ -61,8 +61,8 @@ func (f *Fake) dayItems(accs []*account, d int, w window, buf []item) []item {
 	buf = buf[:0]
 	mid := f.midnight(d)
 	for _, acc := range accs {
-		if acc.counts != nil && d >= f.fromDay && d <= f.toDay && w.contains(mid) {
-			n := int(acc.counts[d-f.fromDay])
+		if acc.hasTx && w.contains(mid) {
+			n := acc.baseCount(d)
 			check := acc.removedDay[d] > 0
 			for k := 0; k < n; k++ {
 				id := f.baseID(position{acct: acc.idx, day: d, k: k})
@@ -204,6 +204,21 @@ func (f *Fake) TotalSettled(accountID string) int {
 	return f.scan([]*account{acc}, windowOf(time.Time{}, time.Time{}), 0, 0, nil)
 }
 
+// CountSettled is the number of settled transactions an account currently
+// serves with start < date <= end (len(Settled(accountID, start, end)) without
+// generating them): the ground truth a benchmark computes its minimum number of
+// pages from. A zero start or end leaves that side unbounded; unknown accounts
+// give 0.
+func (f *Fake) CountSettled(accountID string, start, end time.Time) int {
+	acc := f.byAcctID[accountID]
+	if acc == nil {
+		return 0
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.scan([]*account{acc}, windowOf(start, end), 0, 0, nil)
+}
+
 // TotalSettledAll is the number of settled transactions over all users.
 func (f *Fake) TotalSettledAll() int {
 	f.mu.RLock()
@@ -314,7 +329,7 @@ func (f *Fake) lookup(id string) (txn, error) {
 		return txn{}, fmt.Errorf("%w: %s", ErrUnknownTransaction, id)
 	}
 	acc := f.accounts[p.acct]
-	if acc.counts == nil || p.k >= int(acc.counts[p.day-f.fromDay]) {
+	if p.k >= acc.baseCount(p.day) {
 		return txn{}, fmt.Errorf("%w: %s", ErrUnknownTransaction, id)
 	}
 	if _, gone := f.removed[id]; gone {
