@@ -1,0 +1,602 @@
+package pipeline_test
+
+// BenchmarkFleet: how every cost of a run grows with the number of users. A fake
+// Akahu with a fleet population (2,000 or 20,000 users, quiet or mixed accounts) is
+// served by this process; each shard of a `--shards 4 --buckets 16` fleet runs in a
+// child process (TestFleetChild, like BenchmarkPeakRSS's child), one after another,
+// so that peak RSS is per process and excludes the fake. Each population gets a
+// two-year backfill, then a small upstream change (new, changed and deleted
+// transactions), then a daily run. docs/scaling.md explains the figures; run one
+// size alone with
+//
+//	FLEET_USERS=2000 FLEET_MIX=sparse go test -run '^$' -bench BenchmarkFleet -benchtime 1x ./pipeline/
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/akahu-etl/akahu-parquet/pipeline"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
+)
+
+// The fleet's shape: every benchmark population is run as a fleet would run it.
+const (
+	fleetShards  = 4
+	fleetBuckets = 16
+	// fleetPerUserCalls is what the minimum allows each user once per fleet run,
+	// whatever the shard count: GET /me, GET /accounts and one pending list
+	// (GET /transactions/pending).
+	fleetPerUserCalls = 3
+)
+
+// fleetPopulation is a fleet of users with 3 accounts each (two of them with the
+// TRANSACTIONS attribute: the fake's Everyday and Saver; the third is a KiwiSaver),
+// ~1 settled transaction a month over two years (~24 per account); in the dense mix
+// every 10th account has ~150 a month instead.
+func fleetPopulation(users int, mix string, latency time.Duration) akahutest.Options {
+	o := akahutest.Options{Seed: 23, Users: users, AccountsPerUser: 3, TxPerAccountPerMonth: 1,
+		PageSize: 100, PageLatency: latency}
+	if mix == "dense" {
+		o.DenseEvery, o.DenseTxPerAccountPerMonth = 10, 150
+	}
+	return o
+}
+
+// fleetLatency is the page latency the fake sleeps per request at a population
+// size: high enough that the latency limit means something, low enough that a
+// backfill of the current code (one request per account and month) takes minutes.
+// FLEET_LATENCY (a Go duration) overrides it.
+func fleetLatency(tb testing.TB, users int) time.Duration {
+	if s := os.Getenv("FLEET_LATENCY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			tb.Fatalf("FLEET_LATENCY: %v", err)
+		}
+		return d
+	}
+	if users <= 2000 {
+		return 5 * time.Millisecond
+	}
+	return 2 * time.Millisecond
+}
+
+// BenchmarkFleet runs the fleet benchmark for each population in FLEET_USERS
+// (comma-separated, default 2000,20000) and mix in FLEET_MIX (default sparse,dense).
+// Reported, for the backfill (bf_) and the daily run (daily_) separately, each
+// summed or maxed over the four shard runs:
+//
+//   - requests: every request the fake received; min_requests: the minimum, per
+//     account with TRANSACTIONS ⌈n/100⌉ pages (at least 1) over the run's range plus
+//     3 per-user calls counted once per user for the fleet; req/min, their ratio;
+//   - wall_s: the shard runs' wall times added up (they run one after another);
+//     limit_s: min_requests × latency / requests in flight (8); wall/limit;
+//   - rss_MiB: the highest peak RSS of the shard processes;
+//   - read_MB, written_MB: bytes of objects read from and written to the bucket;
+//     state_kB: bytes written under _manifests/, _inflight/ and _state/;
+//   - gets, puts, lists: bucket operations (attrs and deletes are in the summary).
+//
+// It also logs one table row per population for docs/scaling.md.
+func BenchmarkFleet(b *testing.B) {
+	for _, users := range fleetSizes(b) {
+		for _, mix := range fleetMixes(b) {
+			b.Run(fmt.Sprintf("users=%d/mix=%s", users, mix), func(b *testing.B) {
+				latency := fleetLatency(b, users)
+				var sum fleetResult
+				for i := 0; i < b.N; i++ {
+					r := runFleet(b, fleetPopulation(users, mix, latency))
+					sum.add(r)
+				}
+				n := float64(b.N)
+				for _, run := range []struct {
+					name string
+					s    *fleetRunResult
+				}{{"bf", &sum.Backfill}, {"daily", &sum.Daily}} {
+					s := run.s
+					b.ReportMetric(float64(s.Requests)/n, run.name+"_requests")
+					b.ReportMetric(float64(s.Minimum)/n, run.name+"_min_requests")
+					b.ReportMetric(s.ratio(), run.name+"_req/min")
+					b.ReportMetric(s.Wall.Seconds()/n, run.name+"_wall_s")
+					b.ReportMetric(s.limit(latency).Seconds()/n, run.name+"_limit_s")
+					if latency > 0 {
+						b.ReportMetric(s.Wall.Seconds()/s.limit(latency).Seconds(), run.name+"_wall/limit")
+					}
+					b.ReportMetric(float64(s.PeakRSSKiB)/1024, run.name+"_rss_MiB")
+					b.ReportMetric(float64(s.IO.BytesRead)/1e6/n, run.name+"_read_MB")
+					b.ReportMetric(float64(s.IO.BytesWritten)/1e6/n, run.name+"_written_MB")
+					b.ReportMetric(float64(s.IO.StateBytes)/1e3/n, run.name+"_state_kB")
+					b.ReportMetric(float64(s.IO.Gets)/n, run.name+"_gets")
+					b.ReportMetric(float64(s.IO.Puts)/n, run.name+"_puts")
+					b.ReportMetric(float64(s.IO.Lists)/n, run.name+"_lists")
+				}
+				b.Logf("fleet summary (latency %s, %d iteration(s)):\n%s\n%s", latency, b.N, fleetTableHeader,
+					sum.rows(users, mix, latency, b.N))
+			})
+		}
+	}
+}
+
+func fleetSizes(b *testing.B) []int {
+	spec := os.Getenv("FLEET_USERS")
+	if spec == "" {
+		spec = "2000,20000"
+	}
+	var out []int
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			b.Fatalf("FLEET_USERS %q: want comma-separated user counts", spec)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func fleetMixes(b *testing.B) []string {
+	spec := os.Getenv("FLEET_MIX")
+	if spec == "" {
+		spec = "sparse,dense"
+	}
+	var out []string
+	for _, m := range strings.Split(spec, ",") {
+		m = strings.TrimSpace(m)
+		if m != "sparse" && m != "dense" {
+			b.Fatalf("FLEET_MIX %q: want sparse, dense or both", spec)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestFleetSmoke runs the fleet harness on 20 users with no latency: the harness
+// works (children, counting bucket, minimum) and its figures are coherent. It
+// measures nothing.
+func TestFleetSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 8 child processes")
+	}
+	r := runFleet(t, fleetPopulation(20, "dense", 0))
+	for _, run := range []struct {
+		name string
+		s    fleetRunResult
+	}{{"backfill", r.Backfill}, {"daily", r.Daily}} {
+		s := run.s
+		if s.Minimum <= 20*fleetPerUserCalls || s.Requests < s.Minimum {
+			t.Errorf("%s: %d requests, minimum %d: want minimum > per-user calls and requests ≥ minimum", run.name, s.Requests, s.Minimum)
+		}
+		if s.PeakRSSKiB <= 0 || s.Wall <= 0 {
+			t.Errorf("%s: peak RSS %d KiB, wall %s", run.name, s.PeakRSSKiB, s.Wall)
+		}
+		if s.IO.BytesWritten <= 0 || s.IO.StateBytes <= 0 || s.IO.StateBytes >= s.IO.BytesWritten || s.IO.Puts <= 0 {
+			t.Errorf("%s: bucket I/O %+v: want bytes and state bytes written", run.name, s.IO)
+		}
+	}
+	if r.Backfill.Inserted != r.Backfill.Served {
+		t.Errorf("backfill inserted %d transactions, the fake serves %d", r.Backfill.Inserted, r.Backfill.Served)
+	}
+	if r.Daily.Minimum >= r.Backfill.Minimum {
+		t.Errorf("daily minimum %d not below the backfill's %d", r.Daily.Minimum, r.Backfill.Minimum)
+	}
+	if r.Daily.Inserted+r.Daily.Updated+r.Daily.Deleted == 0 {
+		t.Errorf("the daily run saw none of the upstream changes: %+v", r.Daily)
+	}
+	if r.Daily.IO.BytesRead == 0 || r.Daily.IO.Gets == 0 {
+		t.Errorf("daily run read nothing: %+v", r.Daily.IO)
+	}
+}
+
+// fleetResult is one population's backfill and daily run.
+type fleetResult struct {
+	Backfill, Daily fleetRunResult
+	Accounts        int // accounts with TRANSACTIONS
+}
+
+func (r *fleetResult) add(o fleetResult) {
+	r.Backfill.add(o.Backfill)
+	r.Daily.add(o.Daily)
+	r.Accounts = o.Accounts
+}
+
+// fleetRunResult is one run of the fleet: its four shard runs together.
+type fleetRunResult struct {
+	Requests   int64 // every request the fake received
+	Pages      int64 // of which settled transaction pages
+	Minimum    int64
+	Wall       time.Duration
+	PeakRSSKiB int64
+	IO         bucketIO
+	Served     int64 // settled transactions the fake serves over the run's range
+	Inserted   int64
+	Updated    int64
+	Deleted    int64
+	Failures   int
+}
+
+func (r *fleetRunResult) add(o fleetRunResult) {
+	r.Requests += o.Requests
+	r.Pages += o.Pages
+	r.Minimum += o.Minimum
+	r.Wall += o.Wall
+	r.PeakRSSKiB = max(r.PeakRSSKiB, o.PeakRSSKiB)
+	r.IO.add(o.IO)
+	r.Served += o.Served
+	r.Inserted += o.Inserted
+	r.Updated += o.Updated
+	r.Deleted += o.Deleted
+	r.Failures += o.Failures
+}
+
+func (r *fleetRunResult) ratio() float64 { return float64(r.Requests) / float64(r.Minimum) }
+
+// limit is the latency limit: the minimum requests, each taking latency, with
+// min(Workers, the client's MaxInFlight) in flight all the time.
+func (r *fleetRunResult) limit(latency time.Duration) time.Duration {
+	inFlight := min(benchWorkers, akahu.DefaultMaxInFlight)
+	return time.Duration(float64(r.Minimum) * float64(latency) / float64(inFlight))
+}
+
+const fleetTableHeader = "| users | mix | run | requests | minimum | req/min | wall s | limit s | wall/limit | peak RSS MiB | read MB | written MB | manifest+state kB | gets | puts | lists |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+
+// rows renders the mean of n iterations as two table rows.
+func (r *fleetResult) rows(users int, mix string, latency time.Duration, n int) string {
+	var out []string
+	for _, run := range []struct {
+		name string
+		s    fleetRunResult
+	}{{"backfill", r.Backfill}, {"daily", r.Daily}} {
+		s, f := run.s, float64(n)
+		out = append(out, fmt.Sprintf("| %d | %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f |",
+			users, mix, run.name, float64(s.Requests)/f, float64(s.Minimum)/f, s.ratio(),
+			s.Wall.Seconds()/f, s.limit(latency).Seconds()/f, s.Wall.Seconds()/s.limit(latency).Seconds(),
+			float64(s.PeakRSSKiB)/1024, float64(s.IO.BytesRead)/1e6/f, float64(s.IO.BytesWritten)/1e6/f,
+			float64(s.IO.StateBytes)/1e3/f, float64(s.IO.Gets)/f, float64(s.IO.Puts)/f, float64(s.IO.Lists)/f))
+	}
+	return strings.Join(out, "\n")
+}
+
+// runFleet builds the population, backfills it with four shard runs, changes it a
+// little upstream, and runs the daily run with four shard runs.
+func runFleet(tb testing.TB, opts akahutest.Options) fleetResult {
+	tb.Helper()
+	srv := akahutest.NewServer(opts)
+	defer srv.Close()
+	o := srv.Options()
+	dir := tb.TempDir()
+	tokens := filepath.Join(tb.TempDir(), "tokens")
+	var list bytes.Buffer
+	for _, u := range srv.Users() {
+		list.WriteString(u.Token + "\n")
+	}
+	if err := os.WriteFile(tokens, list.Bytes(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	var res fleetResult
+	for _, u := range srv.Users() {
+		for _, id := range srv.AccountIDs(u.ID) {
+			if info, _ := srv.Account(id); info.HasTransactions {
+				res.Accounts++
+			}
+		}
+	}
+	// Runs happen the morning after the history's last day (backfill) and the
+	// morning after that (daily).
+	morning := func(days int) time.Time {
+		return time.Date(o.To.Year(), o.To.Month(), o.To.Day()+days, 9, 0, 0, 0, auckland)
+	}
+	backfill := fleetJob{URL: srv.URL, AppToken: srv.AppToken(), TokensFile: tokens, Dir: dir,
+		Start: o.From.Format(time.DateOnly), Now: morning(1)}
+	res.Backfill = runFleetShards(tb, srv, backfill)
+
+	fleetUpstreamChange(tb, srv)
+
+	daily := backfill
+	daily.Start, daily.Now = "", morning(2)
+	res.Daily = runFleetShards(tb, srv, daily)
+	return res
+}
+
+// fleetUpstreamChange is a day's change upstream: on a few accounts each (one in
+// 200 users, at least 3), a new transaction, a changed description, a deleted
+// transaction, all in the last three weeks.
+func fleetUpstreamChange(tb testing.TB, srv *akahutest.Server) {
+	tb.Helper()
+	o := srv.Options()
+	users := srv.Users()
+	k := max(3, len(users)/200)
+	recent := akahu.LocalDates(o.To.AddDate(0, 0, -21), o.To, auckland)
+	added, changed, deleted := 0, 0, 0
+	for i := 0; i < len(users) && (added < k || changed < k || deleted < k); i += max(1, len(users)/(4*k)) {
+		for _, id := range srv.AccountIDs(users[i].ID) {
+			if info, _ := srv.Account(id); !info.HasTransactions {
+				continue
+			}
+			if added < k {
+				srv.AddTransaction(id, o.To, "-42.00", "fleet benchmark new")
+				added++
+			}
+			txs := srv.Settled(id, recent.Start, recent.End)
+			if len(txs) > 0 && changed < k {
+				if err := srv.SetDescription(txs[0].ID, "fleet benchmark changed"); err != nil {
+					tb.Fatal(err)
+				}
+				changed++
+			}
+			if len(txs) > 1 && deleted < k {
+				if err := srv.DeleteTransaction(txs[len(txs)-1].ID); err != nil {
+					tb.Fatal(err)
+				}
+				deleted++
+			}
+		}
+	}
+}
+
+// fleetJob is one fleet run; the child gets it with its Shard set.
+type fleetJob struct {
+	URL, AppToken string
+	TokensFile    string // one user token a line (the fake's synthetic tokens)
+	Dir           string // the local bucket every shard and run shares
+	Start         string // "" for a daily run
+	Now           time.Time
+	Shard         int
+}
+
+// runFleetShards runs the job's shards one after another, each in a child process,
+// and adds up their figures; the minimum is computed from the fake over the range
+// the shards' manifests report.
+func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRunResult {
+	tb.Helper()
+	var out fleetRunResult
+	var start, end string
+	for shard := range fleetShards {
+		job.Shard = shard
+		srv.ResetStats()
+		c := runFleetChild(tb, job)
+		st := srv.Stats()
+		if c.Err != "" {
+			tb.Fatalf("shard %d of %s run: %s", shard, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
+		}
+		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs),
+			PeakRSSKiB: c.MaxRSSKiB, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
+			Failures: c.Failures})
+		if start == "" || (c.RangeStart != "" && c.RangeStart < start) {
+			start = c.RangeStart
+		}
+		end = max(end, c.RangeEnd)
+	}
+	if out.Failures > 0 {
+		tb.Fatalf("%d failures in the fleet run", out.Failures)
+	}
+	from, err1 := time.ParseInLocation(time.DateOnly, start, auckland)
+	to, err2 := time.ParseInLocation(time.DateOnly, end, auckland)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("shard manifests report range %q..%q", start, end)
+	}
+	out.Minimum, out.Served = fleetMinimum(srv, akahu.LocalDates(from, to, auckland))
+	return out
+}
+
+// fleetMinimum is the fewest requests a fleet run over w can make, and the settled
+// transactions in w: per account with TRANSACTIONS ⌈n/PageSize⌉ pages, at least
+// one, plus fleetPerUserCalls per user.
+func fleetMinimum(srv *akahutest.Server, w akahu.Window) (minimum, served int64) {
+	page := srv.Options().PageSize
+	for _, u := range srv.Users() {
+		minimum += fleetPerUserCalls
+		for _, id := range srv.AccountIDs(u.ID) {
+			if info, _ := srv.Account(id); !info.HasTransactions {
+				continue
+			}
+			n := srv.CountSettled(id, w.Start, w.End)
+			served += int64(n)
+			minimum += int64(max(1, (n+page-1)/page))
+		}
+	}
+	return minimum, served
+}
+
+// The child half.
+
+// fleetChildEnv carries a fleetJob as JSON to the child.
+const fleetChildEnv = "AKAHU_PARQUET_FLEET_CHILD"
+
+// fleetChildPrefix starts the child's result line on stdout.
+const fleetChildPrefix = "FLEET_CHILD_RESULT "
+
+// fleetChildResult is what a shard's child reports.
+type fleetChildResult struct {
+	Err                        string
+	WallNs                     int64
+	MaxRSSKiB                  int64 // set by the parent from the child's rusage
+	IO                         bucketIO
+	Inserted, Updated, Deleted int64
+	Failures                   int
+	RangeStart, RangeEnd       string
+}
+
+func runFleetChild(tb testing.TB, job fleetJob) fleetChildResult {
+	tb.Helper()
+	spec, _ := json.Marshal(job)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFleetChild$", "-test.bench=^$", "-test.count=1", "-test.timeout=3h")
+	cmd.Env = append(os.Environ(), fleetChildEnv+"="+string(spec))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("fleet child, shard %d: %v\n%s%s", job.Shard, err, stdout.Bytes(), stderr.Bytes())
+	}
+	var res fleetChildResult
+	found := false
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, fleetChildPrefix); ok {
+			if err := json.Unmarshal([]byte(rest), &res); err != nil {
+				tb.Fatalf("fleet child result %q: %v", rest, err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		tb.Fatalf("fleet child printed no result:\n%s%s", stdout.Bytes(), stderr.Bytes())
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		tb.Skip("no rusage on this platform")
+	}
+	res.MaxRSSKiB = ru.Maxrss // KiB on Linux
+	return res
+}
+
+// TestFleetChild is not a test: it is the child process of the fleet benchmark (one
+// shard run) and skips unless fleetChildEnv is set.
+func TestFleetChild(t *testing.T) {
+	spec := os.Getenv(fleetChildEnv)
+	if spec == "" {
+		t.Skip("child process of BenchmarkFleet; runs only when " + fleetChildEnv + " is set")
+	}
+	var job fleetJob
+	if err := json.Unmarshal([]byte(spec), &job); err != nil {
+		t.Fatal(err)
+	}
+	client, err := akahu.New(akahu.Config{BaseURL: job.URL, AppToken: akahu.Token(job.AppToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(job.TokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens []akahu.Token
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			tokens = append(tokens, akahu.Token(line))
+		}
+	}
+	f.Close()
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := bucket.NewLocal(job.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &meteredBucket{Bucket: lb}
+	began := time.Now()
+	t0 := time.Now()
+	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: cb, Source: client, Users: tokens,
+		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
+		Shard: job.Shard, Shards: fleetShards, Buckets: fleetBuckets})
+	res := fleetChildResult{WallNs: time.Since(t0).Nanoseconds(), IO: cb.snapshot()}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	if m != nil {
+		res.Inserted, res.Updated, res.Deleted = m.Counts.Inserted, m.Counts.Updated, m.Counts.Deleted
+		res.Failures = len(m.Failures)
+		res.RangeStart, res.RangeEnd = m.Range.Start, m.Range.End
+	}
+	out, _ := json.Marshal(res)
+	fmt.Printf("\n%s%s\n", fleetChildPrefix, out)
+}
+
+// bucketIO counts a bucket's operations and bytes.
+type bucketIO struct {
+	Gets, Attrs, Puts, Deletes, Lists int64
+	BytesRead, BytesWritten           int64
+	// StateBytes are the bytes put under _manifests/, _inflight/ and _state/:
+	// manifests, in-flight markers and state objects.
+	StateBytes int64
+}
+
+func (a *bucketIO) add(b bucketIO) {
+	a.Gets += b.Gets
+	a.Attrs += b.Attrs
+	a.Puts += b.Puts
+	a.Deletes += b.Deletes
+	a.Lists += b.Lists
+	a.BytesRead += b.BytesRead
+	a.BytesWritten += b.BytesWritten
+	a.StateBytes += b.StateBytes
+}
+
+// meteredBucket counts what goes through it (errors included: an operation
+// attempted is an operation billed).
+type meteredBucket struct {
+	bucket.Bucket
+	mu sync.Mutex
+	io bucketIO
+}
+
+func (c *meteredBucket) count(f func(*bucketIO)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.io)
+}
+
+func (c *meteredBucket) snapshot() bucketIO {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.io
+}
+
+func (c *meteredBucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
+	data, a, err := c.Bucket.Get(ctx, name)
+	c.count(func(io *bucketIO) { io.Gets++; io.BytesRead += int64(len(data)) })
+	return data, a, err
+}
+
+func (c *meteredBucket) Attrs(ctx context.Context, name string) (bucket.Attrs, error) {
+	c.count(func(io *bucketIO) { io.Attrs++ })
+	return c.Bucket.Attrs(ctx, name)
+}
+
+func (c *meteredBucket) Put(ctx context.Context, name string, data []byte, cond bucket.Condition) (bucket.Attrs, error) {
+	c.count(func(io *bucketIO) {
+		io.Puts++
+		io.BytesWritten += int64(len(data))
+		if isStateObject(name) {
+			io.StateBytes += int64(len(data))
+		}
+	})
+	return c.Bucket.Put(ctx, name, data, cond)
+}
+
+func (c *meteredBucket) Delete(ctx context.Context, name string, cond bucket.Condition) error {
+	c.count(func(io *bucketIO) { io.Deletes++ })
+	return c.Bucket.Delete(ctx, name, cond)
+}
+
+func (c *meteredBucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error) {
+	c.count(func(io *bucketIO) { io.Lists++ })
+	return c.Bucket.List(ctx, prefix)
+}
+
+// CleanTemp keeps the local bucket's TempCleaner visible through the wrapper.
+func (c *meteredBucket) CleanTemp(ctx context.Context, olderThan time.Duration) ([]string, error) {
+	if tc, ok := c.Bucket.(bucket.TempCleaner); ok {
+		return tc.CleanTemp(ctx, olderThan)
+	}
+	return nil, nil
+}
+
+func isStateObject(name string) bool {
+	for _, p := range []string{"_manifests/", "_inflight/", "_state/"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
