@@ -12,5 +12,10 @@
 // (invariant 3) and manifest counts that agree with the data. TestSQLViews executes
 // the views `extract sql duckdb` prints over the demo dataset and queries each one.
 //
+// BenchmarkNaiveScript (run by `make bench`) compares the pipeline with the naive
+// baseline a fleet user might write instead: fetch every account's whole range
+// through the Akahu client and have DuckDB COPY the JSON lines to month-partitioned
+// Parquet, on the fleet benchmark's population, at the same concurrency.
+//
 // Run them with `cd tests/duckdb && go test ./...` (the Makefile's test target does).
 package duckdb
