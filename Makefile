@@ -2,12 +2,17 @@
 GO            ?= go
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_OUT      ?= demo-out
-# make bench: the end-to-end benchmarks (pipeline/, a whole run per iteration) run
-# BENCHTIME iterations; every other package's run for BENCHTIME_MICRO (Go's default
-# 1s, scaled up by go test). Packages run one at a time (-p 1) so that none steals
-# another's CPU.
+# make bench: the end-to-end benchmarks (pipeline/, a whole run per iteration, and
+# tests/duckdb's naive-script comparison) run BENCHTIME iterations; every other
+# package's run for BENCHTIME_MICRO (Go's default 1s, scaled up by go test).
+# Packages run one at a time (-p 1) so that none steals another's CPU. The fleet
+# benchmark (pipeline's BenchmarkFleet, see docs/scaling.md) runs the populations in
+# FLEET_USERS (e.g. FLEET_USERS=2000 for a shorter run) and the mixes in FLEET_MIX.
 BENCHTIME       ?= 5x
 BENCHTIME_MICRO ?= 1s
+BENCH_TIMEOUT   ?= 24h
+FLEET_USERS     ?= 2000,20000
+FLEET_MIX       ?= sparse,dense
 BENCH_E2E       := github.com/akahu-etl/akahu-parquet/pipeline
 BENCH_PKGS       = $(filter-out $(BENCH_E2E),$(shell $(GO) list $(PKGS)))
 PKGS          := ./...
@@ -42,9 +47,10 @@ fuzz: ## Run each fuzz target briefly (FUZZTIME=10s)
 	./scripts/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: bench
-bench: ## Benchmarks one package at a time (-p 1): pipeline's BENCHTIME=5x, others BENCHTIME_MICRO=1s
-	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME_MICRO) $(BENCH_PKGS)
-	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(BENCH_E2E)
+bench: ## Benchmarks one package at a time (-p 1): end-to-end BENCHTIME=5x (fleet: FLEET_USERS), others BENCHTIME_MICRO=1s
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME_MICRO) -timeout $(BENCH_TIMEOUT) $(BENCH_PKGS)
+	FLEET_USERS=$(FLEET_USERS) FLEET_MIX=$(FLEET_MIX) $(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout $(BENCH_TIMEOUT) $(BENCH_E2E)
+	cd tests/duckdb && $(GO) test -p 1 -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout $(BENCH_TIMEOUT) ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet and a pinned staticcheck
