@@ -78,7 +78,8 @@
 // keeps only its days with transactions (a quiet one a few hundred bytes) and
 // its rendered account object (about a KiB), so a fleet of 20,000 users with
 // three accounts each, every 10th of them busy, is built in a few seconds and
-// holds about 130 MiB (see BenchmarkNewFleet). Scripted changes are kept as a small overlay.
+// holds about 130 MiB (see BenchmarkNewFleet). Scripted changes are kept as a
+// small overlay.
 //
 // Pagination is offset based, so a mutation between two pages of one walk may
 // shift items across the page boundary, as with any offset cursor; mutations
