@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +88,39 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("a configuration error wrote data: %v", list)
 			}
 		})
+	}
+}
+
+// TestFleetFlags: --spill-dir and --account-walks reach the run's configuration.
+func TestFleetFlags(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("user_token_x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		return map[string]string{"AKAHU_APP_TOKEN": "app_token_x", "AKAHU_BASE_URL": "http://127.0.0.1:1/v1"}[k]
+	}
+	for _, c := range []struct {
+		args  []string
+		spill string
+		walks bool
+	}{
+		{nil, "", false},
+		{[]string{"--spill-dir", dir, "--account-walks"}, dir, true},
+	} {
+		var f runFlags
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		f.register(fs, getenv)
+		if err := fs.Parse(append([]string{"--out", dir, "--user-tokens-file", tokens}, c.args...)); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := f.config(context.Background(), getenv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.SpillDir != c.spill || cfg.AccountWalks != c.walks {
+			t.Errorf("%v: SpillDir %q, AccountWalks %v; want %q, %v", c.args, cfg.SpillDir, cfg.AccountWalks, c.spill, c.walks)
+		}
 	}
 }

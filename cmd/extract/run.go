@@ -35,6 +35,8 @@ type runFlags struct {
 	shardsSet                             bool // --shards was given
 	refresh                               bool
 	refreshWait                           time.Duration
+	spillDir                              string
+	accountWalks                          bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
@@ -60,6 +62,8 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.DurationVar(&f.lockWait, "lock-wait", pipeline.DefaultLockWait, "how long to wait for another run writing the same dataset")
 	fs.BoolVar(&f.refresh, "refresh", false, "before extracting, ask Akahu to fetch each user's data from the banks (POST /refresh) and wait for it (not in a dry run)")
 	fs.DurationVar(&f.refreshWait, "refresh-wait", pipeline.DefaultRefreshWait, "with --refresh: how long to wait for the accounts to refresh; the others are extracted as they are, with a warning")
+	fs.StringVar(&f.spillDir, "spill-dir", "", "local directory where extracted rows wait for the rest of their partition beyond the memory budget (default: the system's temporary directory)")
+	fs.BoolVar(&f.accountWalks, "account-walks", false, "walk every account on its own (a request per account at least) instead of one walk over all of a user's accounts")
 }
 
 func envInt(getenv env, names ...string) int {
@@ -290,6 +294,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
 		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
 		FailOnRevoked: f.failOnRevoked, Refresh: f.refresh, RefreshWait: f.refreshWait,
+		SpillDir: f.spillDir, AccountWalks: f.accountWalks,
 	}
 	return cfg, client, nil
 }
