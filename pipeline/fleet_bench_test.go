@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -475,6 +476,9 @@ func TestFleetChild(t *testing.T) {
 	var job fleetJob
 	if err := json.Unmarshal([]byte(spec), &job); err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(pipeline.DefaultMemoryLimit) // as the extract command does
 	}
 	client, err := akahu.New(akahu.Config{BaseURL: job.URL, AppToken: akahu.Token(job.AppToken)})
 	if err != nil {
