@@ -68,7 +68,9 @@ func (c Condition) Validate() error {
 }
 
 // Bucket stores whole objects by name. It is small on purpose: the pipeline
-// writes each Parquet file and manifest as one object and needs nothing else.
+// writes each Parquet file and manifest as one object, reads them whole, and
+// reads byte ranges of a file (a Parquet footer and column chunks) when it
+// needs only some of its columns.
 //
 // Names are slash-separated relative keys ("transactions/month=2024-01/part-000.parquet")
 // checked by ValidateName; an invalid name fails with ErrInvalidName before
@@ -82,6 +84,19 @@ type Bucket interface {
 	// version those bytes belong to. A missing object fails with
 	// ErrNotFound. The returned slice belongs to the caller.
 	Get(ctx context.Context, name string) ([]byte, Attrs, error)
+
+	// GetRange returns up to length bytes of the object starting at byte
+	// offset: fewer when the object ends sooner (a range that starts at or
+	// past the end returns no bytes, not an error). With generation 0 it reads
+	// the current version; with a non-zero generation it reads that version
+	// only while it is still the current one, and fails with ErrConflict
+	// (errors.Is, IsConflict) once another version replaced it, so that
+	// several ranged reads of one version never mix two versions' bytes. A
+	// missing object fails with ErrNotFound. A negative offset or length is an
+	// error of no class. The bytes are not checked against the object's
+	// CRC32C (it covers the whole object); the returned slice belongs to the
+	// caller.
+	GetRange(ctx context.Context, name string, generation, offset, length int64) ([]byte, error)
 
 	// Attrs returns the current version's attributes without its bytes. A
 	// missing object fails with ErrNotFound.
@@ -150,6 +165,27 @@ func CRC32C(data []byte) uint32 { return crc32.Checksum(data, castagnoli) }
 // CRC32CTable is the Castagnoli table, for callers that hash incrementally
 // with crc32.Update.
 func CRC32CTable() *crc32.Table { return castagnoli }
+
+// CheckRange reports an error (of no class) for a negative offset, length or
+// generation passed to GetRange. Exported so that every implementation
+// rejects the same ranges with the same words.
+func CheckRange(generation, offset, length int64) error {
+	switch {
+	case offset < 0:
+		return fmt.Errorf("negative offset %d", offset)
+	case length < 0:
+		return fmt.Errorf("negative length %d", length)
+	case generation < 0:
+		return fmt.Errorf("negative generation %d", generation)
+	}
+	return nil
+}
+
+// StaleGeneration returns the ErrConflict-wrapping error GetRange reports
+// when the generation asked for is no longer the current one (current).
+func StaleGeneration(want, current int64) error {
+	return fmt.Errorf("%w: generation %d is no longer current (current is %d)", ErrConflict, want, current)
+}
 
 // ValidateName reports ErrInvalidName (wrapped, quoting name) unless name is
 // a slash-separated relative key: non-empty, at most MaxNameLen bytes, valid

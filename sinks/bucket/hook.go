@@ -6,7 +6,8 @@ import (
 )
 
 // WithHook returns b with before called, with the object's name, ahead of every Put
-// and Delete made through it, and on nothing else. It is how a caller defines "every
+// and Delete made through it, and on nothing else (reads, GetRange included, go
+// straight to b). It is how a caller defines "every
 // write point" once, by construction, instead of at each call site: crash tests kill
 // the process there. A nil before returns b itself.
 //

@@ -45,6 +45,36 @@ func (m *Memory) Get(ctx context.Context, name string) ([]byte, Attrs, error) {
 	return append([]byte(nil), o.data...), o.attrs, nil
 }
 
+// GetRange implements Bucket.
+func (m *Memory) GetRange(ctx context.Context, name string, generation, offset, length int64) ([]byte, error) {
+	if err := m.check(ctx, "get range", name); err != nil {
+		return nil, err
+	}
+	if err := CheckRange(generation, offset, length); err != nil {
+		return nil, fmt.Errorf("bucket: get range %q in %s: %w", name, m, err)
+	}
+	m.mu.RLock()
+	o, ok := m.objects[name]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, m.notFound("get range", name)
+	}
+	if generation != 0 && generation != o.attrs.Generation {
+		return nil, fmt.Errorf("bucket: get range %q in %s: %w", name, m, StaleGeneration(generation, o.attrs.Generation))
+	}
+	return sliceRange(o.data, offset, length), nil
+}
+
+// sliceRange copies data[offset:offset+length], cut short at the end of data.
+func sliceRange(data []byte, offset, length int64) []byte {
+	size := int64(len(data))
+	if offset >= size {
+		return []byte{}
+	}
+	end := offset + min(length, size-offset)
+	return append([]byte(nil), data[offset:end]...)
+}
+
 // Attrs implements Bucket.
 func (m *Memory) Attrs(ctx context.Context, name string) (Attrs, error) {
 	if err := m.check(ctx, "attrs", name); err != nil {

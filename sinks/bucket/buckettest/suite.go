@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -45,6 +46,9 @@ var cases = []struct {
 	{"LargeObject", testLarge},
 	{"ZeroByteObject", testZeroByte},
 	{"ErrorsNameTheObject", testErrorsNameTheObject},
+	{"GetRange", testGetRange},
+	{"GetRangeGeneration", testGetRangeGeneration},
+	{"GetRangeMissingIsNotFound", testGetRangeMissing},
 }
 
 func put(t *testing.T, b bucket.Bucket, name string, data []byte, cond bucket.Condition) bucket.Attrs {
@@ -494,6 +498,110 @@ func testErrorsNameTheObject(t *testing.T, b bucket.Bucket) {
 		}
 		if err != nil && !bytes.Contains([]byte(err.Error()), []byte(b.String())) {
 			t.Errorf("error %v does not name the bucket %s", err, b)
+		}
+	}
+}
+
+func testGetRange(t *testing.T, b bucket.Bucket) {
+	ctx := context.Background()
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	const name = "ranged/part-000.parquet"
+	a := put(t, b, name, data, bucket.Condition{})
+	put(t, b, "ranged/empty", nil, bucket.Condition{})
+	size := int64(len(data))
+	tests := []struct {
+		name           string
+		gen            int64
+		offset, length int64
+		want           []byte
+	}{
+		{"start", 0, 0, 100, data[:100]},
+		{"middle", 0, 4321, 1234, data[4321 : 4321+1234]},
+		{"end", 0, size - 8, 8, data[size-8:]},
+		{"whole", 0, 0, size, data},
+		{"past the end is short", 0, size - 5, 100, data[size-5:]},
+		{"starting at the end", 0, size, 10, nil},
+		{"starting past the end", 0, size + 1000, 10, nil},
+		{"empty range", 0, 10, 0, nil},
+		{"current generation", a.Generation, 4096, 4096, data[4096:8192]},
+	}
+	for _, tc := range tests {
+		got, err := b.GetRange(ctx, name, tc.gen, tc.offset, tc.length)
+		if err != nil {
+			t.Errorf("%s: GetRange(%q, gen %d, %d, %d): %v", tc.name, name, tc.gen, tc.offset, tc.length, err)
+			continue
+		}
+		if !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: GetRange(%q, gen %d, %d, %d) = %d bytes, want %d bytes", tc.name, name, tc.gen, tc.offset, tc.length, len(got), len(tc.want))
+		}
+		if len(got) > 0 {
+			got[0] ^= 0xFF // the slice is the caller's
+		}
+	}
+	if again, err := b.GetRange(ctx, name, 0, 0, 100); err != nil || !bytes.Equal(again, data[:100]) {
+		t.Errorf("GetRange after mutating a returned slice = %d bytes, %v; want the first 100 bytes", len(again), err)
+	}
+	if got, err := b.GetRange(ctx, "ranged/empty", 0, 0, 10); err != nil || len(got) != 0 {
+		t.Errorf("GetRange of a zero-byte object = %q, %v; want no bytes", got, err)
+	}
+	for _, r := range [][2]int64{{-1, 10}, {0, -1}} {
+		if _, err := b.GetRange(ctx, name, 0, r[0], r[1]); err == nil {
+			t.Errorf("GetRange(offset %d, length %d) succeeded, want an error", r[0], r[1])
+		}
+	}
+	for _, bad := range InvalidNames {
+		if _, err := b.GetRange(ctx, bad, 0, 0, 1); !bucket.IsInvalidName(err) {
+			t.Errorf("GetRange(%q) error = %v, want ErrInvalidName", bad, err)
+		}
+	}
+}
+
+// testGetRangeGeneration: a generation that is no longer current is ErrConflict,
+// never the bytes of another version.
+func testGetRangeGeneration(t *testing.T, b bucket.Bucket) {
+	ctx := context.Background()
+	const name = "ranged/versions.parquet"
+	v1 := put(t, b, name, []byte("version one: the first bytes"), bucket.Condition{})
+	if got, err := b.GetRange(ctx, name, v1.Generation, 8, 3); err != nil || string(got) != "one" {
+		t.Fatalf("GetRange(gen %d) = %q, %v; want \"one\"", v1.Generation, got, err)
+	}
+	v2 := put(t, b, name, []byte("version two: other bytes"), bucket.Condition{GenerationMatch: v1.Generation})
+	got, err := b.GetRange(ctx, name, v1.Generation, 8, 3)
+	if !bucket.IsConflict(err) {
+		t.Errorf("GetRange(gen %d) after a new version = %q, %v; want ErrConflict", v1.Generation, got, err)
+	}
+	if err != nil && !strings.Contains(err.Error(), name) {
+		t.Errorf("error %v does not name %q", err, name)
+	}
+	if got, err := b.GetRange(ctx, name, v2.Generation, 8, 3); err != nil || string(got) != "two" {
+		t.Errorf("GetRange(gen %d) = %q, %v; want \"two\"", v2.Generation, got, err)
+	}
+	if got, err := b.GetRange(ctx, name, 0, 8, 3); err != nil || string(got) != "two" {
+		t.Errorf("GetRange(gen 0) = %q, %v; want \"two\"", got, err)
+	}
+	if err := b.Delete(ctx, name, bucket.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetRange(ctx, name, v2.Generation, 0, 3); !bucket.IsNotFound(err) {
+		t.Errorf("GetRange(gen %d) of a deleted object error = %v, want ErrNotFound", v2.Generation, err)
+	}
+}
+
+func testGetRangeMissing(t *testing.T, b bucket.Bucket) {
+	ctx := context.Background()
+	put(t, b, "other/x.json", []byte("{}"), bucket.Condition{})
+	for _, name := range []string{"missing.parquet", "other/missing.json", "other", "no/such/dir/x"} {
+		for _, gen := range []int64{0, 12345} {
+			_, err := b.GetRange(ctx, name, gen, 0, 10)
+			if !bucket.IsNotFound(err) {
+				t.Errorf("GetRange(%q, gen %d) error = %v, want ErrNotFound", name, gen, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), name) {
+				t.Errorf("error %v does not name %q", err, name)
+			}
 		}
 	}
 }
