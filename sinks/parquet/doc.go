@@ -24,7 +24,12 @@
 // pipeline relies on this to skip rewriting and re-uploading unchanged
 // partitions (invariant 4).
 //
-// The package holds no state, does no I/O other than on the io.Writer or
-// io.ReaderAt it is given, and knows nothing about datasets, partitions or
-// buckets; those belong to the pipeline and sinks/bucket.
+// ReadRanged decodes some columns of a file read by byte range through a
+// RangeFunc (a bucket's ranged read, say): the footer, then only the chunks of
+// those columns, so that reading the id column of a partition costs its footer
+// and id chunks, not the whole file.
+//
+// The package holds no state, does no I/O other than on the io.Writer,
+// io.ReaderAt or RangeFunc it is given, and knows nothing about datasets,
+// partitions or buckets; those belong to the pipeline and sinks/bucket.
 package parquet

@@ -44,7 +44,7 @@ func ReadMetadata(r io.ReaderAt, size int64) (md Metadata, err error) {
 			md, err = Metadata{}, fmt.Errorf("parquet: decoding footer failed: %v: %w", p, ErrInvalidFile)
 		}
 	}()
-	f, err := openFile(r, size)
+	f, err := openFile(r, size, true)
 	if err != nil {
 		return Metadata{}, err
 	}

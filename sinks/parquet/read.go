@@ -55,6 +55,13 @@ type fileColumn struct {
 // unless a Columns projection leaves them out. Malformed input fails with
 // ErrInvalidFile and never panics.
 func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (sch *arrow.Schema, recs []arrow.Record, err error) {
+	return read(r, nil, size, mem, opts)
+}
+
+// read is Read; rr, when not nil, is r read by range (ReadRanged): the header's
+// magic bytes are not read, and each row group's selected column chunks are
+// loaded into rr before they are decoded.
+func read(r io.ReaderAt, rr *rangeReader, size int64, mem memory.Allocator, opts []ReadOption) (sch *arrow.Schema, recs []arrow.Record, err error) {
 	var cfg readConfig
 	for _, o := range opts {
 		if o != nil {
@@ -76,7 +83,7 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 		}
 	}()
 
-	f, err := openFile(r, size)
+	f, err := openFile(r, size, rr == nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -95,6 +102,11 @@ func Read(r io.ReaderAt, size int64, mem memory.Allocator, opts ...ReadOption) (
 	for gi, rg := range f.RowGroups() {
 		if rg.NumRows() <= 0 {
 			continue
+		}
+		if rr != nil {
+			if err := rr.load(chunkRanges(f, gi, cols, size)); err != nil {
+				return nil, recs, fmt.Errorf("parquet: row group %d: %w", gi, err)
+			}
 		}
 		rec, err := dec.readRowGroup(r, size, mem, f, gi, rg, sch, cols)
 		if err != nil {
@@ -134,8 +146,10 @@ func (d *decoder) readRowGroup(r io.ReaderAt, size int64, mem memory.Allocator, 
 }
 
 // openFile opens the footer only; page indexes and bloom filters are not
-// needed to decode the data.
-func openFile(r io.ReaderAt, size int64) (*parquetgo.File, error) {
+// needed to decode the data. checkHead reads and checks the magic bytes at the
+// start of the file too (a ranged read leaves them out: they cost a request and
+// the footer's are checked).
+func openFile(r io.ReaderAt, size int64, checkHead bool) (*parquetgo.File, error) {
 	if r == nil || size < 0 {
 		return nil, fmt.Errorf("parquet: no input: %w", ErrInvalidFile)
 	}
@@ -146,10 +160,12 @@ func openFile(r io.ReaderAt, size int64) (*parquetgo.File, error) {
 	if size < int64(2*len(magic)+4) {
 		return nil, fmt.Errorf("parquet: %d bytes is too short for a parquet file: %w", size, ErrInvalidFile)
 	}
-	var head [4]byte
+	head := [4]byte{'P', 'A', 'R', '1'}
 	var tail [8]byte
-	if _, err := r.ReadAt(head[:], 0); err != nil {
-		return nil, fmt.Errorf("parquet: reading header: %v: %w", err, ErrInvalidFile)
+	if checkHead {
+		if _, err := r.ReadAt(head[:], 0); err != nil {
+			return nil, fmt.Errorf("parquet: reading header: %v: %w", err, ErrInvalidFile)
+		}
 	}
 	if _, err := r.ReadAt(tail[:], size-8); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parquet: reading footer: %v: %w", err, ErrInvalidFile)
@@ -164,7 +180,8 @@ func openFile(r io.ReaderAt, size int64) (*parquetgo.File, error) {
 	if err := checkFooter(r, size, footer); err != nil {
 		return nil, fmt.Errorf("parquet: %v: %w", err, ErrInvalidFile)
 	}
-	f, err := parquetgo.OpenFile(r, size, parquetgo.SkipPageIndex(true), parquetgo.SkipBloomFilters(true))
+	f, err := parquetgo.OpenFile(r, size, parquetgo.SkipPageIndex(true), parquetgo.SkipBloomFilters(true),
+		parquetgo.SkipMagicBytes(!checkHead), parquetgo.OptimisticRead(false))
 	if err != nil {
 		return nil, fmt.Errorf("parquet: opening file: %v: %w", err, ErrInvalidFile)
 	}
