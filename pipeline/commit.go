@@ -44,6 +44,7 @@ func (r *runner) manifest() *Manifest {
 	if d := m.FinishedAt.Sub(m.StartedAt).Seconds(); d > 0 {
 		m.API.AchievedRPS = round2(float64(m.API.Requests) / d)
 	}
+	m.Reads = r.reads.stats()
 	// A refused user (revoked or forbidden) is routine at scale: reported in Users, not a
 	// failure, unless every user was refused.
 	refused := map[string]int{}

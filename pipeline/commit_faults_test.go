@@ -15,8 +15,8 @@ import (
 
 // lostAnswers wraps a bucket: a Put of a name that pick accepts is applied (or
 // not, if apply is false) and then fails with ErrTransient, as a write whose
-// answer was lost after the bucket's own retries; Gets of names getFails accepts
-// fail transiently too.
+// answer was lost after the bucket's own retries; reads (whole or by range) of names
+// getFails accepts fail transiently too.
 type lostAnswers struct {
 	bucket.Bucket
 	mu       sync.Mutex
@@ -49,6 +49,13 @@ func (l *lostAnswers) Get(ctx context.Context, name string) ([]byte, bucket.Attr
 		return nil, bucket.Attrs{}, fmt.Errorf("get %q: %w", name, bucket.ErrTransient)
 	}
 	return l.Bucket.Get(ctx, name)
+}
+
+func (l *lostAnswers) GetRange(ctx context.Context, name string, gen, off, n int64) ([]byte, error) {
+	if l.getFails != nil && l.getFails(name) {
+		return nil, fmt.Errorf("get range %q: %w", name, bucket.ErrTransient)
+	}
+	return l.Bucket.GetRange(ctx, name, gen, off, n)
 }
 
 func isManifest(name string, _ bucket.Condition) bool { return strings.HasPrefix(name, "_manifests/") }

@@ -55,6 +55,7 @@ type Manifest struct {
 	Counts   Counts          `json:"counts"`
 	API      APIStats        `json:"api"`
 	Uploads  UploadStats     `json:"uploads"`
+	Reads    ReadStats       `json:"reads"`
 	Deleted  []Tombstone     `json:"deleted"`
 	// CoveredThrough is where manifests before 2026-12 kept each account's
 	// covered_through; it now lives in the per-bucket state objects (state.go), and
@@ -196,6 +197,15 @@ type UploadStats struct {
 	Objects int64 `json:"objects"`
 	Bytes   int64 `json:"bytes"`
 	Skipped int64 `json:"skipped_unchanged"`
+}
+
+// ReadStats counts what the run read from the bucket until its manifest was made:
+// whole objects (Get), ranged reads (GetRange: Parquet footers and id column chunks),
+// and the bytes of both.
+type ReadStats struct {
+	Objects int64 `json:"objects"`
+	Ranges  int64 `json:"ranges"`
+	Bytes   int64 `json:"bytes"`
 }
 
 // Tombstone is a deleted (or purged) transaction with its last known values.

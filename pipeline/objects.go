@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
@@ -50,6 +52,68 @@ func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
 	}
 	return recs, &attrs, nil
+}
+
+// readIDs reads the id column of the transactions object a lists, by range: its
+// footer and id chunks, of generation a.Generation. It returns that generation, or,
+// when the object changed since it was listed, the one it read whole instead.
+func (r *runner) readIDs(ctx context.Context, key partKey, a bucket.Attrs) ([]arrow.Record, int64, error) {
+	if err := r.checkOwn(a.Name, &a); err != nil {
+		return nil, 0, err
+	}
+	fetch := func(off, n int64) ([]byte, error) { return r.b.GetRange(ctx, a.Name, a.Generation, off, n) }
+	_, recs, err := parquetsink.ReadRanged(fetch, a.Size, r.mem, parquetsink.Columns("id"))
+	switch {
+	case err == nil:
+		return recs, a.Generation, nil
+	case errors.Is(err, bucket.ErrConflict), errors.Is(err, bucket.ErrNotFound):
+		// Replaced or removed since the listing: read what is there now.
+		recs, attrs, err := r.readPartition(ctx, key, []string{"id"})
+		if err != nil {
+			return nil, 0, err
+		}
+		var gen int64
+		if attrs != nil {
+			gen = attrs.Generation
+		}
+		return recs, gen, nil
+	case errors.Is(err, parquetsink.ErrInvalidFile), errors.Is(err, parquetsink.ErrUnknownColumn), errors.Is(err, parquetsink.ErrUnsupportedType):
+		return nil, 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, a.Name, err)
+	}
+	return nil, 0, fmt.Errorf("read ids of %s: %w", a.Name, err)
+}
+
+// readCounter counts the reads made through it (the run's bucket, under the lease
+// guard and the write hook).
+type readCounter struct {
+	bucket.Bucket
+	objects, ranges, bytes atomic.Int64
+}
+
+func (c *readCounter) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
+	data, a, err := c.Bucket.Get(ctx, name)
+	c.objects.Add(1)
+	c.bytes.Add(int64(len(data)))
+	return data, a, err
+}
+
+func (c *readCounter) GetRange(ctx context.Context, name string, gen, off, n int64) ([]byte, error) {
+	data, err := c.Bucket.GetRange(ctx, name, gen, off, n)
+	c.ranges.Add(1)
+	c.bytes.Add(int64(len(data)))
+	return data, err
+}
+
+// CleanTemp implements bucket.TempCleaner when the counted bucket does.
+func (c *readCounter) CleanTemp(ctx context.Context, olderThan time.Duration) ([]string, error) {
+	if tc, ok := c.Bucket.(bucket.TempCleaner); ok {
+		return tc.CleanTemp(ctx, olderThan)
+	}
+	return nil, nil
+}
+
+func (c *readCounter) stats() ReadStats {
+	return ReadStats{Objects: c.objects.Load(), Ranges: c.ranges.Load(), Bytes: c.bytes.Load()}
 }
 
 // checkOwn fails when an object this run wrote earlier is no longer what it left

@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/sourcegraph/conc/pool"
 
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
@@ -92,8 +93,9 @@ func (r *runner) reconcile(ctx context.Context) error {
 	// Partitions on disk are scanned only when an id may have moved in from one the
 	// run did not read, or a crashed run is being recovered; otherwise every candidate
 	// is settled by this run's own partitions and Akahu's answer by id.
+	var scanned map[partKey]int64 // generation of each partition scanned
 	if r.suspicious || len(r.crashed) > 0 || len(r.watch) > 0 {
-		if err := r.scanPartitions(ctx, held, visit); err != nil {
+		if scanned, err = r.scanPartitions(ctx, held, visit); err != nil {
 			return err
 		}
 	} else {
@@ -169,7 +171,7 @@ func (r *runner) reconcile(ctx context.Context) error {
 	}
 	// 3. Rows that moved into a re-read partition leave the one they were in.
 	for _, key := range sortedParts(moveOut) {
-		if err := r.removeMoved(ctx, key, moveOut[key]); err != nil {
+		if err := r.removeMoved(ctx, key, moveOut[key], scanned[key]); err != nil {
 			return err
 		}
 	}
@@ -423,21 +425,24 @@ func sortedParts[V any](m map[partKey]V) []partKey {
 }
 
 // scanPartitions lists the transactions partitions of this shard and calls visit for
-// every id of every partition that is not held in memory (reading the id column only).
-func (r *runner) scanPartitions(ctx context.Context, held map[partKey]*heldPart, visit func(partKey, string)) error {
+// every id of every partition that is not held in memory, reading only their footers
+// and id column chunks, by range. It returns the generation of each partition it read.
+func (r *runner) scanPartitions(ctx context.Context, held map[partKey]*heldPart, visit func(partKey, string)) (map[partKey]int64, error) {
 	list, err := r.b.List(ctx, txPrefix)
 	if err != nil {
-		return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
+		return nil, fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
 	}
+	gens := map[partKey]int64{}
 	for _, a := range list {
 		key, ok := parseTxObject(a.Name)
 		if !ok || key.bucket%r.cfg.Shards != r.cfg.Shard || held[key] != nil {
 			continue
 		}
-		recs, _, err := r.readPartition(ctx, key, []string{"id"})
+		recs, gen, err := r.readIDs(ctx, key, a)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		gens[key] = gen
 		for _, rec := range recs {
 			ids := rec.Column(0).(*array.String)
 			for i := 0; i < ids.Len(); i++ {
@@ -446,14 +451,26 @@ func (r *runner) scanPartitions(ctx context.Context, held map[partKey]*heldPart,
 			rec.Release()
 		}
 	}
-	return nil
+	return gens, nil
 }
 
-// removeMoved rewrites an untouched partition without rows that moved away.
-func (r *runner) removeMoved(ctx context.Context, key partKey, ids map[string]bool) error {
+// removeMoved rewrites an untouched partition without rows that moved away: the
+// generation scanned (gen), which the decision rests on, or it fails with ErrConflict.
+func (r *runner) removeMoved(ctx context.Context, key partKey, ids map[string]bool, gen int64) error {
 	old, prev, err := r.readPartition(ctx, key, nil)
 	if err != nil {
 		return err
+	}
+	if prev == nil || prev.Generation != gen {
+		for _, rec := range old {
+			rec.Release()
+		}
+		var got int64
+		if prev != nil {
+			got = prev.Generation
+		}
+		return fmt.Errorf("remove moved rows from %s: scanned generation %d, found %d (is another run writing this dataset?): %w",
+			txObject(key), gen, got, bucket.ErrConflict)
 	}
 	t := &table{schema: r.txSch}
 	defer t.release()

@@ -31,6 +31,7 @@ type runner struct {
 	started  time.Time
 	log      *slog.Logger
 	b        bucket.Bucket
+	reads    *readCounter // counts every read through b
 	mem      memory.Allocator
 	txSch    *arrow.Schema
 	cols     txCols
@@ -97,8 +98,9 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	}
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
+	reads := &readCounter{Bucket: cfg.Out}
 	r := &runner{
-		cfg: cfg, loc: loc, b: bucket.WithHook(cfg.Out, cfg.BeforeWrite), mem: cfg.Memory,
+		cfg: cfg, loc: loc, b: bucket.WithHook(reads, cfg.BeforeWrite), reads: reads, mem: cfg.Memory,
 		started: cfg.Now().UTC(),
 		txSch:   schema.Transactions(),
 		watch:   map[string]bool{},

@@ -9,7 +9,7 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
-// countingBucket counts reads of each object.
+// countingBucket counts reads of each object, whole or by range.
 type countingBucket struct {
 	bucket.Bucket
 	mu   sync.Mutex
@@ -21,6 +21,13 @@ func (c *countingBucket) Get(ctx context.Context, name string) ([]byte, bucket.A
 	c.gets[name]++
 	c.mu.Unlock()
 	return c.Bucket.Get(ctx, name)
+}
+
+func (c *countingBucket) GetRange(ctx context.Context, name string, gen, off, n int64) ([]byte, error) {
+	c.mu.Lock()
+	c.gets[name]++
+	c.mu.Unlock()
+	return c.Bucket.GetRange(ctx, name, gen, off, n)
 }
 
 // untouchedReads counts reads of transactions partitions outside February 2026.
@@ -70,4 +77,100 @@ func TestScanOnlyWhenAMoveIsPossible(t *testing.T) {
 		t.Error("a transaction moved in from an unread month, but no other partition was scanned")
 	}
 	h.expectFaithful(from, to)
+}
+
+// readCounter counts the bytes read from each object, and which objects were read
+// whole (Get) rather than by range (GetRange).
+type readCounter struct {
+	bucket.Bucket
+	mu    sync.Mutex
+	reads map[string]int64 // bytes read, by object
+	whole map[string]int   // whole reads, by object
+}
+
+func (c *readCounter) note(name string, n int, whole bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads[name] += int64(n)
+	if whole {
+		c.whole[name]++
+	}
+}
+
+func (c *readCounter) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
+	data, a, err := c.Bucket.Get(ctx, name)
+	c.note(name, len(data), true)
+	return data, a, err
+}
+
+func (c *readCounter) GetRange(ctx context.Context, name string, gen, off, n int64) ([]byte, error) {
+	data, err := c.Bucket.GetRange(ctx, name, gen, off, n)
+	c.note(name, len(data), false)
+	return data, err
+}
+
+// take returns and resets the bytes read from transactions partitions outside
+// February 2026, how many of those partitions were read, and which were read whole.
+func (c *readCounter) take() (bytes int64, objects int, whole []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, n := range c.reads {
+		if strings.HasPrefix(name, "transactions/") && !strings.Contains(name, "month=2026-02") {
+			bytes += n
+			objects++
+			for range c.whole[name] {
+				whole = append(whole, name)
+			}
+		}
+	}
+	c.reads, c.whole = map[string]int64{}, map[string]int{}
+	return bytes, objects, whole
+}
+
+// TestScanReadsIDsOnly: when a transaction moves in from a month the run did not read,
+// the scan of the other partitions reads their footers and id columns only (by range),
+// not whole files, and still finds the move; the manifest counts the bytes read.
+func TestScanReadsIDsOnly(t *testing.T) {
+	rc := &readCounter{Bucket: newLocal(t), reads: map[string]int64{}, whole: map[string]int{}}
+	h := newHarness(t, rc, smallPopulation())
+	from, to := h.opts.From, h.opts.To
+	h.run(from, to)
+	feb := date(2026, 2, 1)
+	rc.take()
+	var scanned int64 // bytes the partitions outside February hold
+	list, err := rc.List(context.Background(), "transactions/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range list {
+		if !strings.Contains(a.Name, "month=2026-02") {
+			scanned += a.Size
+		}
+	}
+
+	nov, _, _ := h.pickAccount(date(2025, 11, 1), feb)
+	w := h.srv.Settled(nov, date(2025, 11, 1).Add(-1), date(2025, 11, 30))
+	if err := h.srv.MoveDate(w[0].ID, date(2026, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	m := h.run(feb, to)
+	if m.Counts.Moved != 1 || m.Counts.Inserted != 0 || m.Counts.Deleted != 0 {
+		t.Fatalf("moved in from November: counts %+v", m.Counts)
+	}
+	got, objects, whole := rc.take()
+	h.expectFaithful(from, to)
+	t.Logf("scan of %d partitions (%d bytes) read %d bytes; read whole: %v", objects, scanned, got, whole)
+	if objects == 0 {
+		t.Fatal("a transaction moved in from an unread month, but no other partition was read")
+	}
+	if got >= scanned {
+		t.Errorf("the run read %d bytes of the partitions outside its window, which hold %d: want fewer", got, scanned)
+	}
+	// Only the November partition, which loses the row, is read whole, to be rewritten.
+	if len(whole) != 1 || !strings.Contains(whole[0], "month=2025-11") {
+		t.Errorf("partitions outside the window read whole: %v, want November's once", whole)
+	}
+	if m.Reads.Bytes <= 0 || m.Reads.Ranges < int64(2*objects) {
+		t.Errorf("manifest reads = %+v, want the bytes and at least two ranged reads per partition scanned", m.Reads)
+	}
 }
