@@ -292,6 +292,11 @@ type manifestDoc struct {
 	Uploads struct {
 		Objects int64 `json:"objects"`
 	} `json:"uploads"`
+	Reads struct {
+		Objects int64 `json:"objects"`
+		Ranges  int64 `json:"ranges"`
+		Bytes   int64 `json:"bytes"`
+	} `json:"reads"`
 	Objects []struct {
 		Path string `json:"path"`
 		Op   string `json:"op"`

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -73,10 +74,21 @@ func TestBinaryRunSmoke(t *testing.T) {
 			t.Errorf("second run rewrote %s", name)
 		}
 	}
-	if ds := mustReadDataset(t, out); len(ds.manifests) != 2 {
-		t.Errorf("after two runs %d manifests, want 2", len(ds.manifests))
+	ds = mustReadDataset(t, out)
+	if len(ds.manifests) != 2 {
+		t.Fatalf("after two runs %d manifests, want 2", len(ds.manifests))
+	}
+	// The summary says what the run read, as its manifest records it: the second run
+	// reads back the partitions it re-extracts.
+	reads := readsRE.FindStringSubmatch(r.stdout)
+	mr := ds.manifests[1].Reads
+	if reads == nil || reads[1] != strconv.FormatInt(mr.Bytes, 10) || reads[2] != strconv.FormatInt(mr.Objects, 10) ||
+		reads[3] != strconv.FormatInt(mr.Ranges, 10) || mr.Bytes == 0 {
+		t.Errorf("summary of the second run does not report its reads %+v:\n%s", mr, r.stdout)
 	}
 }
+
+var readsRE = regexp.MustCompile(`; (\d+) bytes read \((\d+) objects, (\d+) ranges\)`)
 
 // TestBinaryDryRun checks that --dry-run prints the plan and writes nothing, on a new
 // directory and on an existing dataset.

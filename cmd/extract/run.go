@@ -134,9 +134,10 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 		return exitOK
 	}
 	if m != nil {
-		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d API requests, %d retries, %d answered 429, %s%s\n",
+		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d bytes read (%d objects, %d ranges); %d API requests, %d retries, %d answered 429, %s%s\n",
 			m.RunID, time.Since(begin).Round(time.Millisecond), m.Counts.Inserted, m.Counts.Updated, m.Counts.Unchanged,
 			m.Counts.Moved, m.Counts.Deleted, m.Counts.Pending, m.Uploads.Objects, m.Uploads.Bytes, m.Uploads.Skipped,
+			m.Reads.Bytes, m.Reads.Objects, m.Reads.Ranges,
 			m.API.Requests, m.API.Retries, m.API.RateLimited, rateSummary(m.API), refusedSummary(m))
 		// A refused user is routine at scale: one line each, naming the user by position
 		// and id, never by token.
