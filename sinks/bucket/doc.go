@@ -1,6 +1,7 @@
 // Package bucket owns the storage abstraction of the warehouse: one small
 // Bucket interface that stores whole objects (Parquet files, manifests) by
-// slash-separated name, the classes of error every implementation maps its
+// slash-separated name and reads them whole or by byte range (GetRange, pinned
+// to a generation), the classes of error every implementation maps its
 // failures to, name validation, and two implementations:
 //
 //   - Memory, an in-process map for tests;

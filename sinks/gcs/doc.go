@@ -19,6 +19,12 @@
 // finds the object gone has succeeded. The CRC32C of the bytes is sent with
 // the upload and checked against what GCS stored.
 //
+// A ranged read (GetRange) of a given generation asks for that generation and
+// makes it a precondition (ifGenerationMatch), so a generation that is no longer
+// current fails (ErrConflict) rather than being served from a noncurrent version;
+// its bytes are not checked against the object's CRC32C, which covers the whole
+// object.
+//
 // Failures are mapped to the bucket package's error classes (ErrNotFound,
 // ErrConflict, ErrPermission, ErrTransient); callers never see SDK error
 // types. Credentials are Application Default Credentials, and
