@@ -2,10 +2,12 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/akahu-etl/akahu-parquet/pipeline"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
@@ -172,5 +174,79 @@ func TestScanReadsIDsOnly(t *testing.T) {
 	}
 	if m.Reads.Bytes <= 0 || m.Reads.Ranges < int64(2*objects) {
 		t.Errorf("manifest reads = %+v, want the bytes and at least two ranged reads per partition scanned", m.Reads)
+	}
+}
+
+// rewriteAfterScan is a bucket on which another writer (one that ignores the lock)
+// rewrites an object, with the same bytes, after the run scanned it by range and
+// before the run reads it whole.
+type rewriteAfterScan struct {
+	bucket.Bucket
+	other   bucket.Bucket
+	target  string
+	mu      sync.Mutex
+	scanned bool
+	done    bool
+	foreign int64 // the generation the other writer left
+}
+
+func (f *rewriteAfterScan) GetRange(ctx context.Context, name string, gen, off, n int64) ([]byte, error) {
+	f.mu.Lock()
+	f.scanned = f.scanned || name == f.target
+	f.mu.Unlock()
+	return f.Bucket.GetRange(ctx, name, gen, off, n)
+}
+
+func (f *rewriteAfterScan) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
+	f.mu.Lock()
+	if name == f.target && f.scanned && !f.done {
+		f.done = true
+		whole, _, err := f.other.Get(ctx, name)
+		if err == nil {
+			var a bucket.Attrs
+			a, err = f.other.Put(ctx, name, whole, bucket.Condition{})
+			f.foreign = a.Generation
+		}
+		if err != nil {
+			f.mu.Unlock()
+			return nil, bucket.Attrs{}, err
+		}
+	}
+	f.mu.Unlock()
+	return f.Bucket.Get(ctx, name)
+}
+
+// TestForeignWriteAfterScan: a partition the scan found a moved row in is rewritten
+// only in the generation scanned; another writer's version in between is a conflict,
+// and stays as that writer left it.
+func TestForeignWriteAfterScan(t *testing.T) {
+	dir := t.TempDir()
+	local, err := bucket.NewLocal(dir)
+	must(t, err)
+	other, err := bucket.NewLocal(dir)
+	must(t, err)
+	target := "transactions/month=2025-11/part-000.parquet"
+	h := newHarness(t, local, smallPopulation())
+	from, to := h.opts.From, h.opts.To
+	h.run(from, to)
+	feb := date(2026, 2, 1)
+	nov, _, _ := h.pickAccount(date(2025, 11, 1), feb)
+	w := h.srv.Settled(nov, date(2025, 11, 1).Add(-1), date(2025, 11, 30))
+	must(t, h.srv.MoveDate(w[0].ID, date(2026, 2, 3)))
+
+	fb := &rewriteAfterScan{Bucket: local, other: other, target: target}
+	cfg := h.config(feb, to)
+	cfg.Out = fb
+	m, err := pipeline.Run(context.Background(), cfg)
+	if !fb.done {
+		t.Fatal("the run did not scan November")
+	}
+	if err == nil || m != nil || !errors.Is(err, bucket.ErrConflict) || !strings.Contains(err.Error(), target) {
+		t.Fatalf("a foreign write between the scan of %s and its rewrite: manifest %v, err %v", target, m != nil, err)
+	}
+	cur, err := local.Attrs(context.Background(), target)
+	must(t, err)
+	if cur.Generation != fb.foreign {
+		t.Errorf("%s is generation %d, want the foreign writer's %d", target, cur.Generation, fb.foreign)
 	}
 }
