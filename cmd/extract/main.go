@@ -46,6 +46,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return cmdDemo(ctx, args[1:], stdout, stderr, getenv)
 	case "verify":
 		return cmdVerify(ctx, args[1:], stdout, stderr, getenv)
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout, stderr, getenv)
 	case "purge":
 		return cmdPurge(ctx, args[1:], stdout, stderr, getenv)
 	case "reshard":
@@ -72,6 +74,8 @@ func usage(w io.Writer) {
                  [--accounts acc_1,acc_2] [--workers N] [--lookback 30d] [--dry-run]
   extract demo   [--out DIR]        built-in fake Akahu, no tokens needed
   extract verify --out DIR|gs://BUCKET/PREFIX
+  extract status --out DIR|gs://BUCKET/PREFIX [--json] [--max-age 36h]
+                                                  the dataset at a glance; exit 1 when a shard is stale
   extract purge  --out DIR|gs://BUCKET/PREFIX (--user ID | --account ID)
   extract reshard --out DIR|gs://BUCKET/PREFIX --shards N   change the shard count
   extract sql duckdb   --out DIR|gs://BUCKET/PREFIX          print DuckDB views over the dataset
