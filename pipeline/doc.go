@@ -37,4 +37,10 @@
 // it but markers and manifests only by shard index, so a run with another --shards is
 // refused (a configuration error) after taking its lock, and Reshard changes the count
 // while holding every lock of the old and the new count.
+//
+// Status reads a dataset without locking or writing: its layout, each shard's newest
+// committed run, accounts whose covered_through lags their shard's, lock objects and
+// in-flight markers (held or expired; in progress, committed, recovered or crashed), and
+// rows and bytes per table (bytes from the listing, rows from the newest committed
+// manifest record of each object).
 package pipeline

@@ -4,6 +4,7 @@
 //	extract run   --out DIR|gs://BUCKET/PREFIX [--start YYYY-MM-DD] [--end YYYY-MM-DD]
 //	              [--accounts acc_1,acc_2] [--workers N] [--lookback 30d] [--dry-run]
 //	extract demo  [--out DIR]
+//	extract status --out DIR|gs://BUCKET/PREFIX [--json] [--max-age 36h]
 //	extract reshard --out DIR|gs://BUCKET/PREFIX --shards N
 //	extract sql duckdb   --out DIR|gs://BUCKET/PREFIX
 //	extract sql bigquery --out gs://BUCKET/PREFIX --dataset PROJECT.DATASET
@@ -15,6 +16,14 @@
 // (and a view accounts_latest) in PROJECT.DATASET over a gs:// dataset. The month
 // partition is text 'YYYY-MM'; snapshot_date is a DATE. It reads nothing: it refuses
 // (exit 2) a BigQuery DDL without a gs:// --out and a --dataset.
+//
+// 'extract status' prints a dataset at a glance (status.go): its layout, each shard's
+// last committed run (age, counts, failed accounts, refused users), accounts whose
+// covered_through lags their shard's newest, locks (held or expired) and in-flight
+// markers (in progress or crashed), and objects, rows and bytes per table; --json prints
+// pipeline.StatusReport as JSON. It reads only and exits 1 when a shard's last run
+// finished more than --max-age ago or it never committed, 2 when --out is not a
+// dataset, 3 when the dataset cannot be read.
 //
 // A dataset records its shard count (--shards) when it is created; a run with another
 // count is refused (exit 2), and 'extract reshard' changes it while holding every lock

@@ -197,7 +197,7 @@ func printStatus(w io.Writer, r *pipeline.StatusReport, maxAge time.Duration) {
 		fmt.Fprintln(w)
 	}
 	if unrecorded > 0 {
-		fmt.Fprintf(w, "  %s no committed manifest records (written by a run in progress or one that died); their rows are not counted\n", plural(unrecorded, "object"))
+		fmt.Fprintf(w, "  unrecorded: %s in no committed manifest (written by a run in progress or one that died), rows not counted\n", plural(unrecorded, "object"))
 	}
 
 	fmt.Fprintln(w)
