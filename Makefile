@@ -23,13 +23,16 @@ PKGS          := ./...
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# bin/extract is built once and reused by demo. CGO_ENABLED=0: a static binary, as in
+# the Dockerfile, and no C compiler run for the cgo parts of net, os/user and
+# runtime/cgo on a first build.
 .PHONY: build
-build: ## Build bin/extract
-	$(GO) build -o bin/extract ./cmd/extract
+build: ## Build bin/extract (static, CGO_ENABLED=0)
+	CGO_ENABLED=0 $(GO) build -o bin/extract ./cmd/extract
 
 .PHONY: demo
-demo: ## Run the demo: built-in fake Akahu, dataset written to ./demo-out
-	$(GO) run ./cmd/extract demo --out $(DEMO_OUT)
+demo: build ## Run the demo: built-in fake Akahu, dataset written to ./demo-out
+	./bin/extract demo --out $(DEMO_OUT)
 
 .PHONY: test
 test: ## Run every test with -race (offline), then the DuckDB read-back module
