@@ -161,7 +161,8 @@ var ErrNotDataset = errors.New("not a dataset: no _dataset.json")
 // listing and reports them as of now. It writes nothing and takes no lock, so what it
 // reports may be changing under a run in progress.
 func Status(ctx context.Context, b bucket.Bucket, now time.Time) (*StatusReport, error) {
-	rep := &StatusReport{Location: b.String(), Now: now.UTC()}
+	rep := &StatusReport{Location: b.String(), Now: now.UTC(),
+		Lagging: []AccountLag{}, Locks: []LockStatus{}, InFlight: []InFlightStatus{}, StaleShards: []int{}}
 	data, _, err := b.Get(ctx, datasetObject)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", b, ErrNotDataset)
@@ -222,7 +223,7 @@ func Status(ctx context.Context, b bucket.Bucket, now time.Time) (*StatusReport,
 			for _, id := range m.Recovered {
 				recovered[id] = true
 			}
-			through, err := coveredThrough(ctx, b, shard, m)
+			through, err := coveredThrough(ctx, b, rep.Dataset, rep.Shards, shard, m)
 			if err != nil {
 				return nil, err
 			}
@@ -314,10 +315,11 @@ func Status(ctx context.Context, b bucket.Bucket, now time.Time) (*StatusReport,
 	return rep, nil
 }
 
-// coveredThrough returns each account of a shard with the local date through which
-// its data is complete. It is the only place Status reads that state; today it is the
-// covered_through map of the shard's newest committed run (latest).
-func coveredThrough(_ context.Context, _ bucket.Bucket, _ int, latest *Manifest) (map[string]string, error) {
+// coveredThrough returns each account of one shard (of shards, in dataset ds) with the
+// local date through which its data is complete. It is the only place Status reads
+// that state; today it is the covered_through map of the shard's newest committed run
+// (latest).
+func coveredThrough(_ context.Context, _ bucket.Bucket, _ Dataset, _, _ int, latest *Manifest) (map[string]string, error) {
 	return latest.CoveredThrough, nil
 }
 
