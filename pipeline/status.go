@@ -223,17 +223,17 @@ func Status(ctx context.Context, b bucket.Bucket, now time.Time) (*StatusReport,
 			for _, id := range m.Recovered {
 				recovered[id] = true
 			}
-			through, err := coveredThrough(ctx, b, rep.Dataset, rep.Shards, shard, m)
-			if err != nil {
-				return nil, err
-			}
-			lags, newest := lagging(shard, through, m)
-			rep.Lagging = append(rep.Lagging, lags...)
-			if newest != "" {
-				ss.CoveredThrough = newest
-				if d, err := parseDay(newest); err == nil {
-					ss.DaysBehindToday = int(today - d)
-				}
+		}
+		through, err := coveredThrough(ctx, b, rep.Dataset, rep.Shards, shard, m)
+		if err != nil {
+			return nil, err
+		}
+		lags, newest := lagging(shard, through, m)
+		rep.Lagging = append(rep.Lagging, lags...)
+		if newest != "" {
+			ss.CoveredThrough = newest
+			if d, err := parseDay(newest); err == nil {
+				ss.DaysBehindToday = int(today - d)
 			}
 		}
 		rep.ShardRuns = append(rep.ShardRuns, ss)
@@ -315,38 +315,75 @@ func Status(ctx context.Context, b bucket.Bucket, now time.Time) (*StatusReport,
 	return rep, nil
 }
 
-// coveredThrough returns each account of one shard (of shards, in dataset ds) with the
-// local date through which its data is complete. It is the only place Status reads
-// that state; today it is the covered_through map of the shard's newest committed run
-// (latest).
-func coveredThrough(_ context.Context, _ bucket.Bucket, _ Dataset, _, _ int, latest *Manifest) (map[string]string, error) {
-	return latest.CoveredThrough, nil
+// coveredThrough returns each account of one shard (of shards, in dataset ds) that
+// has a covered_through, the local date through which its data is complete, with its
+// user and status. It is the only place Status reads that state: the shard's
+// per-bucket state objects, or for a dataset without any, the covered_through map of
+// the shard's newest committed run (latest, nil when none).
+func coveredThrough(ctx context.Context, b bucket.Bucket, ds Dataset, shards, shard int, latest *Manifest) (map[string]StateAccount, error) {
+	st, err := loadRunState(ctx, b, ds.Buckets, shard, shards)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b, err)
+	}
+	out := map[string]StateAccount{}
+	if !st.legacy {
+		for _, bs := range st.buckets {
+			for id, a := range bs.accounts {
+				if a.CoveredThrough != "" {
+					out[id] = a
+				}
+			}
+		}
+		return out, nil
+	}
+	if latest == nil {
+		return out, nil
+	}
+	for id, d := range latest.CoveredThrough {
+		out[id] = StateAccount{AccountID: id, CoveredThrough: d}
+	}
+	for _, a := range latest.Accounts {
+		if sa, ok := out[a.AccountID]; ok {
+			sa.UserID, sa.Status = a.UserID, a.Status
+			out[a.AccountID] = sa
+		}
+	}
+	return out, nil
 }
 
 // lagging returns the accounts of through that are behind its newest date, with
-// their status in the shard's last run, and that newest date.
-func lagging(shard int, through map[string]string, last *Manifest) ([]AccountLag, string) {
+// their status (from the shard's last run, last, when it lists the account) and
+// error there, and that newest date.
+func lagging(shard int, through map[string]StateAccount, last *Manifest) ([]AccountLag, string) {
 	newest := ""
-	for _, d := range through {
-		newest = max(newest, d)
+	for _, a := range through {
+		newest = max(newest, a.CoveredThrough)
 	}
 	nd, err := parseDay(newest)
 	if err != nil {
 		return nil, newest
 	}
-	byID := map[string]AccountStatus{}
-	for _, a := range last.Accounts {
-		byID[a.AccountID] = a
+	listed := map[string]AccountStatus{}
+	if last != nil {
+		for _, a := range last.Accounts {
+			listed[a.AccountID] = a
+		}
 	}
 	var out []AccountLag
-	for id, d := range through {
-		ad, err := parseDay(d)
+	for id, sa := range through {
+		ad, err := parseDay(sa.CoveredThrough)
 		if err != nil || ad >= nd {
 			continue
 		}
-		a := byID[id]
-		out = append(out, AccountLag{Shard: shard, AccountID: id, UserID: a.UserID, CoveredThrough: d,
-			DaysBehind: int(nd - ad), LastStatus: a.Status, Error: a.Error})
+		lag := AccountLag{Shard: shard, AccountID: id, UserID: sa.UserID, CoveredThrough: sa.CoveredThrough,
+			DaysBehind: int(nd - ad), LastStatus: sa.Status}
+		if a, ok := listed[id]; ok {
+			lag.LastStatus, lag.Error = a.Status, a.Error
+			if lag.UserID == "" {
+				lag.UserID = a.UserID
+			}
+		}
+		out = append(out, lag)
 	}
 	return out, newest
 }
@@ -354,7 +391,7 @@ func lagging(shard int, through map[string]string, last *Manifest) ([]AccountLag
 func runStatus(m *Manifest, now time.Time) *RunStatus {
 	rs := &RunStatus{RunID: m.RunID, StartedAt: m.StartedAt.UTC(), FinishedAt: m.FinishedAt.UTC(),
 		AgeSeconds: seconds(now.Sub(m.FinishedAt)), Range: m.Range, Counts: m.Counts, API: m.API, Uploads: m.Uploads,
-		Users: len(m.Users), Accounts: len(m.Accounts),
+		Users: total(m.UserCounts, len(m.Users)), Accounts: total(m.AccountCounts, len(m.Accounts)),
 		RefusedUsers: []UserStatus{}, FailedAccounts: []AccountStatus{}, Failures: []string{}}
 	for _, u := range m.Users {
 		if u.Status != "ok" {
@@ -387,6 +424,19 @@ func lockStatus(ctx context.Context, b bucket.Bucket, name string, now time.Time
 		ls.State = "held"
 	}
 	return ls, nil
+}
+
+// total adds up a manifest's counts by status; manifests written before they were
+// kept list every user and account, so then it is the length of that list.
+func total(counts map[string]int, listed int) int {
+	if counts == nil {
+		return listed
+	}
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }
 
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }

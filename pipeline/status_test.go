@@ -37,7 +37,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("layout: %d shards %+v, %d manifests, dataset %+v", rep.Shards, rep.ShardRuns, rep.Manifests, rep.Dataset)
 	}
 	lr := rep.ShardRuns[0].LastRun
-	if lr == nil || lr.RunID != m1.RunID || lr.AgeSeconds != 3600 || lr.Counts != m1.Counts || lr.Accounts != len(m1.Accounts) ||
+	if lr == nil || lr.RunID != m1.RunID || lr.AgeSeconds != 3600 || lr.Counts != m1.Counts || lr.Accounts != 8 || lr.Users != 2 ||
 		len(lr.FailedAccounts) != 0 || len(lr.RefusedUsers) != 0 {
 		t.Fatalf("last run %+v, want %s an hour old with its counts %+v", lr, m1.RunID, m1.Counts)
 	}
@@ -61,6 +61,9 @@ func TestStatus(t *testing.T) {
 
 	// 2. Five days later one account's bank is down: the run commits without it.
 	acct, _, _ := h.pickAccount(date(2026, 1, 1), date(2026, 2, 1))
+	// The user's walk (GET /transactions) fails, so it is redone account by account,
+	// and that account's walk fails too.
+	h.srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 100000, PathContains: "/v1/transactions?"})
 	h.srv.InjectFault(akahutest.Fault{Kind: akahutest.ServerError, Status: 503, Count: 100000, PathContains: "/accounts/" + acct + "/transactions?"})
 	h.shift.Add(int64(5 * 24 * time.Hour))
 	m2, err := pipeline.Run(ctx, h.config(time.Time{}, time.Time{}))
