@@ -78,8 +78,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer, _ e
 func printStatus(w io.Writer, r *pipeline.StatusReport, maxAge time.Duration) {
 	ds := r.Dataset
 	fmt.Fprintf(w, "dataset    %s\n", r.Location)
-	fmt.Fprintf(w, "layout     version %d, schema %d, time zone %s, %s partitions, %s, %s, created %s\n",
-		ds.LayoutVersion, ds.SchemaVersion, ds.TimeZone, ds.Grain, plural(ds.Buckets, "bucket"), plural(r.Shards, "shard"), stamp(ds.CreatedAt))
+	by := ds.BucketBy
+	if by == "" {
+		by = "account" // layout 1
+	}
+	fmt.Fprintf(w, "layout     version %d, schema %d, time zone %s, %s partitions, %s by %s, %s, created %s\n",
+		ds.LayoutVersion, ds.SchemaVersion, ds.TimeZone, ds.Grain, plural(ds.Buckets, "bucket"), by, plural(r.Shards, "shard"), stamp(ds.CreatedAt))
 	fmt.Fprintf(w, "as of      %s, %s\n", stamp(r.Now), plural(r.Manifests, "committed manifest"))
 
 	fmt.Fprintln(w)

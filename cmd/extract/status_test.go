@@ -226,7 +226,7 @@ func TestStatusDemo(t *testing.T) {
 			if code != c.code || !strings.HasSuffix(stdout, c.text) {
 				t.Errorf("exit %d, want %d; output ends %q, want %q\n%s", code, c.code, stdout[max(0, len(stdout)-120):], c.text, stderr)
 			}
-			for _, want := range []string{"lagging accounts: none", "locks: none", "in-flight markers: none", "1 bucket, 1 shard"} {
+			for _, want := range []string{"lagging accounts: none", "locks: none", "in-flight markers: none", "1 bucket by user, 1 shard"} {
 				if !strings.Contains(stdout, want) {
 					t.Errorf("output lacks %q:\n%s", want, stdout)
 				}
