@@ -90,7 +90,8 @@ type AccountLag struct {
 	// DaysBehind is the shard's newest covered_through minus this account's.
 	DaysBehind int `json:"days_behind"`
 	// LastStatus is the account's status in the shard's last run (failed, revoked,
-	// inactive, …), "" when that run did not list it; Error its error there.
+	// inactive, …) and Error its error there; both "" when that run did not list it
+	// (manifests list only the accounts that are not plainly ok).
 	LastStatus string `json:"last_status,omitempty"`
 	Error      string `json:"error,omitempty"`
 }
@@ -315,22 +316,27 @@ func Status(ctx context.Context, b bucket.Bucket, now time.Time) (*StatusReport,
 	return rep, nil
 }
 
+// coveredAccount is an account's covered_through with its user, as Status reads it.
+type coveredAccount struct {
+	userID, through string
+}
+
 // coveredThrough returns each account of one shard (of shards, in dataset ds) that
 // has a covered_through, the local date through which its data is complete, with its
-// user and status. It is the only place Status reads that state: the shard's
-// per-bucket state objects, or for a dataset without any, the covered_through map of
-// the shard's newest committed run (latest, nil when none).
-func coveredThrough(ctx context.Context, b bucket.Bucket, ds Dataset, shards, shard int, latest *Manifest) (map[string]StateAccount, error) {
+// user. It is the only place Status reads that state: the shard's per-bucket state
+// objects, or for a dataset without any, the covered_through map of the shard's
+// newest committed run (latest, nil when none).
+func coveredThrough(ctx context.Context, b bucket.Bucket, ds Dataset, shards, shard int, latest *Manifest) (map[string]coveredAccount, error) {
 	st, err := loadRunState(ctx, b, ds.Buckets, shard, shards)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b, err)
 	}
-	out := map[string]StateAccount{}
+	out := map[string]coveredAccount{}
 	if !st.legacy {
 		for _, bs := range st.buckets {
-			for id, a := range bs.accounts {
-				if a.CoveredThrough != "" {
-					out[id] = a
+			for id, d := range bs.covered {
+				if d != "" {
+					out[id] = coveredAccount{userID: bs.accounts[id].UserID, through: d}
 				}
 			}
 		}
@@ -340,24 +346,18 @@ func coveredThrough(ctx context.Context, b bucket.Bucket, ds Dataset, shards, sh
 		return out, nil
 	}
 	for id, d := range latest.CoveredThrough {
-		out[id] = StateAccount{AccountID: id, CoveredThrough: d}
-	}
-	for _, a := range latest.Accounts {
-		if sa, ok := out[a.AccountID]; ok {
-			sa.UserID, sa.Status = a.UserID, a.Status
-			out[a.AccountID] = sa
-		}
+		out[id] = coveredAccount{through: d}
 	}
 	return out, nil
 }
 
 // lagging returns the accounts of through that are behind its newest date, with
-// their status (from the shard's last run, last, when it lists the account) and
-// error there, and that newest date.
-func lagging(shard int, through map[string]StateAccount, last *Manifest) ([]AccountLag, string) {
+// their status and error in the shard's last run (last) when it lists them, and that
+// newest date.
+func lagging(shard int, through map[string]coveredAccount, last *Manifest) ([]AccountLag, string) {
 	newest := ""
 	for _, a := range through {
-		newest = max(newest, a.CoveredThrough)
+		newest = max(newest, a.through)
 	}
 	nd, err := parseDay(newest)
 	if err != nil {
@@ -370,13 +370,12 @@ func lagging(shard int, through map[string]StateAccount, last *Manifest) ([]Acco
 		}
 	}
 	var out []AccountLag
-	for id, sa := range through {
-		ad, err := parseDay(sa.CoveredThrough)
+	for id, ca := range through {
+		ad, err := parseDay(ca.through)
 		if err != nil || ad >= nd {
 			continue
 		}
-		lag := AccountLag{Shard: shard, AccountID: id, UserID: sa.UserID, CoveredThrough: sa.CoveredThrough,
-			DaysBehind: int(nd - ad), LastStatus: sa.Status}
+		lag := AccountLag{Shard: shard, AccountID: id, UserID: ca.userID, CoveredThrough: ca.through, DaysBehind: int(nd - ad)}
 		if a, ok := listed[id]; ok {
 			lag.LastStatus, lag.Error = a.Status, a.Error
 			if lag.UserID == "" {

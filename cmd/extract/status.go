@@ -128,10 +128,7 @@ func printStatus(w io.Writer, r *pipeline.StatusReport, maxAge time.Duration) {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SHARD\tACCOUNT\tUSER\tCOVERED THROUGH\tBEHIND\tLAST STATUS")
 		for _, l := range r.Lagging {
-			st := l.LastStatus
-			if st == "" {
-				st = "not in the last run"
-			}
+			st := dash(l.LastStatus)
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", l.Shard, l.AccountID, dash(l.UserID), l.CoveredThrough, plural(l.DaysBehind, "day"), st)
 		}
 		tw.Flush()
