@@ -568,6 +568,12 @@ func (c *meteredBucket) Get(ctx context.Context, name string) ([]byte, bucket.At
 	return data, a, err
 }
 
+func (c *meteredBucket) GetRange(ctx context.Context, name string, generation, offset, length int64) ([]byte, error) {
+	data, err := c.Bucket.GetRange(ctx, name, generation, offset, length)
+	c.count(func(io *bucketIO) { io.Gets++; io.BytesRead += int64(len(data)) })
+	return data, err
+}
+
 func (c *meteredBucket) Attrs(ctx context.Context, name string) (bucket.Attrs, error) {
 	c.count(func(io *bucketIO) { io.Attrs++ })
 	return c.Bucket.Attrs(ctx, name)
