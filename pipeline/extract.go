@@ -412,8 +412,9 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error
 			if i > 0 && (i == n || key != cur) {
 				k := index[cur]
 				results[k].recs = append(results[k].recs, rec.NewSlice(int64(start), int64(i)))
-				// A slice shares its record's buffers: each slice counts its share.
-				results[k].size += size * int64(i-start) / int64(n)
+				// A slice shares its record's buffers: each slice counts its share, and
+				// the arrays of its own.
+				results[k].size += size*int64(i-start)/int64(n) + int64(rec.NumCols())*arrayOverhead
 				start = i
 			}
 			cur = key
