@@ -18,6 +18,12 @@
 // decimals are copied as exact scaled integers, never through float64
 // (invariant 8). Any other Arrow type is rejected with ErrUnsupportedType.
 //
+// Files are laid out for lookups: rows are cut into row groups of
+// DefaultRowGroupRows, each column chunk carries min/max statistics and a page
+// index, and id, user_id and account_id carry a bloom filter per row group
+// (DefaultBloomFilterColumns), so a reader looking up one id, user or account
+// skips the row groups that cannot hold it.
+//
 // Write is deterministic: equal schemas, records and options give
 // byte-identical files. The file carries no clock reading, the created_by
 // string is fixed (CreatedBy) and key-value metadata is sorted by key. The

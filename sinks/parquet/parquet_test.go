@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -189,8 +191,8 @@ func TestPqarrowReadsOurFile(t *testing.T) {
 		if set, err := cc.StatsSet(); err != nil || !set {
 			t.Errorf("%s: no column chunk statistics (%v)", sch.Field(i).Name, err)
 		}
-		if cc.BloomFilterOffset() > 0 {
-			t.Errorf("%s: bloom filter written by default", sch.Field(i).Name)
+		if want := slices.Contains(DefaultBloomFilterColumns, sch.Field(i).Name); (cc.BloomFilterOffset() > 0) != want {
+			t.Errorf("%s: bloom filter offset %d, want a filter: %v", sch.Field(i).Name, cc.BloomFilterOffset(), want)
 		}
 	}
 	if v := fm.KeyValueMetadata().FindValue("akahu_parquet.schema_version"); v == nil || *v != "1" {
@@ -732,4 +734,84 @@ func TestBloomFilterOnID(t *testing.T) {
 	}
 	defer releaseAll(got)
 	assertSameRows(t, mem, recs, testSchema(), got, gotSch)
+}
+
+// TestDefaultLayoutForLookups checks what lets a reader skip most of a file on a
+// lookup by id, user or account, with no options given: a file larger than
+// DefaultRowGroupRows is split into row groups of that size, and every row group
+// carries a bloom filter on id, user_id and account_id (and on no other column)
+// that admits the group's own values and rejects values it does not hold. Writing
+// the same records again gives the same bytes.
+func TestDefaultLayoutForLookups(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	sch := testSchema()
+	// 40k rows: a month partition of a few hundred accounts.
+	const n = 40_000
+	recs := []arrow.Record{testRecord(mem, 0, n/2), testRecord(mem, n/2, n-n/2)}
+	defer releaseAll(recs)
+	data, info := writeBytes(t, sch, recs)
+	if want := (n + DefaultRowGroupRows - 1) / DefaultRowGroupRows; info.Rows != n || info.RowGroups != want || want < 3 {
+		t.Fatalf("FileInfo %+v, want %d rows in at least 3 row groups of %d rows", info, n, DefaultRowGroupRows)
+	}
+	if again, _ := writeBytes(t, sch, recs); !bytes.Equal(again, data) {
+		t.Error("writing the same records twice gave different bytes")
+	}
+	f, err := parquetgo.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// testRecord: row r has id trans_%012d, user_%d (r%7) and acc_%d (r%23).
+	ids := func(lo, hi, step int) []string {
+		var out []string
+		for r := lo; r < hi; r += step {
+			out = append(out, fmt.Sprintf("trans_%012d", r))
+		}
+		return out
+	}
+	for g, rg := range f.RowGroups() {
+		lo, hi := g*DefaultRowGroupRows, min((g+1)*DefaultRowGroupRows, n)
+		if got := rg.NumRows(); got != int64(hi-lo) {
+			t.Errorf("row group %d: %d rows, want %d", g, got, hi-lo)
+		}
+		// ids outside the group: every other group's, and ids never written
+		absent := append(ids(0, lo, 97), ids(hi, n+5000, 97)...)
+		for _, tc := range []struct {
+			col            int
+			present, other []string
+		}{
+			{0, ids(lo, hi, 97), absent},
+			{1, []string{"user_0", "user_6"}, []string{"user_7", "user_absent", "acc_0"}},
+			{2, []string{"acc_0", "acc_22"}, []string{"acc_23", "acc_absent", "user_0"}},
+		} {
+			name := sch.Field(tc.col).Name
+			bf := rg.ColumnChunks()[tc.col].BloomFilter()
+			if bf == nil {
+				t.Errorf("row group %d: no bloom filter on %s", g, name)
+				continue
+			}
+			for _, v := range tc.present {
+				if ok, err := bf.Check(parquetgo.ValueOf(v)); err != nil || !ok {
+					t.Errorf("row group %d: %s bloom filter rejects %s, which the group holds (%v)", g, name, v, err)
+				}
+			}
+			admitted := 0
+			for _, v := range tc.other {
+				if ok, err := bf.Check(parquetgo.ValueOf(v)); err != nil {
+					t.Errorf("row group %d: %s: %v", g, name, err)
+				} else if ok {
+					admitted++
+				}
+			}
+			// ~1% false positives at DefaultBloomFilterBitsPerValue; 5% leaves room.
+			if admitted*20 > len(tc.other) {
+				t.Errorf("row group %d: %s bloom filter admits %d of %d values the group does not hold", g, name, admitted, len(tc.other))
+			}
+		}
+		for c, cc := range rg.ColumnChunks() {
+			if c > 2 && cc.BloomFilter() != nil {
+				t.Errorf("row group %d: bloom filter on %s, not a lookup key", g, sch.Field(c).Name)
+			}
+		}
+	}
 }

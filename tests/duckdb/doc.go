@@ -11,6 +11,10 @@
 // faithful window against the fake's ground truth (invariant 1), tombstones
 // (invariant 3) and manifest counts that agree with the data. TestSQLViews executes
 // the views `extract sql duckdb` prints over the demo dataset and queries each one.
+// TestLookupsReadFewRowGroups checks that a lookup by id or account reads a few row
+// groups, not whole files (statistics, bloom filters and the bytes the process
+// read); BenchmarkFleetLookups prints the same figures for a 20,000-user fleet
+// written straight from the fake's population by the sink, without HTTP.
 //
 // BenchmarkNaiveScript (run by `make bench`) compares the pipeline with the naive
 // baseline a fleet user might write instead: fetch every account's whole range

@@ -40,7 +40,13 @@ type dataset struct {
 // fresh temporary directory; nothing has run yet.
 func newDataset(t *testing.T) *dataset {
 	t.Helper()
-	srv := akahutest.NewServer(akahutest.Options{Users: testUsers, AccountsPerUser: testAccounts, TxPerAccountPerMonth: testTxPerMonth})
+	return newDatasetOf(t, akahutest.Options{Users: testUsers, AccountsPerUser: testAccounts, TxPerAccountPerMonth: testTxPerMonth})
+}
+
+// newDatasetOf is newDataset over a population of the given options.
+func newDatasetOf(t *testing.T, fakeOpts akahutest.Options) *dataset {
+	t.Helper()
+	srv := akahutest.NewServer(fakeOpts)
 	t.Cleanup(srv.Close)
 	client, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: akahu.Token(srv.AppToken()), HTTPClient: srv.Client()})
 	if err != nil {
