@@ -58,7 +58,7 @@ func BenchmarkWrite(b *testing.B) {
 			}
 			report(b, buf.Len())
 		})
-		// The layout before lookups were tuned: one 128Ki-row group, no bloom filter.
+		// The layout before lookups were tuned: 128Ki-row groups, no bloom filter.
 		b.Run("parquet-go-128Ki-no-bloom/"+lvl.name, func(b *testing.B) {
 			var buf bytes.Buffer
 			b.ReportAllocs()

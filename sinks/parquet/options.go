@@ -15,10 +15,10 @@ const (
 	// sorted by account, posting time and id, so 16Ki rows hold a few hundred
 	// accounts' month and a query on one account, user or id reads a few
 	// row groups per file instead of whole files (a month partition of
-	// 20,000 users in 16 buckets is ~140k rows: 9 row groups). Smaller
+	// 20,000 users in 16 buckets is ~150k rows: 10 row groups). Smaller
 	// groups buy little more: every reader opens every footer, which grows
 	// by one column chunk's metadata per column and row group. Column
-	// chunks of 16Ki rows still compress within 2% of 128Ki ones, and the
+	// chunks of 16Ki rows still compress within 1% of 128Ki ones, and the
 	// writer buffers less.
 	DefaultRowGroupRows = 16 * 1024
 

@@ -232,8 +232,8 @@ func TestLookupsReadFewRowGroups(t *testing.T) {
 // BenchmarkFleetLookups prints what DuckDB reads for one account's, one user's and
 // one id's rows at fleet size: 20,000 users of the fake's population (3 accounts
 // with transactions each, 40 a month), 16 buckets, two years, written twice from
-// the same records: with the sink's previous layout (one 128Ki-row group per
-// file, no bloom filter) and with its defaults. Building it takes long, so the
+// the same records: with the sink's previous layout (128Ki-row groups, two
+// per file, no bloom filter) and with its defaults. Building it takes long, so the
 // files are kept under AKAHU_FLEET_DIR (default: a directory in the system temp
 // dir) and reused. AKAHU_FLEET_USERS and AKAHU_FLEET_MONTHS (whole months from
 // the start; 0 = the whole history) shrink it.
@@ -249,7 +249,7 @@ func BenchmarkFleetLookups(b *testing.B) {
 		name string
 		out  fleetOut
 	}{
-		{"one row group, no bloom filter", fleetOut{dir: filepath.Join(root, "rg131072"),
+		{"128Ki-row groups, no bloom filter", fleetOut{dir: filepath.Join(root, "rg131072"),
 			opts: []parquetsink.Option{parquetsink.WithRowGroupRows(128 * 1024), parquetsink.WithBloomFilters()}}},
 		{fmt.Sprintf("defaults: %d-row groups, bloom filters on %s", parquetsink.DefaultRowGroupRows, strings.Join(parquetsink.DefaultBloomFilterColumns, ", ")),
 			fleetOut{dir: filepath.Join(root, fmt.Sprintf("rg%d-bloom-%s", parquetsink.DefaultRowGroupRows, strings.Join(parquetsink.DefaultBloomFilterColumns, "+")))}},
