@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
@@ -135,11 +136,26 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 				waits := ps.remaining > len(res.ws) // other walks still owe this partition rows
 				mu.Unlock()
 				if waits && res.err == nil {
-					var err error
-					res.recs, res.seg, res.held, err = r.spill.hold(res.recs, res.size)
-					if err != nil {
-						res.err = err
-						r.failWindows(res.ws, err)
+					if r.spill.reserve(res.size) {
+						res.held = res.size // waits in memory
+					} else {
+						// Over the budget: the partition's rows waiting in memory go to
+						// the spill with these, as one record: one IPC stream per
+						// spill, not one per walk and partition.
+						mu.Lock()
+						batch := []windowResult{}
+						kept := ps.results[:0]
+						for _, h := range ps.results {
+							if h.err == nil && h.seg == nil && len(h.recs) > 0 {
+								batch = append(batch, h)
+								ps.remaining += len(h.ws) // owed again until the batch is back
+							} else {
+								kept = append(kept, h)
+							}
+						}
+						ps.results = kept
+						mu.Unlock()
+						res = r.spillTogether(append(batch, res))
 					}
 				}
 				// The walk that brings the count to zero hands the partition on, after
@@ -170,6 +186,62 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 		return err
 	}
 	return ctx.Err()
+}
+
+// spillTogether writes the records of results (all of one partition, none failed)
+// to the spill as one record and returns one result for all their windows; on an
+// error the result carries it and the windows' accounts fail (their old rows stay).
+func (r *runner) spillTogether(results []windowResult) windowResult {
+	out := windowResult{}
+	var recs []arrow.Record
+	var held int64
+	for _, res := range results {
+		out.ws = append(out.ws, res.ws...)
+		recs = append(recs, res.recs...)
+		held += res.held
+	}
+	defer r.spill.free(held)
+	one, err := concatRecords(r.mem, r.txSch, recs)
+	for _, rec := range recs {
+		rec.Release()
+	}
+	if err == nil {
+		out.seg, err = r.spill.write([]arrow.Record{one})
+		one.Release()
+	}
+	if err != nil {
+		out.err = err
+		r.failWindows(out.ws, err)
+	}
+	return out
+}
+
+// concatRecords returns recs as one record with buffers of its own.
+func concatRecords(mem memory.Allocator, sch *arrow.Schema, recs []arrow.Record) (arrow.Record, error) {
+	cols := make([]arrow.Array, sch.NumFields())
+	var rows int64
+	for _, rec := range recs {
+		rows += rec.NumRows()
+	}
+	for i := range cols {
+		parts := make([]arrow.Array, len(recs))
+		for k, rec := range recs {
+			parts[k] = rec.Column(i)
+		}
+		a, err := array.Concatenate(parts, mem)
+		if err != nil {
+			for _, done := range cols[:i] {
+				done.Release()
+			}
+			return nil, fmt.Errorf("spill: concatenate: %w", err)
+		}
+		cols[i] = a
+	}
+	out := array.NewRecord(sch, cols, rows)
+	for _, c := range cols {
+		c.Release()
+	}
+	return out, nil
 }
 
 // failWindows fails the accounts of windows whose rows could not be kept.

@@ -172,7 +172,9 @@ func TestWalksFollowTheData(t *testing.T) {
 func TestSpillEverything(t *testing.T) {
 	spillDir := t.TempDir()
 	var contents []map[string]txRow
-	for _, hold := range []int64{0, -1} {
+	// The default budget holds everything here; 64 KiB holds some rows and spills them
+	// with the partition's next ones, as one record; -1 spills every walk's rows alone.
+	for _, hold := range []int64{0, 64 << 10, -1} {
 		b := newLocal(t)
 		opts := smallPopulation()
 		opts.Users = 3
@@ -184,14 +186,16 @@ func TestSpillEverything(t *testing.T) {
 		}
 		contents = append(contents, h.expectFaithful(h.opts.From, h.opts.To))
 	}
-	if len(contents[0]) == 0 || len(contents[0]) != len(contents[1]) {
-		t.Fatalf("%d rows held in memory, %d spilled", len(contents[0]), len(contents[1]))
-	}
-	for id, r := range contents[0] {
-		s := contents[1][id]
-		r.RunID, s.RunID = "", "" // two runs
-		if s != r {
-			t.Errorf("%s differs when spilled: %+v vs %+v", id, r, s)
+	for k := 1; k < len(contents); k++ {
+		if len(contents[0]) == 0 || len(contents[0]) != len(contents[k]) {
+			t.Fatalf("%d rows held in memory, %d with budget %d", len(contents[0]), len(contents[k]), k)
+		}
+		for id, r := range contents[0] {
+			s := contents[k][id]
+			r.RunID, s.RunID = "", "" // two runs
+			if s != r {
+				t.Errorf("%s differs when spilled: %+v vs %+v", id, r, s)
+			}
 		}
 	}
 	if left, _ := os.ReadDir(spillDir); len(left) != 0 {

@@ -20,7 +20,9 @@ import (
 // beyond the run's budget are written instead to one temporary file as Arrow IPC
 // streams (LZ4-compressed) and read back when their partition is merged, so memory
 // is bounded by the budget and the partitions being merged, whatever the number of
-// users. The file is removed when the run ends; it holds transactions, so it is
+// users. A spill takes the partition's rows waiting in memory along, as one record:
+// a quiet user's walk leaves a row or two per month, and one stream each would cost
+// more than the rows. The file is removed when the run ends; it holds transactions, so it is
 // created readable by its owner only, and it is never part of the dataset.
 
 // spill is the run's spill file and in-memory budget.
@@ -40,22 +42,16 @@ type spill struct {
 // segment is one spilled batch of records: a whole IPC stream at an offset.
 type segment struct{ off, n int64 }
 
-// hold decides where recs, holding size bytes of memory, wait: in memory while the
-// budget allows (it returns them and counts their size), otherwise in the spill file
-// (it releases them and returns the segment).
-func (s *spill) hold(recs []arrow.Record, size int64) ([]arrow.Record, *segment, int64, error) {
+// reserve counts size bytes against the in-memory budget and reports whether they
+// fit; rows that do not fit go to the spill file (write).
+func (s *spill) reserve(size int64) bool {
 	s.mu.Lock()
-	if s.held+size <= s.budget {
-		s.held += size
-		s.mu.Unlock()
-		return recs, nil, size, nil
+	defer s.mu.Unlock()
+	if s.held+size > s.budget {
+		return false
 	}
-	s.mu.Unlock()
-	seg, err := s.write(recs)
-	for _, rec := range recs {
-		rec.Release()
-	}
-	return nil, seg, 0, err
+	s.held += size
+	return true
 }
 
 // free gives back size bytes of the in-memory budget.
