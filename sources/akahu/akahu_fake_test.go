@@ -48,12 +48,20 @@ func newFake(t *testing.T, opts akahutest.Options) (*akahutest.Server, *akahu.Cl
 // returns them by id.
 func walk(t *testing.T, c *akahu.Client, user akahu.Token, acc string, w akahu.Window) (map[string][]byte, error) {
 	t.Helper()
+	return collect(t, acc, func(fn func(akahu.Page) error) error {
+		return c.Transactions(context.Background(), user, acc, w, fn)
+	})
+}
+
+// collect runs a cursor walk and returns its items by id, failing on a duplicate.
+func collect(t *testing.T, what string, walk func(func(akahu.Page) error) error) (map[string][]byte, error) {
+	t.Helper()
 	got := map[string][]byte{}
-	err := c.Transactions(context.Background(), user, acc, w, func(p akahu.Page) error {
+	err := walk(func(p akahu.Page) error {
 		for _, it := range p.Items {
 			id := itemID(it)
 			if _, dup := got[id]; dup {
-				t.Errorf("%s: transaction %s delivered twice", acc, id)
+				t.Errorf("%s: transaction %s delivered twice", what, id)
 			}
 			got[id] = bytes.Clone(it)
 		}
@@ -577,17 +585,9 @@ func TestFakeAllAccountsEndpoints(t *testing.T) {
 	w := akahu.LocalDates(from, to, nz)
 	for _, u := range srv.Users() {
 		user := akahu.Token(u.Token)
-		got := map[string][]byte{}
 		before := srv.Stats().Requests
-		err := c.AllTransactions(ctx, user, w, func(p akahu.Page) error {
-			for _, it := range p.Items {
-				id := itemID(it)
-				if _, dup := got[id]; dup {
-					t.Errorf("transaction %s delivered twice", id)
-				}
-				got[id] = bytes.Clone(it)
-			}
-			return nil
+		got, err := collect(t, u.ID, func(fn func(akahu.Page) error) error {
+			return c.AllTransactions(ctx, user, w, fn)
 		})
 		if err != nil {
 			t.Fatal(err)
