@@ -11,15 +11,11 @@ package pipeline_test
 // from run to run by tens of percent.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -548,30 +544,12 @@ func runBenchChild(b *testing.B, opts akahutest.Options) benchChildResult {
 		job.Tokens = append(job.Tokens, u.Token)
 	}
 	spec, _ := json.Marshal(job)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChild$", "-test.bench=^$", "-test.count=1", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), benchChildEnv+"="+string(spec))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("child: %v\n%s%s", err, stdout.Bytes(), stderr.Bytes())
-	}
 	var res benchChildResult
-	found := false
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if rest, ok := strings.CutPrefix(line, benchChildPrefix); ok {
-			if err := json.Unmarshal([]byte(rest), &res); err != nil {
-				b.Fatalf("child result %q: %v", rest, err)
-			}
-			found = true
-		}
-	}
-	if !found {
-		b.Fatalf("child printed no result:\n%s%s", stdout.Bytes(), stderr.Bytes())
-	}
+	state := runChild(b, "TestBenchChild", benchChildEnv, spec, "10m", benchChildPrefix, &res)
 	if want := int64(srv.TotalSettledAll()); res.Inserted != want {
 		b.Fatalf("child inserted %d transactions, the fake serves %d", res.Inserted, want)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	ru, ok := state.SysUsage().(*syscall.Rusage)
 	if !ok {
 		b.Skip("no rusage on this platform")
 	}

@@ -7,10 +7,12 @@ package pipeline_test
 // Akahu client and the Go runtime, and nothing of the fake or of earlier benchmarks.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -206,4 +208,31 @@ func writeHeapProfile(t *testing.T, name string) {
 	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 		t.Error(err)
 	}
+}
+
+// runChild re-executes this test binary to run test alone, with env=spec in its
+// environment, decodes the JSON its stdout prints after prefix into out, and returns
+// the child's process state (its rusage gives the peak RSS).
+func runChild(tb testing.TB, test, env string, spec []byte, timeout, prefix string, out any) *os.ProcessState {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.bench=^$", "-test.count=1", "-test.timeout="+timeout)
+	cmd.Env = append(os.Environ(), env+"="+string(spec))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("%s: %v\n%s%s", test, err, stdout.Bytes(), stderr.Bytes())
+	}
+	found := false
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			if err := json.Unmarshal([]byte(rest), out); err != nil {
+				tb.Fatalf("%s result %q: %v", test, rest, err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		tb.Fatalf("%s printed no result:\n%s%s", test, stdout.Bytes(), stderr.Bytes())
+	}
+	return cmd.ProcessState
 }

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -438,27 +437,9 @@ type fleetChildResult struct {
 func runFleetChild(tb testing.TB, job fleetJob) fleetChildResult {
 	tb.Helper()
 	spec, _ := json.Marshal(job)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFleetChild$", "-test.bench=^$", "-test.count=1", "-test.timeout=3h")
-	cmd.Env = append(os.Environ(), fleetChildEnv+"="+string(spec))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		tb.Fatalf("fleet child, shard %d: %v\n%s%s", job.Shard, err, stdout.Bytes(), stderr.Bytes())
-	}
 	var res fleetChildResult
-	found := false
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if rest, ok := strings.CutPrefix(line, fleetChildPrefix); ok {
-			if err := json.Unmarshal([]byte(rest), &res); err != nil {
-				tb.Fatalf("fleet child result %q: %v", rest, err)
-			}
-			found = true
-		}
-	}
-	if !found {
-		tb.Fatalf("fleet child printed no result:\n%s%s", stdout.Bytes(), stderr.Bytes())
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	state := runChild(tb, "TestFleetChild", fleetChildEnv, spec, "3h", fleetChildPrefix, &res)
+	ru, ok := state.SysUsage().(*syscall.Rusage)
 	if !ok {
 		tb.Skip("no rusage on this platform")
 	}
