@@ -60,12 +60,15 @@ type mergeCounts struct {
 	updated  int      // ids whose values changed
 	same     int      // ids re-read with equal values (old row kept)
 	dupFresh int      // duplicate ids in the fresh rows (first one kept)
+	// kept are the ids re-read that were already in the partition (updated or
+	// same); collected only when asked (while recovering a crashed run).
+	kept []string
 }
 
 // mergePartition merges the old records of one partition with the fresh records the run
 // extracted for it. reread maps each account re-read in this partition to the local
 // dates re-read; old rows of other accounts and dates are kept as they are.
-func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, reread map[string]span) *mergeResult {
+func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, reread map[string]span, keepIDs bool) *mergeResult {
 	t := &table{schema: sch}
 	res := &mergeResult{t: t}
 	oldRefs := addRecords(t, old, nil)
@@ -77,7 +80,7 @@ func mergePartition(cols txCols, sch *arrow.Schema, old, fresh []arrow.Record, r
 		n += int(r.NumRows())
 	}
 	freshRefs := addRecords(t, fresh, nil)
-	res.rows, res.candidates, res.mergeCounts = mergeRows(cols, t, oldRefs, freshRefs, reread)
+	res.rows, res.candidates, res.mergeCounts = mergeRows(cols, t, oldRefs, freshRefs, reread, keepIDs)
 	return res
 }
 
@@ -95,8 +98,9 @@ func addRecords(t *table, recs []arrow.Record, refs []rowRef) []rowRef {
 // mergeRows merges fresh rows into a partition's current rows (base): a fresh row
 // replaces the current row of its id unless they are equal, a current row of a
 // re-read account and date that no fresh row carries is a candidate, and fresh rows
-// of new ids are added. The result is sorted.
-func mergeRows(cols txCols, t *table, base, freshRefs []rowRef, reread map[string]span) (rows, candidates []rowRef, c mergeCounts) {
+// of new ids are added. The result is sorted. With keepIDs, c.kept lists the ids
+// re-read that the partition already had.
+func mergeRows(cols txCols, t *table, base, freshRefs []rowRef, reread map[string]span, keepIDs bool) (rows, candidates []rowRef, c mergeCounts) {
 	freshByID := make(map[string]rowRef, len(freshRefs))
 	for _, f := range freshRefs {
 		id := t.str(f, cols.id)
@@ -132,6 +136,9 @@ func mergeRows(cols txCols, t *table, base, freshRefs []rowRef, reread map[strin
 		}
 		if isFresh {
 			consumed[id] = true
+			if keepIDs {
+				c.kept = append(c.kept, id)
+			}
 		}
 	}
 	for _, f := range freshRefs {
@@ -153,9 +160,9 @@ func mergeRows(cols txCols, t *table, base, freshRefs []rowRef, reread map[strin
 // returned them, and the new re-read's missing rows become candidates too. The old
 // file's description (oldRows, offsets) is untouched, so final still compares with
 // what is stored. It returns what this merge did.
-func (m *mergeResult) mergeMore(cols txCols, fresh []arrow.Record, reread map[string]span) mergeCounts {
+func (m *mergeResult) mergeMore(cols txCols, fresh []arrow.Record, reread map[string]span, keepIDs bool) mergeCounts {
 	freshRefs := addRecords(m.t, fresh, nil)
-	rows, cands, c := mergeRows(cols, m.t, m.rows, freshRefs, reread)
+	rows, cands, c := mergeRows(cols, m.t, m.rows, freshRefs, reread, keepIDs)
 	returned := make(map[string]bool, len(freshRefs))
 	for _, f := range freshRefs {
 		returned[m.t.str(f, cols.id)] = true
@@ -268,7 +275,7 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		// written once at the end. Read from storage and written now, the partition
 		// would change under the held write, which would then fail as a conflict with
 		// this very run. Only this goroutine touches h until extraction is over.
-		c := h.res.mergeMore(r.cols, fresh, reread)
+		c := h.res.mergeMore(r.cols, fresh, reread, len(r.crashed) > 0)
 		r.mu.Lock()
 		r.noteMerge(ps.key, h.res.t, c)
 		r.mu.Unlock()
@@ -281,7 +288,7 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		}
 		return err
 	}
-	res := mergePartition(r.cols, r.txSch, old, fresh, reread)
+	res := mergePartition(r.cols, r.txSch, old, fresh, reread, len(r.crashed) > 0)
 	r.mu.Lock()
 	r.noteMerge(ps.key, res.t, res.mergeCounts)
 	if len(res.candidates) > 0 {
@@ -305,8 +312,10 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	return r.writeTx(ctx, ps.key, res.t, rows, prev)
 }
 
-// noteMerge counts one merge into a partition and records the ids new to it. r.mu
-// must be held.
+// noteMerge counts one merge into a partition and records the ids new to it (and,
+// while recovering a crashed run, the ids it already had: the crashed run may have
+// written a moved row's new partition and died before removing it from the old
+// one, so those ids are looked for in other partitions too). r.mu must be held.
 func (r *runner) noteMerge(key partKey, t *table, c mergeCounts) {
 	r.m.Counts.Updated += int64(c.updated)
 	r.m.Counts.Unchanged += int64(c.same)
@@ -321,6 +330,12 @@ func (r *runner) noteMerge(key partKey, t *table, c mergeCounts) {
 				r.suspicious = true
 			}
 		}
+	}
+	for _, id := range c.kept {
+		if r.keptIDs == nil {
+			r.keptIDs = map[string]partKey{}
+		}
+		r.keptIDs[id] = key
 	}
 	r.m.Counts.Inserted += int64(len(c.fresh)) // moves are subtracted at the end
 }

@@ -83,7 +83,7 @@ func TestMergePartition(t *testing.T) {
 			if run == "" {
 				run = "run-1"
 			}
-			res := mergePartition(cols, schema.Transactions(), records(t, "run-1", c.old...), records(t, run, c.fresh...), c.reread)
+			res := mergePartition(cols, schema.Transactions(), records(t, "run-1", c.old...), records(t, run, c.fresh...), c.reread, false)
 			defer res.t.release()
 			ids, cands := resultIDs(res, cols)
 			if fmt.Sprint(ids) != fmt.Sprint(c.wantIDs) || fmt.Sprint(cands) != fmt.Sprint(c.wantCandidates) ||
@@ -149,9 +149,9 @@ func TestMergeMore(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			// The run's first merge: account A re-read, trans_a1 missing.
 			res := mergePartition(cols, schema.Transactions(), records(t, "run-1", a1, a2, b1, b2), records(t, "run-2", a2),
-				map[string]span{"acc_a": feb})
+				map[string]span{"acc_a": feb}, false)
 			defer res.t.release()
-			d := res.mergeMore(cols, records(t, "run-2", c.fresh...), c.reread)
+			d := res.mergeMore(cols, records(t, "run-2", c.fresh...), c.reread, false)
 			ids, cands := resultIDs(res, cols)
 			if fmt.Sprint(ids) != fmt.Sprint(c.wantIDs) || fmt.Sprint(cands) != fmt.Sprint(c.wantCandidates) ||
 				fmt.Sprint(d.fresh) != fmt.Sprint(c.wantFresh) {

@@ -79,7 +79,11 @@ func (r *runner) reconcile(ctx context.Context) error {
 		if _, ok := r.watch[id]; ok {
 			r.watch[id] = true
 		}
-		if fk, ok := r.freshIDs[id]; ok && fk != key {
+		fk, ok := r.freshIDs[id]
+		if !ok {
+			fk, ok = r.keptIDs[id] // a crashed run's half-move
+		}
+		if ok && fk != key {
 			if _, isCand := cands[id]; isCand {
 				return // leaves its held partition below
 			}
@@ -177,15 +181,25 @@ func (r *runner) reconcile(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	nMoved := int64(len(present))
+	// A move's new copy counted as inserted unless this run found it already there
+	// (a crashed run's half-move).
+	isFresh := func(id string) int64 {
+		if _, ok := r.freshIDs[id]; ok {
+			return 1
+		}
+		return 0
+	}
 	for _, ids := range moveOut {
 		nMoved += int64(len(ids))
-		movedFresh += int64(len(ids))
+		for id := range ids {
+			movedFresh += isFresh(id)
+		}
 	}
 	for k, ids := range dropHeld {
 		for id := range ids {
 			if _, isCand := cands[id]; !isCand && held[k] != nil {
 				nMoved++
-				movedFresh++
+				movedFresh += isFresh(id)
 			}
 		}
 	}

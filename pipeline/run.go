@@ -76,6 +76,7 @@ type runner struct {
 	suspicious bool
 	deferred   []*heldPart
 	held       map[partKey]*heldPart // deferred, by partition
+	keptIDs    map[string]partKey    // while recovering: ids re-read into the partition that already had them
 	watch      map[string]bool       // ids of crashed runs' tombstones: seen in a partition?
 	pend       pendingRows           // pending transactions fetched, by bucket
 	marker     bool                  // the in-flight marker is written

@@ -310,6 +310,14 @@ func scriptBankChanges(t *testing.T, f *fakeAkahu) []string {
 	must(f.srv.SetDescription(augTx[0].ID, "Countdown Ōtaki — corrected 🧾"))
 	must(f.srv.MoveDate(augTx[1].ID, nzDate(2026, 9, 3)))  // August → September
 	must(f.srv.MoveDate(sepTx[2].ID, nzDate(2026, 8, 30))) // September → August
+	// June → September: from a month an incremental run of the last two months does
+	// not read, so its partition is rewritten last, after September's.
+	jun := akahu.LocalDates(nzDate(2026, 6, 1), nzDate(2026, 6, 30), nzTime)
+	junTx := f.srv.Settled(acct, jun.Start, jun.End)
+	if len(junTx) == 0 {
+		t.Fatalf("account %s has no June transaction to move", acct)
+	}
+	must(f.srv.MoveDate(junTx[0].ID, nzDate(2026, 9, 5)))
 	f.srv.AddTransaction(acct, nzDate(2026, 9, 14), "-42.5", "New World Thorndon")
 	if _, err := f.srv.SettlePending(acct); err != nil {
 		t.Logf("no pending transaction to settle on %s: %v", acct, err)
