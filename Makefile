@@ -30,16 +30,35 @@ help: ## List the targets
 build: ## Build bin/extract (static, without debug info)
 	CGO_ENABLED=0 $(GO) build -ldflags='-s -w' -o bin/extract ./cmd/extract
 
+# make image: the container image without a container engine or a base image
+# (tools/image, its own module): the static binary for linux/IMAGE_ARCH, built as the
+# Dockerfile builds it, plus a CA bundle from this machine (Debian's ca-certificates)
+# and the nonroot user, as a docker-loadable tarball. Its timestamps are the commit's
+# (SOURCE_DATE_EPOCH), so the same commit gives the same digest.
+IMAGE_ARCH    ?= amd64
+IMAGE_TAG     ?= akahu-parquet/extract:dev
+IMAGE_SOURCE  ?=
+IMAGE_EPOCH   := $(shell git log -1 --format=%ct 2>/dev/null)
+
+.PHONY: image
+image: ## Build bin/extract-image.tar (linux/IMAGE_ARCH) without a container engine; prints its digest
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags='-s -w' -o bin/extract-linux-$(IMAGE_ARCH) ./cmd/extract
+	cd tools/image && $(GO) build -o ../../bin/build-image .
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$(IMAGE_EPOCH)} ./bin/build-image \
+		--binary bin/extract-linux-$(IMAGE_ARCH) --arch $(IMAGE_ARCH) --tag $(IMAGE_TAG) \
+		--out bin/extract-image.tar --source "$(IMAGE_SOURCE)" --revision "$$(git rev-parse HEAD 2>/dev/null)"
+
 .PHONY: demo
 demo: build ## Run the demo: built-in fake Akahu, dataset written to ./demo-out
 	./bin/extract demo --out $(DEMO_OUT)
 
 .PHONY: test
-test: ## Run every test with -race (offline), then the DuckDB read-back module
+test: ## Run every test with -race (offline), then the DuckDB read-back and image modules
 	@test -d tests/sdk/node_modules/akahu || (cd tests/sdk && npm ci --no-audit --no-fund)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	cd tests/duckdb && $(GO) test -count=1 -timeout 15m ./...
+	cd tools/image && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 15m ./...
 
 .PHONY: test-short
 test-short: ## Run the main module's tests without -race
@@ -60,6 +79,7 @@ lint: ## gofmt, go vet and a pinned staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
+	cd tools/image && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 .PHONY: clean
 clean: ## Remove build output and the demo dataset

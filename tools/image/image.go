@@ -28,6 +28,16 @@ const (
 	nonrootDir = "/home/nonroot"
 )
 
+// Media types: Docker's v2 schema 2, which every registry and runtime accepts. A
+// docker-loadable tarball keeps no manifest, and whoever reads it back (crane push,
+// tarball.ImageFromPath) makes one with these types: with OCI types the digest
+// printed here would not be the digest the registry shows after a push.
+const (
+	mediaManifest = types.DockerManifestSchema2
+	mediaConfig   = types.DockerConfigJSON
+	mediaLayer    = types.DockerLayer
+)
+
 // DefaultCABundle is where Debian's ca-certificates package puts the bundle.
 const DefaultCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -82,16 +92,16 @@ func Build(opts Options) (v1.Image, error) {
 	}
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
+	}, tarball.WithMediaType(mediaLayer), tarball.WithCompressedCaching)
 	if err != nil {
 		return nil, fmt.Errorf("image: layer: %w", err)
 	}
 
 	created := v1.Time{Time: opts.Created}
-	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, mediaManifest), mediaConfig)
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:     layer,
-		MediaType: types.OCILayer,
+		MediaType: mediaLayer,
 		History:   v1.History{Created: created, CreatedBy: "tools/image: extract, CA bundle, nonroot user, /tmp", Comment: "built without a container engine"},
 	})
 	if err != nil {
