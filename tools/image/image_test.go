@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -214,6 +219,21 @@ func TestImage(t *testing.T) {
 	}
 	if !strings.Contains(string(bodies["etc/group"]), "\nnonroot:x:65532:") {
 		t.Errorf("/etc/group has no nonroot 65532 entry:\n%s", bodies["etc/group"])
+	}
+
+	// `crane push bin/extract-image.tar REGISTRY/...`: the registry (one in memory,
+	// on loopback) must hold the image under the digest the tool printed.
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	dst, err := name.NewTag(strings.TrimPrefix(reg.URL, "http://")+"/akahu/extract:dev", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dst, img); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := remote.Head(dst); err != nil || d.Digest.String() != digest {
+		t.Errorf("pushed: %v (err %v), want digest %s", d, err, digest)
 	}
 
 	idx, err := layout.ImageIndexFromPath(layoutDir)
