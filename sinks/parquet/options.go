@@ -1,6 +1,7 @@
 package parquet
 
 import (
+	"github.com/apache/arrow/go/v17/arrow"
 	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go/compress"
 )
@@ -147,7 +148,17 @@ func WithBloomFilters(columns ...string) Option {
 type ReadOption func(*readConfig)
 
 type readConfig struct {
-	columns []string
+	columns    []string
+	fileSchema **arrow.Schema
+}
+
+// FileSchema makes Read and ReadRanged store in *dst the schema of all the file's
+// columns, in file order, whatever Columns selects: to check which columns a file has
+// while decoding only some (a ranged read still reads only the selected chunks). A
+// column of a type Read does not support fails the read with ErrUnsupportedType, as
+// reading it would.
+func FileSchema(dst **arrow.Schema) ReadOption {
+	return func(c *readConfig) { c.fileSchema = dst }
 }
 
 // Columns projects Read onto the named columns, returned in the order given

@@ -169,3 +169,49 @@ func TestReadRangedFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestFileSchemaWithColumns: FileSchema reports every column of the file, in file
+// order and with Read's types, while Columns still decodes (and a ranged read still
+// fetches) only the selected ones.
+func TestFileSchemaWithColumns(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	recs := []arrow.Record{testRecord(mem, 0, 300)}
+	data, _ := writeBytes(t, testSchema(), recs)
+	releaseAll(recs)
+	whole, all, err := Read(bytes.NewReader(data), int64(len(data)), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseAll(all)
+	for _, ranged := range []bool{false, true} {
+		var fileSch *arrow.Schema
+		log := &rangeLog{data: data}
+		var sch *arrow.Schema
+		var got []arrow.Record
+		if ranged {
+			sch, got, err = ReadRanged(log.fetch, int64(len(data)), mem, Columns("id"), FileSchema(&fileSch))
+		} else {
+			sch, got, err = Read(bytes.NewReader(data), int64(len(data)), mem, Columns("id"), FileSchema(&fileSch))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		releaseAll(got)
+		if len(sch.Fields()) != 1 || sch.Field(0).Name != "id" {
+			t.Errorf("ranged %v: schema %v, want the id column only", ranged, sch)
+		}
+		if fileSch == nil || !fileSch.Equal(whole) {
+			t.Errorf("ranged %v: file schema %v, want %v", ranged, fileSch, whole)
+		}
+		if ranged {
+			var idBytes int64
+			for _, c := range idChunks(t, data) {
+				idBytes += c.n
+			}
+			if max := min(int64(len(data)), TailBytes) + idBytes; log.bytes() > max {
+				t.Errorf("ranged read with FileSchema read %d bytes, want at most the tail and the id chunks (%d)", log.bytes(), max)
+			}
+		}
+	}
+}

@@ -97,6 +97,17 @@ func read(r io.ReaderAt, rr *rangeReader, size int64, mem memory.Allocator, opts
 	}
 	md := schemaMetadata(f)
 	sch = arrow.NewSchema(fields, &md)
+	if cfg.fileSchema != nil {
+		all, err := fileColumns(f, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		allFields := make([]arrow.Field, len(all))
+		for i, c := range all {
+			allFields[i] = c.field
+		}
+		*cfg.fileSchema = arrow.NewSchema(allFields, &md)
+	}
 
 	dec := decoder{buf: make([]parquetgo.Value, readChunk)}
 	for gi, rg := range f.RowGroups() {

@@ -232,3 +232,67 @@ func TestConcurrentWalksAndMutations(t *testing.T) {
 		t.Fatalf("walk %d, SettledUser %d", len(w.items), len(want))
 	}
 }
+
+// TestChangesAdvanceUpdatedAt: every change of a transaction serves a later updated_at,
+// also for one whose generated updated_at (enrichment up to a week after posting) is
+// later than the mutation clock's start; SetClock moves later changes after a time.
+func TestChangesAdvanceUpdatedAt(t *testing.T) {
+	s := NewServer(Options{Seed: 5, Users: 1, AccountsPerUser: 4, TxPerAccountPerMonth: 90})
+	defer s.Close()
+	clockStart := s.Options().To.Add(36 * time.Hour)
+	var late []Txn
+	for _, acc := range s.AccountIDs(s.Users()[0].ID) {
+		for _, tx := range s.Settled(acc, time.Time{}, time.Time{}) {
+			if tx.UpdatedAt.After(clockStart.Add(time.Hour)) {
+				late = append(late, tx)
+			}
+		}
+	}
+	if len(late) < 4 {
+		t.Fatalf("only %d transactions updated after %s", len(late), clockStart)
+	}
+	served := func(tx Txn) Txn {
+		t.Helper()
+		for _, got := range s.Settled(tx.AccountID, time.Time{}, time.Time{}) {
+			if got.ID == tx.ID {
+				return got
+			}
+		}
+		t.Fatalf("%s no longer served", tx.ID)
+		return Txn{}
+	}
+	changes := []struct {
+		name   string
+		change func(tx Txn) error
+	}{
+		{"SetDescription", func(tx Txn) error { return s.SetDescription(tx.ID, "changed") }},
+		{"MoveDate", func(tx Txn) error { return s.MoveDate(tx.ID, tx.Date.Add(-24*time.Hour)) }},
+		{"SetDescription twice", func(tx Txn) error {
+			if err := s.SetDescription(tx.ID, "once"); err != nil {
+				return err
+			}
+			return s.SetDescription(tx.ID, "twice")
+		}},
+	}
+	for i, c := range changes {
+		tx := late[i]
+		if err := c.change(tx); err != nil {
+			t.Fatal(err)
+		}
+		if got := served(tx); !got.UpdatedAt.After(tx.UpdatedAt) {
+			t.Errorf("%s: updated_at %s, was %s", c.name, got.UpdatedAt, tx.UpdatedAt)
+		}
+	}
+	at := s.Options().To.AddDate(0, 0, 30)
+	s.SetClock(at)
+	id := s.AddTransaction(late[3].AccountID, s.Options().To, "1.00", "after the clock")
+	if got := served(Txn{ID: id, AccountID: late[3].AccountID}); !got.UpdatedAt.After(at) {
+		t.Errorf("added after SetClock(%s): updated_at %s", at, got.UpdatedAt)
+	}
+	if err := s.SetDescription(late[3].ID, "after the clock"); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(late[3]); !got.UpdatedAt.After(at) {
+		t.Errorf("changed after SetClock(%s): updated_at %s", at, got.UpdatedAt)
+	}
+}

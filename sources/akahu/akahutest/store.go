@@ -374,6 +374,17 @@ func (f *Fake) tick() int64 {
 	return f.clock
 }
 
+// SetClock moves the mutation clock to at if it is behind: later changes (and
+// transactions added, replaced or settled later) get an updated_at and created_at
+// after at, as if made then. It starts 36 hours after Options.To; a test that runs
+// the pipeline at a later time calls it to make the changes it scripts newer than
+// the runs before them. The clock never goes back.
+func (f *Fake) SetClock(at time.Time) {
+	f.mu.Lock()
+	f.clock = max(f.clock, at.UnixMilli())
+	f.mu.Unlock()
+}
+
 func (f *Fake) newID() string {
 	for {
 		f.extraSeq++
@@ -485,6 +496,9 @@ func (f *Fake) modify(id string, change func(*txn)) error {
 	}
 	f.remove(&t)
 	change(&t)
+	// A generated transaction may carry an updated_at (enrichment up to a week after
+	// posting) later than the clock: the change still comes after it.
+	f.clock = max(f.clock, t.updatedMs)
 	t.updatedMs = f.tick()
 	f.add(t)
 	return nil
