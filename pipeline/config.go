@@ -139,6 +139,13 @@ type Config struct {
 	// up to four times itself (0: DefaultRefreshPoll).
 	RefreshWait time.Duration
 	RefreshPoll time.Duration
+	// CompareValues reads every re-read partition whole and compares every value of
+	// the rows Akahu returned with the stored ones. By default a partition is first
+	// checked by range (its footer and the id, account_id, date, date_local and
+	// updated_at columns) and left unread and unwritten when every re-read row is
+	// stored with the same updated_at and none is missing: a change Akahu makes
+	// without advancing updated_at is then picked up only by a run with CompareValues.
+	CompareValues bool
 }
 
 func (c *Config) setDefaults() error {

@@ -15,7 +15,7 @@ import (
 
 // txCols are the column indices of the transactions schema the merge needs.
 type txCols struct {
-	id, account, user, date, dateLocal, createdAt int
+	id, account, user, date, dateLocal, createdAt, updatedAt int
 	// skip lists the lineage columns (_run_id, _extracted_at) ignored when deciding
 	// whether a row changed: an unchanged row keeps the lineage of the run that wrote it,
 	// which is what makes a re-run byte-identical.
@@ -30,6 +30,7 @@ func newTxCols(sch *arrow.Schema) txCols {
 		date:      fieldIndex(sch, "date"),
 		dateLocal: fieldIndex(sch, "date_local"),
 		createdAt: fieldIndex(sch, "created_at"),
+		updatedAt: fieldIndex(sch, "updated_at"),
 		skip:      []int{fieldIndex(sch, "_run_id"), fieldIndex(sch, "_extracted_at")},
 	}
 }
@@ -280,6 +281,18 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		r.noteMerge(ps.key, h.res.t, c)
 		r.mu.Unlock()
 		return nil
+	}
+	if r.mayProbe(fresh) {
+		if same, ok := r.unchangedByRange(ctx, ps.key, fresh, reread); ok {
+			// Neither read whole nor written: the merge would keep every old row.
+			for _, rec := range fresh {
+				rec.Release()
+			}
+			r.mu.Lock()
+			r.noteMerge(ps.key, nil, mergeCounts{same: same})
+			r.mu.Unlock()
+			return nil
+		}
 	}
 	old, prev, err := r.readPartition(ctx, ps.key, nil)
 	if err != nil {

@@ -194,8 +194,13 @@ func checkSchema(name string, recs []arrow.Record) error {
 	if len(recs) == 0 || !strings.HasPrefix(name, txPrefix) {
 		return nil
 	}
+	return checkTxSchema(recs[0].Schema())
+}
+
+// checkTxSchema rejects the schema of a transactions object whose columns are not
+// this tool's.
+func checkTxSchema(got *arrow.Schema) error {
 	want := schema.Transactions()
-	got := recs[0].Schema()
 	if len(got.Fields()) != len(want.Fields()) {
 		return fmt.Errorf("%d columns, this tool writes %d (schema version %d)", len(got.Fields()), len(want.Fields()), schema.Version)
 	}
