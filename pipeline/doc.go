@@ -11,7 +11,8 @@
 //  1. an in-flight marker naming the run and the windows it covers is written before
 //     the first data object;
 //  2. partitions without deletion candidates are written as soon as all their windows
-//     are extracted; partitions that lose rows are held back to the end, and a later
+//     are extracted (a partition the fresh rows leave as it is is not written; see
+//     below); partitions that lose rows are held back to the end, and a later
 //     re-read of the same run (a neighbouring month, a month a transaction moved to)
 //     merges into the held state rather than writing the partition itself; an object
 //     the run wrote and reads again must still be the generation it left;
@@ -19,6 +20,17 @@
 //  4. pending and account snapshots;
 //  5. the manifest, which makes the run visible as a whole;
 //  6. the in-flight marker and leftovers of crashed runs are removed.
+//
+// Before a partition is read whole to be merged, its footer and its id, account_id,
+// date, date_local and updated_at columns are read by range (unchanged.go): when every
+// fresh row is stored once with the same account, dates and a non-null updated_at
+// equal to Akahu's, no stored row of a re-read account and date is missing, and the
+// stored rows are unique and in the merge's order, the merge would keep every old row,
+// so the partition is neither read whole nor written (its rows count as unchanged).
+// This trusts updated_at, "when Akahu last changed" a transaction, as its version: a
+// change Akahu makes without advancing it is picked up only by a run that reads whole,
+// Config.CompareValues (--compare-values), which always does, as does a run recovering
+// a crashed one.
 //
 // A run that finds the marker of a crashed run re-reads that run's windows too, adopts
 // its tombstones whose rows are really gone and removes the rest, so the next successful

@@ -200,8 +200,9 @@ type UploadStats struct {
 }
 
 // ReadStats counts what the run read from the bucket until its manifest was made:
-// whole objects (Get), ranged reads (GetRange: Parquet footers and id column chunks),
-// and the bytes of both.
+// whole objects (Get), ranged reads (GetRange: Parquet footers and the column chunks
+// of the presence scan, id, and of the merge's check of a re-read partition, id,
+// account_id, date, date_local and updated_at), and the bytes of both.
 type ReadStats struct {
 	Objects int64 `json:"objects"`
 	Ranges  int64 `json:"ranges"`

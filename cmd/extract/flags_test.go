@@ -91,7 +91,8 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestFleetFlags: --spill-dir and --account-walks reach the run's configuration.
+// TestFleetFlags: --spill-dir, --account-walks and --compare-values reach the run's
+// configuration.
 func TestFleetFlags(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
@@ -102,12 +103,14 @@ func TestFleetFlags(t *testing.T) {
 		return map[string]string{"AKAHU_APP_TOKEN": "app_token_x", "AKAHU_BASE_URL": "http://127.0.0.1:1/v1"}[k]
 	}
 	for _, c := range []struct {
-		args  []string
-		spill string
-		walks bool
+		args    []string
+		spill   string
+		walks   bool
+		compare bool
 	}{
-		{nil, "", false},
-		{[]string{"--spill-dir", dir, "--account-walks"}, dir, true},
+		{nil, "", false, false},
+		{[]string{"--spill-dir", dir, "--account-walks"}, dir, true, false},
+		{[]string{"--compare-values"}, "", false, true},
 	} {
 		var f runFlags
 		fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -119,8 +122,8 @@ func TestFleetFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.SpillDir != c.spill || cfg.AccountWalks != c.walks {
-			t.Errorf("%v: SpillDir %q, AccountWalks %v; want %q, %v", c.args, cfg.SpillDir, cfg.AccountWalks, c.spill, c.walks)
+		if cfg.SpillDir != c.spill || cfg.AccountWalks != c.walks || cfg.CompareValues != c.compare {
+			t.Errorf("%v: SpillDir %q, AccountWalks %v, CompareValues %v; want %q, %v, %v", c.args, cfg.SpillDir, cfg.AccountWalks, cfg.CompareValues, c.spill, c.walks, c.compare)
 		}
 	}
 }

@@ -37,6 +37,7 @@ type runFlags struct {
 	refreshWait                           time.Duration
 	spillDir                              string
 	accountWalks                          bool
+	compareValues                         bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
@@ -64,6 +65,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.DurationVar(&f.refreshWait, "refresh-wait", pipeline.DefaultRefreshWait, "with --refresh: how long to wait for the accounts to refresh; the others are extracted as they are, with a warning")
 	fs.StringVar(&f.spillDir, "spill-dir", "", "local directory where extracted rows wait for the rest of their partition beyond the memory budget (default: the system's temporary directory)")
 	fs.BoolVar(&f.accountWalks, "account-walks", false, "walk every account on its own (a request per account at least) instead of one walk over all of a user's accounts")
+	fs.BoolVar(&f.compareValues, "compare-values", false, "read every re-read partition whole and compare every value; by default a partition whose re-read rows all carry the stored updated_at is checked by range and left unread and unwritten (a change Akahu makes without advancing updated_at is picked up only with this flag)")
 }
 
 func envInt(getenv env, names ...string) int {
@@ -295,7 +297,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
 		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
 		FailOnRevoked: f.failOnRevoked, Refresh: f.refresh, RefreshWait: f.refreshWait,
-		SpillDir: f.spillDir, AccountWalks: f.accountWalks,
+		SpillDir: f.spillDir, AccountWalks: f.accountWalks, CompareValues: f.compareValues,
 	}
 	return cfg, client, nil
 }
