@@ -24,11 +24,9 @@ import (
 // without HTTP: the fake's ground truth (akahutest.Fake.Settled) goes through the
 // same schema builder the pipeline uses, is sorted the way the pipeline sorts a
 // partition (account, posting time, id) and is encoded by the sink into
-// transactions/month=YYYY-MM/part-NNN.parquet, the account's bucket being FNV-1a of
-// its id modulo the bucket count, as the pipeline assigns it in layout 1. (Layout 2
-// buckets by user instead: that moves a user's rows into one bucket's files but
-// changes nothing that statistics or bloom filters let a reader skip, since files
-// are still sorted by account.) It is what a backfill of the same population
+// transactions/month=YYYY-MM/part-NNN.parquet, the user's bucket being FNV-1a of
+// the user id modulo the bucket count, as the pipeline assigns it (layout 2: all of
+// a user's accounts in one bucket). It is what a backfill of the same population
 // writes, at a size (20,000 users) that 1.4M HTTP requests would make slow to reach.
 
 // fleetSpec is a population and a layout.
@@ -94,7 +92,7 @@ func fleetAccounts(f *akahutest.Fake, buckets int) [][]fleetAccount {
 			if !ok || !info.HasTransactions {
 				continue
 			}
-			b := bucketOfAccount(id, buckets)
+			b := bucketOfUser(u.ID, buckets)
 			out[b] = append(out[b], fleetAccount{id: id, user: u.ID, currency: info.Currency})
 		}
 	}
@@ -104,14 +102,14 @@ func fleetAccounts(f *akahutest.Fake, buckets int) [][]fleetAccount {
 	return out
 }
 
-// bucketOfAccount is the pipeline's layout-1 bucket assignment: FNV-1a of the
-// account id modulo the bucket count.
-func bucketOfAccount(accountID string, buckets int) int {
+// bucketOfUser is the pipeline's bucket assignment (layout 2: all of a user's
+// accounts in one bucket): FNV-1a of the user id modulo the bucket count.
+func bucketOfUser(userID string, buckets int) int {
 	if buckets <= 1 {
 		return 0
 	}
 	h := fnv.New32a()
-	h.Write([]byte(accountID))
+	h.Write([]byte(userID))
 	return int(h.Sum32() % uint32(buckets))
 }
 

@@ -243,7 +243,7 @@ func BenchmarkFleetLookups(b *testing.B) {
 	spec := fleetSpec{users: envInt(b, "AKAHU_FLEET_USERS", 20_000), buckets: 16, txPerMonth: 40, months: envInt(b, "AKAHU_FLEET_MONTHS", 0)}
 	root := os.Getenv("AKAHU_FLEET_DIR")
 	if root == "" {
-		root = filepath.Join(os.TempDir(), fmt.Sprintf("akahu-fleet-%d", spec.users))
+		root = filepath.Join(os.TempDir(), fmt.Sprintf("akahu-fleet-%d-by-user", spec.users))
 	}
 	variants := []struct {
 		name string
