@@ -106,34 +106,7 @@ func TestBenchChild(t *testing.T) {
 	now := func() time.Time { return job.Now.Add(time.Since(began)) }
 
 	// Sample the Go runtime's memory while the run goes.
-	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
-		{Name: "/gc/heap/live:bytes"}}
-	var peakGo, peakHeap, peakLive, profiled uint64
-	profile := os.Getenv(benchChildHeapProfile)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			metrics.Read(samples)
-			peakGo = max(peakGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
-			peakHeap = max(peakHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
-			peakLive = max(peakLive, samples[4].Value.Uint64())
-			if profile != "" && peakHeap > profiled*11/10 {
-				profiled = peakHeap
-				writeHeapProfile(t, profile)
-			}
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	sampler := startMemSampler(t, os.Getenv(benchChildHeapProfile))
 
 	var blMu sync.Mutex
 	var windowsDone, windowsTotal, written int
@@ -181,8 +154,7 @@ func TestBenchChild(t *testing.T) {
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: b, Source: client, Users: tokens, Now: now,
 		Workers: job.Workers, Start: job.Start, End: job.End, Progress: progress, BeforeWrite: beforeWrite})
 	wall, cpu := time.Since(t0), processCPU()-cpu0
-	close(stop)
-	wg.Wait()
+	sampler.done()
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -191,10 +163,57 @@ func TestBenchChild(t *testing.T) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res := benchChildResult{Inserted: m.Counts.Inserted, UploadBytes: m.Uploads.Bytes, Objects: len(m.Objects),
-		WallNs: wall.Nanoseconds(), CPUNs: cpu.Nanoseconds(), MaxRSSKiB: ru.Maxrss, PeakGoBytes: peakGo,
-		PeakHeapLive: peakHeap, PeakLive: peakLive, NumGC: ms.NumGC, PeakBacklog: peakBacklog, GOGC: os.Getenv("GOGC"), GOMEMLIMIT: os.Getenv("GOMEMLIMIT")}
+		WallNs: wall.Nanoseconds(), CPUNs: cpu.Nanoseconds(), MaxRSSKiB: ru.Maxrss, PeakGoBytes: sampler.peakGo,
+		PeakHeapLive: sampler.peakHeap, PeakLive: sampler.peakLive, NumGC: ms.NumGC, PeakBacklog: peakBacklog, GOGC: os.Getenv("GOGC"), GOMEMLIMIT: os.Getenv("GOMEMLIMIT")}
 	out, _ := json.Marshal(res)
 	fmt.Printf("\n%s%s\n", benchChildPrefix, out)
+}
+
+// memSampler samples the Go runtime's memory every 20ms while a run goes: peak
+// mapped-and-unreleased memory, peak heap in use (objects and unswept spans) and peak
+// heap marked live by a GC cycle (what the run really holds). With
+// benchChildHeapProfile set it also rewrites that file with a heap profile each time
+// the heap in use reaches a new peak 10% above the last profiled one.
+type memSampler struct {
+	stop                       chan struct{}
+	wg                         sync.WaitGroup
+	peakGo, peakHeap, peakLive uint64
+}
+
+func startMemSampler(t *testing.T, profile string) *memSampler {
+	s := &memSampler{stop: make(chan struct{})}
+	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/gc/heap/live:bytes"}}
+	var profiled uint64
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(samples)
+			s.peakGo = max(s.peakGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
+			s.peakHeap = max(s.peakHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
+			s.peakLive = max(s.peakLive, samples[4].Value.Uint64())
+			if profile != "" && s.peakHeap > profiled*11/10 {
+				profiled = s.peakHeap
+				writeHeapProfile(t, profile)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// done stops the sampling; the peaks are final after it returns.
+func (s *memSampler) done() {
+	close(s.stop)
+	s.wg.Wait()
 }
 
 func writeHeapProfile(t *testing.T, name string) {

@@ -223,6 +223,7 @@ type fleetRunResult struct {
 	Minimum    int64
 	Wall       time.Duration
 	PeakRSSKiB int64
+	PeakLive   uint64 // the highest peak live heap of the shard processes
 	IO         bucketIO
 	Served     int64 // settled transactions the fake serves over the run's range
 	Inserted   int64
@@ -237,6 +238,7 @@ func (r *fleetRunResult) add(o fleetRunResult) {
 	r.Minimum += o.Minimum
 	r.Wall += o.Wall
 	r.PeakRSSKiB = max(r.PeakRSSKiB, o.PeakRSSKiB)
+	r.PeakLive = max(r.PeakLive, o.PeakLive)
 	r.IO.add(o.IO)
 	r.Served += o.Served
 	r.Inserted += o.Inserted
@@ -377,7 +379,7 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 			tb.Fatalf("shard %d of %s run: %s", shard, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
 		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs),
-			PeakRSSKiB: c.MaxRSSKiB, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
+			PeakRSSKiB: c.MaxRSSKiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
 			Failures: c.Failures})
 		if start == "" || (c.RangeStart != "" && c.RangeStart < start) {
 			start = c.RangeStart
@@ -427,7 +429,9 @@ const fleetChildPrefix = "FLEET_CHILD_RESULT "
 type fleetChildResult struct {
 	Err                        string
 	WallNs                     int64
-	MaxRSSKiB                  int64 // set by the parent from the child's rusage
+	MaxRSSKiB                  int64  // set by the parent from the child's rusage
+	PeakLive                   uint64 // peak heap marked live by a GC cycle (memSampler)
+	PeakHeap                   uint64 // peak heap in use: objects and unswept spans
 	IO                         bucketIO
 	Inserted, Updated, Deleted int64
 	Failures                   int
@@ -485,12 +489,19 @@ func TestFleetChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	cb := &meteredBucket{Bucket: lb}
+	profile := os.Getenv(benchChildHeapProfile)
+	if profile != "" {
+		profile = fmt.Sprintf("%s.%s.shard%d", profile, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard)
+	}
+	sampler := startMemSampler(t, profile)
 	began := time.Now()
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: cb, Source: client, Users: tokens,
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
 		Shard: job.Shard, Shards: fleetShards, Buckets: fleetBuckets})
-	res := fleetChildResult{WallNs: time.Since(t0).Nanoseconds(), IO: cb.snapshot()}
+	wall := time.Since(t0)
+	sampler.done()
+	res := fleetChildResult{WallNs: wall.Nanoseconds(), IO: cb.snapshot(), PeakLive: sampler.peakLive, PeakHeap: sampler.peakHeap}
 	if err != nil {
 		res.Err = err.Error()
 	}

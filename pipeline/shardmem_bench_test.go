@@ -1,0 +1,56 @@
+package pipeline_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// BenchmarkShardMemory: how a shard's memory grows with its users. For each count in
+// SHARD_USERS (users per shard, comma-separated, default 500,5000) it runs the fleet
+// benchmark's sparse population of four times as many users (runFleet: `--shards 4
+// --buckets 16`, a two-year backfill, an upstream change, a daily run; each shard run
+// in a child process) and reports, for the backfill (bf_) and the daily run (daily_),
+// the highest over the four shards of
+//
+//   - rss_MiB: peak RSS (the child's rusage), which also holds what the garbage
+//     collector may leave unswept under the soft memory limit (DefaultMemoryLimit);
+//   - live_MiB: peak heap marked live by a GC cycle (runtime/metrics
+//     /gc/heap/live:bytes, sampled every 20ms): what the run really holds.
+//
+// With AKAHU_PARQUET_BENCH_HEAPPROFILE=FILE each shard child rewrites
+// FILE.{backfill,daily}.shardN with a heap profile at its peaks. Run it with
+//
+//	SHARD_USERS=500,5000 go test -run '^$' -bench BenchmarkShardMemory -benchtime 1x -timeout 3h ./pipeline/
+func BenchmarkShardMemory(b *testing.B) {
+	spec := os.Getenv("SHARD_USERS")
+	if spec == "" {
+		spec = "500,5000"
+	}
+	for _, f := range strings.Split(spec, ",") {
+		perShard, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || perShard < 1 {
+			b.Fatalf("SHARD_USERS %q: want comma-separated user counts", spec)
+		}
+		b.Run(fmt.Sprintf("users_per_shard=%d", perShard), func(b *testing.B) {
+			users := perShard * fleetShards
+			latency := fleetLatency(b, users)
+			var sum fleetResult
+			for i := 0; i < b.N; i++ {
+				sum.add(runFleet(b, fleetPopulation(users, "sparse", latency)))
+			}
+			for _, run := range []struct {
+				name string
+				s    fleetRunResult
+			}{{"bf", sum.Backfill}, {"daily", sum.Daily}} {
+				b.ReportMetric(float64(run.s.PeakRSSKiB)/1024, run.name+"_rss_MiB")
+				b.ReportMetric(float64(run.s.PeakLive)/(1<<20), run.name+"_live_MiB")
+			}
+			b.Logf("%d users per shard (%d in the fleet, latency %s): backfill peak RSS %.0f MiB, live %.0f MiB; daily peak RSS %.0f MiB, live %.0f MiB",
+				perShard, users, latency, float64(sum.Backfill.PeakRSSKiB)/1024, float64(sum.Backfill.PeakLive)/(1<<20),
+				float64(sum.Daily.PeakRSSKiB)/1024, float64(sum.Daily.PeakLive)/(1<<20))
+		})
+	}
+}
