@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
@@ -222,6 +224,37 @@ func (m *mergeResult) final(cols txCols, drop map[string]bool) (rows []rowRef, c
 	return rows, false
 }
 
+// compact copies the fresh records of a partition about to be held into one record
+// and points its rows there. The walks hand a partition many small records (one per
+// user in a daily run, each a slice sharing the buffers of its walk's record); held
+// until the end of the run, they would keep memory growing with the users.
+func (m *mergeResult) compact(mem memory.Allocator) error {
+	fresh := m.t.recs[m.oldRecs:]
+	if len(fresh) < 2 {
+		return nil
+	}
+	one, err := concatRecords(mem, m.t.schema, fresh)
+	if err != nil {
+		return fmt.Errorf("hold partition: %w", err)
+	}
+	first := make([]int32, len(fresh)) // each fresh record's first row in one
+	var n int32
+	for i, rec := range fresh {
+		first[i] = n
+		n += int32(rec.NumRows())
+		rec.Release()
+	}
+	for _, refs := range [][]rowRef{m.rows, m.candidates, m.freshRow} {
+		for i, ref := range refs {
+			if ref.src >= m.oldRecs {
+				refs[i] = rowRef{m.oldRecs, first[ref.src-m.oldRecs] + ref.row}
+			}
+		}
+	}
+	m.t.recs = append(m.t.recs[:m.oldRecs], one)
+	return nil
+}
+
 // heldPart is a merged partition held back to the end because it may lose rows.
 type heldPart struct {
 	key  partKey
@@ -305,6 +338,11 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	r.mu.Lock()
 	r.noteMerge(ps.key, res.t, res.mergeCounts)
 	if len(res.candidates) > 0 {
+		if err := res.compact(r.mem); err != nil {
+			r.mu.Unlock()
+			res.t.release()
+			return err
+		}
 		h := &heldPart{key: ps.key, prev: prev, res: res}
 		r.deferred = append(r.deferred, h)
 		if r.held == nil {

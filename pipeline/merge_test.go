@@ -1,7 +1,11 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +13,8 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
 // tx is a compact description of a transaction for merge tests.
@@ -176,4 +182,92 @@ func resultIDs(res *mergeResult, cols txCols) (ids, cands []string) {
 		cands = append(cands, res.t.str(r, cols.id))
 	}
 	return ids, cands
+}
+
+// TestHeldPartitionCompact: a partition held back to the end of the run (it may lose
+// rows) keeps its fresh rows as one record, not the many small records its walks
+// handed it (one per user in a daily run, each a slice sharing a walk's buffers): a
+// shard's held partitions would otherwise grow with its users. The held rows,
+// candidates and new ids are those of the merge.
+func TestHeldPartitionCompact(t *testing.T) {
+	const walks = 40
+	loc := mustZone(t)
+	r := &runner{cfg: Config{Workers: 1}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
+		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r.cols = newTxCols(r.txSch)
+	r.spill = &spill{budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
+	key := partKey{month{2026, time.February}, 0}
+	feb := span{dayOf(2026, 2, 1), dayOf(2026, 2, 28)}
+
+	// The stored partition: one row per account; acc_000's is gone upstream.
+	var old []tx
+	for i := range walks {
+		old = append(old, tx{fmt.Sprintf("trans_%03d_old", i), fmt.Sprintf("acc_%03d", i), "2026-02-03", "-1", "old"})
+	}
+	oldRecs := records(t, "run_old", old...)
+	data, _, err := encodeParquet(r.txSch, oldRecs)
+	for _, rec := range oldRecs {
+		rec.Release()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.Put(context.Background(), txObject(key), data, bucket.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	// One walk per account: each hands the partition a slice of a record of its own.
+	ps := &partState{key: key}
+	var wantIDs []string
+	for i := range walks {
+		acct := fmt.Sprintf("acc_%03d", i)
+		a := &acctRun{user: &userRun{}, acct: akahu.Account{ID: acct}, bucket: 0}
+		fresh := []tx{{fmt.Sprintf("trans_%03d_new", i), acct, "2026-02-10", "-2", "new"}}
+		if i > 0 {
+			fresh = append(fresh, old[i]) // still there
+			wantIDs = append(wantIDs, old[i].id)
+		}
+		wantIDs = append(wantIDs, fresh[0].id)
+		recs := records(t, "run_new", fresh...)
+		slice := recs[0].NewSlice(0, recs[0].NumRows())
+		recs[0].Release()
+		ps.results = append(ps.results, windowResult{ws: []*window{{acct: a, part: key, span: feb}}, recs: []arrow.Record{slice}})
+	}
+	ps.remaining = 0
+	if err := r.mergeAndWrite(context.Background(), ps); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.deferred) != 1 {
+		t.Fatalf("%d partitions held, want 1 (acc_000's old row is a candidate)", len(r.deferred))
+	}
+	h := r.deferred[0]
+	defer h.res.t.release()
+	if n := len(h.res.t.recs) - int(h.res.oldRecs); n != 1 {
+		t.Errorf("the held partition keeps %d fresh records, want 1 (one per walk grows with the users)", n)
+	}
+	ids, cands := resultIDs(h.res, r.cols)
+	slices.Sort(wantIDs)
+	wantIDs = append(wantIDs, old[0].id) // the candidate stays until reconcile decides
+	got := slices.Clone(ids)
+	slices.Sort(got)
+	slices.Sort(wantIDs)
+	if !slices.Equal(got, wantIDs) {
+		t.Errorf("held rows %v, want %v", got, wantIDs)
+	}
+	if !slices.Equal(cands, []string{old[0].id}) {
+		t.Errorf("candidates %v, want [%s]", cands, old[0].id)
+	}
+	var fresh []string
+	for i, id := range h.res.fresh {
+		if got := h.res.t.str(h.res.freshRow[i], r.cols.id); got != id {
+			t.Errorf("new id %s: its row says %s", id, got)
+		}
+		fresh = append(fresh, id)
+	}
+	if len(fresh) != walks {
+		t.Errorf("%d new ids, want %d", len(fresh), walks)
+	}
+	rows, changed := h.res.final(r.cols, map[string]bool{old[0].id: true})
+	if !changed || len(rows) != len(wantIDs)-1 {
+		t.Errorf("final: %d rows (changed %v), want %d", len(rows), changed, len(wantIDs)-1)
+	}
 }
