@@ -73,8 +73,11 @@ type acctRun struct {
 	note   string
 	mu     sync.Mutex
 	err    error
-	rows   int64
-	done   []span // windows extracted completely
+	// snapErr says why the account's JSON could not become an accounts-snapshot row
+	// (built at plan time); the account fails when the snapshot is written.
+	snapErr error
+	rows    int64
+	done    []span // windows extracted completely
 	// pending is what became of the account's pending rows: "fetched" (replaced,
 	// possibly by none), "kept (request failed)"; empty when not requested.
 	pending string
@@ -213,13 +216,20 @@ func (r *runner) selectAccounts() error {
 				continue
 			}
 			ar := &acctRun{user: u, acct: a, bucket: b, status: "ok"}
+			ar.acct.Raw = nil
 			switch {
 			case !a.HasTransactions():
 				ar.status, ar.note = "skipped", "account has no TRANSACTIONS attribute"
 			case strings.EqualFold(a.Status, "INACTIVE"):
 				ar.status, ar.note = "inactive", "INACTIVE at Akahu; its cached data is still extracted"
 			}
+			r.addAccountRow(ar, a.Raw)
 			r.accounts = append(r.accounts, ar)
+		}
+		// The snapshot rows are built: the run keeps no account's JSON (with the HTTP
+		// client, each one aliases its user's whole /accounts body).
+		for i := range u.accounts {
+			u.accounts[i].Raw = nil
 		}
 	}
 	var unknown []string

@@ -61,6 +61,10 @@ type runner struct {
 	windows  []*window
 	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
 
+	// accountRows are today's accounts-snapshot rows, by bucket, built by the plan
+	// (selectAccounts) from the accounts' JSON, which is not kept.
+	accountRows map[int]*schema.AccountBuilder
+
 	builders sync.Pool // *schema.TransactionBuilder, reused across walks
 	spill    *spill    // where extracted rows wait for the rest of their partition
 
@@ -117,6 +121,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 		r.users = append(r.users, &userRun{index: i, token: t, fp: tokenFingerprint(t)})
 	}
 	defer r.pend.release()
+	defer r.releaseAccountRows()
 	return r.run(ctx)
 }
 

@@ -51,34 +51,52 @@ func (p *pendingRows) release() {
 	}
 }
 
-// writeAccounts writes today's account snapshot of each bucket.
+// addAccountRow appends the account's row of today's accounts snapshot, from its
+// JSON as served, to its bucket's rows. The plan builds the rows as it chooses the
+// accounts, so that no account's JSON is kept through the run: the snapshot's memory
+// is one compact row per account. An account whose JSON is not a valid row fails
+// when the snapshot is written, after its transactions were extracted.
+func (r *runner) addAccountRow(a *acctRun, raw []byte) {
+	if r.accountRows == nil {
+		r.accountRows = map[int]*schema.AccountBuilder{}
+	}
+	b := r.accountRows[a.bucket]
+	if b == nil {
+		b = schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+		r.accountRows[a.bucket] = b
+	}
+	if err := b.Append(raw, a.user.me.ID); err != nil {
+		a.snapErr = err
+	}
+}
+
+// releaseAccountRows frees the accounts-snapshot rows.
+func (r *runner) releaseAccountRows() {
+	for _, b := range r.accountRows {
+		b.Release()
+	}
+	r.accountRows = nil
+}
+
+// writeAccounts writes today's account snapshot of each bucket: the rows built at
+// plan time of the accounts whose users stayed served (the rows of others' accounts
+// are left out by replaceSnapshot, which takes only the accounts it is given).
 func (r *runner) writeAccounts(ctx context.Context) error {
 	sch := schema.Accounts()
-	builders := map[int]*schema.AccountBuilder{}
-	defer func() {
-		for _, b := range builders {
-			b.Release()
-		}
-	}()
 	byBucket := map[int][]string{}
 	for _, a := range r.accounts {
 		if a.user.isRefused() || a.user.err != nil {
 			continue
 		}
-		b := builders[a.bucket]
-		if b == nil {
-			b = schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
-			builders[a.bucket] = b
-		}
-		if err := b.Append(a.acct.Raw, a.user.me.ID); err != nil {
-			a.fail(fmt.Errorf("account %s: %w: %w", a.acct.ID, ErrBadResponse, err))
+		if a.snapErr != nil {
+			a.fail(fmt.Errorf("account %s: %w: %w", a.acct.ID, ErrBadResponse, a.snapErr))
 			continue
 		}
 		byBucket[a.bucket] = append(byBucket[a.bucket], a.acct.ID)
 	}
 	today := dayOfTime(r.started, r.loc)
 	for _, bk := range sortedInts(byBucket) {
-		rec := builders[bk].NewRecord()
+		rec := r.accountRows[bk].NewRecord()
 		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
 		rec.Release()
 		if err != nil {
