@@ -38,6 +38,14 @@
 // writing the same objects at once; every object write is also conditional on the
 // generation that was read, so a lost lock shows up as a conflict, never as a lost update.
 //
+// Memory is meant to stay flat in a shard's number of users. Per account, a run keeps
+// its planned months as runs of consecutive months (not one window per month), its
+// accounts-snapshot row (built at plan time; the account's JSON as served is dropped)
+// and a few counters. Windows and walks are made user by user as the extraction
+// pool takes them and go when their partition is merged; extracted rows wait for
+// the rest of their partition in memory up to Config.HoldBytes, on local disk beyond
+// (spill.go); a partition held back to the end keeps its fresh rows as one record.
+//
 // The lock is a lease refreshed by a heartbeat. Refreshes that fail are retried until a
 // quarter of the TTL before the lease ends; then the lease is lost, the run's work is
 // cancelled and every write, which goes through a bucket wrapper checking the lease, is

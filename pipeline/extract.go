@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"sync/atomic"
 
@@ -38,36 +39,39 @@ type partState struct {
 	results   []windowResult
 }
 
-// extractAll walks every planned window and pending list.
+// extractAll walks every planned window and pending list. The windows are made user
+// by user as the walks go (userBatches), not all at once.
 func (r *runner) extractAll(ctx context.Context) error {
-	return r.extract(ctx, r.windows, true)
+	return r.extract(ctx, r.plannedParts(), r.userBatches(), true)
 }
 
 // extractWindows walks extra windows (no pending lists): re-reads of single
 // accounts.
 func (r *runner) extractWindows(ctx context.Context, windows []*window) error {
-	return r.extract(ctx, windows, false)
+	counts := map[partKey]int{}
+	for _, w := range windows {
+		counts[w.part]++
+	}
+	return r.extract(ctx, counts, func(yield func([]*window) bool) { yield(windows) }, false)
 }
 
 // extract walks windows through a bounded pool and merges each partition as soon as
-// its last window is in. Windows are grouped into walks (see walks.go); a walk hands
-// each partition its rows when it ends, and rows waiting for the other accounts of
-// their partition stay in memory up to the spill budget, on local disk beyond it.
-// The main pass (all) may walk a user's accounts together and fetches the pending
-// lists.
-func (r *runner) extract(ctx context.Context, windows []*window, all bool) error {
+// its last window is in. counts are the windows of each partition, all of them:
+// batches yields them, each batch grouped into walks (see walks.go) as the pool takes
+// them, so only the batches being walked and the windows of partitions not yet
+// complete are in memory. A walk hands each partition its rows when it ends, and rows
+// waiting for the other accounts of their partition stay in memory up to the spill
+// budget, on local disk beyond it. The main pass (all) may walk a user's accounts
+// together and fetches the pending lists.
+func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches iter.Seq[[]*window], all bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	parts := map[partKey]*partState{}
-	for _, w := range windows {
-		ps := parts[w.part]
-		if ps == nil {
-			ps = &partState{key: w.part}
-			parts[w.part] = ps
-		}
-		ps.remaining++
+	total := 0
+	for key, n := range counts {
+		parts[key] = &partState{key: key, remaining: n}
+		total += n
 	}
-	walks := r.planWalks(windows, all && !r.cfg.AccountWalks)
 	ready := make(chan *partState, len(parts))
 	var mu sync.Mutex
 	var done atomic.Int64
@@ -78,7 +82,9 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 	for range DefaultMergers {
 		merge.Go(func(ctx context.Context) error {
 			for ps := range ready {
-				if err := r.mergeAndWrite(ctx, ps); err != nil {
+				err := r.mergeAndWrite(ctx, ps)
+				ps.results = nil // the partition is done: its windows and results go
+				if err != nil {
 					cancel()
 					for range ready { // drain so producers never block
 					}
@@ -128,7 +134,7 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 				return nil
 			}
 			if r.cfg.Progress != nil {
-				r.cfg.Progress(int(done.Add(int64(len(wk.windows)))), len(windows))
+				r.cfg.Progress(int(done.Add(int64(len(wk.windows)))), total)
 			}
 			for _, res := range results {
 				mu.Lock()
@@ -172,12 +178,18 @@ func (r *runner) extract(ctx context.Context, windows []*window, all bool) error
 			return nil
 		}
 	}
-	for _, wk := range walks {
+	perUser := all && !r.cfg.AccountWalks
+	for batch := range batches {
 		if ctx.Err() != nil {
 			break
 		}
-		outstanding.Add(1)
-		extract.Go(task(wk))
+		for _, wk := range r.planWalks(batch, perUser) {
+			if ctx.Err() != nil {
+				break
+			}
+			outstanding.Add(1)
+			extract.Go(task(wk))
+		}
 	}
 	outstanding.Wait()
 	_ = extract.Wait()
@@ -398,6 +410,7 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 		for _, w := range wk.byAcct[a.acct.ID] {
 			a.done = append(a.done, w.span)
 		}
+		a.done = joinSpans(a.done) // kept joined: one span per run of months
 		a.mu.Unlock()
 	}
 	r.log.Debug("walk extracted", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "windows", len(wk.windows))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -76,12 +77,14 @@ func TestExtractAnyWindowOrder(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if err := r.extract(ctx, windows, false); err != nil {
+			if err := r.extractWindows(ctx, windows); err != nil {
 				t.Fatalf("extract of %d windows over %d partitions with %d workers: %v", len(windows), c.buckets*c.months, c.workers, err)
 			}
+			first := month{2026, time.January}
+			want := []span{{first.first(), first.add(c.months - 1).last()}}
 			for _, a := range r.accounts {
-				if len(a.done) != c.months {
-					t.Fatalf("account %s: %d windows done, want %d", a.acct.ID, len(a.done), c.months)
+				if !slices.Equal(a.done, want) {
+					t.Fatalf("account %s: done %v, want its %d months %v", a.acct.ID, a.done, c.months, want)
 				}
 			}
 		})

@@ -300,8 +300,10 @@ func (r *runner) ensureMarker(ctx context.Context) error {
 // run's windows cover over it.
 func (r *runner) plannedRanges() []MarkerRange {
 	perBucket := map[int][]span{}
-	for _, w := range r.windows {
-		perBucket[w.part.bucket] = append(perBucket[w.part.bucket], w.span)
+	for _, a := range r.accounts {
+		for _, run := range a.months {
+			perBucket[a.bucket] = append(perBucket[a.bucket], span{run.from.first(), run.to.last()})
+		}
 	}
 	bySpan := map[span][]int{}
 	for bk, spans := range perBucket {

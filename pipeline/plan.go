@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 	"sort"
 	"strings"
@@ -77,7 +78,12 @@ type acctRun struct {
 	// (built at plan time); the account fails when the snapshot is written.
 	snapErr error
 	rows    int64
-	done    []span // windows extracted completely
+	done    []span // windows extracted completely, joined (joinSpans)
+	// months are the months the run extracts of the account, as runs of consecutive
+	// months: the plan's windows (planWindows, then reconcile's re-reads), kept
+	// compact. Windows are made from them as walks are planned, user by user.
+	// Written only on the run's goroutine between extraction pools.
+	months []monthRun
 	// pending is what became of the account's pending rows: "fetched" (replaced,
 	// possibly by none), "kept (request failed)"; empty when not requested.
 	pending string
@@ -103,11 +109,121 @@ func (a *acctRun) failed() bool {
 	return a.err != nil
 }
 
-// window is one cursor walk: one account over one month partition.
+// window is one account over one month partition: the unit of merging.
 type window struct {
 	acct *acctRun
 	part partKey
 	span span
+}
+
+func newWindow(a *acctRun, m month) *window {
+	return &window{acct: a, part: partKey{m, a.bucket}, span: span{m.first(), m.last()}}
+}
+
+// monthRun is an inclusive run of consecutive months.
+type monthRun struct{ from, to month }
+
+// planMonth adds m to the account's planned months.
+func (a *acctRun) planMonth(m month) {
+	i := 0
+	for i < len(a.months) && a.months[i].to.next().before(m) {
+		i++ // runs that end before the month before m
+	}
+	switch {
+	case i == len(a.months) || m.next().before(a.months[i].from):
+		a.months = slices.Insert(a.months, i, monthRun{m, m}) // apart from every run
+	case m.before(a.months[i].from):
+		a.months[i].from = m // just before run i
+	case a.months[i].to.before(m):
+		a.months[i].to = m // just after run i: it may now touch run i+1
+		if i+1 < len(a.months) && a.months[i+1].from == m.next() {
+			a.months[i].to = a.months[i+1].to
+			a.months = slices.Delete(a.months, i+1, i+2)
+		}
+	}
+}
+
+// hasMonth reports whether m is among the account's planned months.
+func (a *acctRun) hasMonth(m month) bool {
+	for _, run := range a.months {
+		if !m.before(run.from) && !run.to.before(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// windows returns the account's planned windows, oldest first.
+func (a *acctRun) windows() []*window {
+	var out []*window
+	for _, run := range a.months {
+		for m := run.from; !run.to.before(m); m = m.next() {
+			out = append(out, newWindow(a, m))
+		}
+	}
+	return out
+}
+
+// planned calls fn for each planned window (account, month), without making them.
+func (r *runner) planned(fn func(a *acctRun, m month)) {
+	for _, a := range r.accounts {
+		for _, run := range a.months {
+			for m := run.from; !run.to.before(m); m = m.next() {
+				fn(a, m)
+			}
+		}
+	}
+}
+
+// plan adds windows (re-reads) to the plan.
+func (r *runner) plan(windows []*window) {
+	for _, w := range windows {
+		w.acct.planMonth(w.part.month)
+	}
+}
+
+// plannedParts counts the planned windows of each partition.
+func (r *runner) plannedParts() map[partKey]int {
+	counts := map[partKey]int{}
+	r.planned(func(a *acctRun, m month) { counts[partKey{m, a.bucket}]++ })
+	return counts
+}
+
+// userBatches yields the planned windows user by user (the unit walks are planned
+// in: a walk over all of a user's accounts needs them all), in the order of each
+// user's first account's bucket, then its id, so that the partitions of one bucket
+// complete together. Only the windows of the users being walked are in memory.
+func (r *runner) userBatches() iter.Seq[[]*window] {
+	return func(yield func([]*window) bool) {
+		var users []*userRun
+		accts := map[*userRun][]*acctRun{}
+		for _, a := range r.accounts { // in id order
+			if len(a.months) == 0 {
+				continue
+			}
+			if accts[a.user] == nil {
+				users = append(users, a.user)
+			}
+			accts[a.user] = append(accts[a.user], a)
+		}
+		slices.SortStableFunc(users, func(x, y *userRun) int {
+			a, b := accts[x][0], accts[y][0]
+			if a.bucket != b.bucket {
+				return a.bucket - b.bucket
+			}
+			return strings.Compare(a.acct.ID, b.acct.ID)
+		})
+		for _, u := range users {
+			var ws []*window
+			for _, a := range accts[u] {
+				ws = append(ws, a.windows()...)
+			}
+			delete(accts, u)
+			if !yield(ws) {
+				return
+			}
+		}
+	}
 }
 
 // discover resolves every user token to a user and its accounts, concurrently.
@@ -293,22 +409,17 @@ func (r *runner) planRange() error {
 	return nil
 }
 
-// planWindows lays out one window per (account, month) over the run's range, widened
-// to whole months, plus the windows of crashed runs being recovered.
+// planWindows plans one window per (account, month) over the run's range, widened to
+// whole months, plus the windows of crashed runs being recovered: as each account's
+// runs of months (acctRun.months), not as windows, which would grow with accounts ×
+// months for the whole run.
 func (r *runner) planWindows() {
-	months := map[string]map[month]bool{}
-	add := func(acct string, m month) {
-		if months[acct] == nil {
-			months[acct] = map[month]bool{}
-		}
-		months[acct][m] = true
-	}
 	for _, a := range r.accounts {
 		if a.status == "skipped" {
 			continue
 		}
 		for m := r.accountStart(a.acct.ID).month(); !r.end.month().before(m); m = m.next() {
-			add(a.acct.ID, m)
+			a.planMonth(m)
 		}
 	}
 	for _, c := range r.crashed {
@@ -323,46 +434,49 @@ func (r *runner) planWindows() {
 					continue
 				}
 				for m := from.month(); !to.month().before(m); m = m.next() {
-					add(a.acct.ID, m)
+					a.planMonth(m)
 				}
 			}
 		}
 		for _, cov := range c.Coverage {
 			from, err1 := parseDay(cov.From)
 			to, err2 := parseDay(cov.To)
-			if err1 != nil || err2 != nil || months[cov.AccountID] == nil {
-				continue // an account no longer extracted by this run keeps its old rows
+			if err1 != nil || err2 != nil {
+				continue
 			}
-			for m := from.month(); !to.month().before(m); m = m.next() {
-				add(cov.AccountID, m)
+			for _, a := range r.accountsByID(cov.AccountID) {
+				if len(a.months) == 0 {
+					continue // an account no longer extracted by this run keeps its old rows
+				}
+				for m := from.month(); !to.month().before(m); m = m.next() {
+					a.planMonth(m)
+				}
 			}
 		}
 	}
-	for _, a := range r.accounts {
-		for m := range months[a.acct.ID] {
-			r.windows = append(r.windows, &window{acct: a, part: partKey{m, a.bucket}, span: span{m.first(), m.last()}})
-		}
+}
+
+// accountsByID returns the run's accounts with that id (r.accounts is in id order).
+func (r *runner) accountsByID(id string) []*acctRun {
+	i, _ := slices.BinarySearchFunc(r.accounts, id, func(a *acctRun, id string) int { return strings.Compare(a.acct.ID, id) })
+	j := i
+	for j < len(r.accounts) && r.accounts[j].acct.ID == id {
+		j++
 	}
-	// Newest month first, then bucket and account: the windows of one partition are
-	// contiguous, so few partitions are open at once and memory stays bounded.
-	slices.SortFunc(r.windows, func(x, y *window) int {
-		if x.part.month != y.part.month {
-			if y.part.month.before(x.part.month) {
-				return -1
-			}
-			return 1
-		}
-		if x.part.bucket != y.part.bucket {
-			return x.part.bucket - y.part.bucket
-		}
-		return strings.Compare(x.acct.acct.ID, y.acct.acct.ID)
-	})
+	return r.accounts[i:j]
+}
+
+// windowCount is the number of planned windows.
+func (r *runner) windowCount() int {
+	n := 0
+	r.planned(func(*acctRun, month) { n++ })
+	return n
 }
 
 // printPlan writes a dry run's plan.
 func (r *runner) printPlan(w io.Writer) {
 	fmt.Fprintf(w, "plan for run %s, shard %d of %d (dry run: nothing is written)\n", r.runID, r.cfg.Shard, r.cfg.Shards)
-	fmt.Fprintf(w, "range %s..%s (%s), %d window(s)\n", r.start, r.end, r.loc, len(r.windows))
+	fmt.Fprintf(w, "range %s..%s (%s), %d window(s)\n", r.start, r.end, r.loc, r.windowCount())
 	for _, u := range r.users {
 		if u.err != nil {
 			fmt.Fprintf(w, "user %d: %s: %v\n", u.index+1, u.status, u.err)
@@ -370,10 +484,10 @@ func (r *runner) printPlan(w io.Writer) {
 	}
 	perAcct := map[*acctRun][]string{}
 	parts := map[partKey]bool{}
-	for _, wi := range r.windows {
-		perAcct[wi.acct] = append(perAcct[wi.acct], wi.part.month.String())
-		parts[wi.part] = true
-	}
+	r.planned(func(a *acctRun, m month) {
+		perAcct[a] = append(perAcct[a], m.String())
+		parts[partKey{m, a.bucket}] = true
+	})
 	for _, a := range r.accounts {
 		ms := perAcct[a]
 		sort.Strings(ms)

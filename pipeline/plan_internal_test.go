@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -103,4 +104,87 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestPlanMonth: an account's planned months stay sorted runs of consecutive months,
+// whatever order they are added in (the plan adds its range, then crashed runs' and
+// re-reads' months), and the windows made from them are exactly the months added.
+func TestPlanMonth(t *testing.T) {
+	m := func(k int) month { return month{2026, time.January}.add(k) }
+	cases := []struct {
+		name string
+		add  []int
+		want []monthRun
+	}{
+		{"one", []int{3}, []monthRun{{m(3), m(3)}}},
+		{"a range", []int{0, 1, 2, 3}, []monthRun{{m(0), m(3)}}},
+		{"backwards", []int{3, 2, 1, 0}, []monthRun{{m(0), m(3)}}},
+		{"apart", []int{5, 0, 9}, []monthRun{{m(0), m(0)}, {m(5), m(5)}, {m(9), m(9)}}},
+		{"a gap filled", []int{0, 1, 3, 4, 2}, []monthRun{{m(0), m(4)}}},
+		{"again", []int{1, 2, 1, 2, 2}, []monthRun{{m(1), m(2)}}},
+		{"before and after", []int{4, 5, 3, 6, 9, 8, 10}, []monthRun{{m(3), m(6)}, {m(8), m(10)}}},
+		{"across a year", []int{11, 12, 10}, []monthRun{{m(10), m(12)}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := &acctRun{bucket: 2}
+			for _, k := range c.add {
+				a.planMonth(m(k))
+			}
+			if !slices.Equal(a.months, c.want) {
+				t.Fatalf("runs %v, want %v", a.months, c.want)
+			}
+			seen := map[month]bool{}
+			for _, w := range a.windows() {
+				if w.acct != a || w.part != (partKey{w.part.month, 2}) || w.span != (span{w.part.month.first(), w.part.month.last()}) {
+					t.Errorf("window %+v", *w)
+				}
+				seen[w.part.month] = true
+			}
+			for k := -1; k <= 13; k++ {
+				if want := slices.Contains(c.add, k); a.hasMonth(m(k)) != want || seen[m(k)] != want {
+					t.Errorf("month %s: has %v, window %v, want %v", m(k), a.hasMonth(m(k)), seen[m(k)], want)
+				}
+			}
+		})
+	}
+}
+
+// TestUserBatches: the main pass yields every planned window once, user by user (all
+// of a user's accounts in one batch, for the walk over all of them), users in the
+// order of their first account's bucket; the partitions' counts are the windows'.
+func TestUserBatches(t *testing.T) {
+	r := &runner{}
+	users := []*userRun{{index: 0}, {index: 1}, {index: 2}}
+	// Account ids in id order, as selectAccounts leaves them; user 2 has no months.
+	for i, spec := range []struct {
+		user, bucket, months int
+	}{{1, 3, 2}, {0, 1, 3}, {0, 2, 1}, {1, 3, 2}, {2, 0, 0}} {
+		a := &acctRun{user: users[spec.user], acct: akahu.Account{ID: fmt.Sprintf("acc_%d", i)}, bucket: spec.bucket}
+		for k := range spec.months {
+			a.planMonth(month{2026, time.March}.add(k))
+		}
+		r.accounts = append(r.accounts, a)
+	}
+	counts := map[partKey]int{}
+	var order []int
+	for batch := range r.userBatches() {
+		u := batch[0].acct.user
+		order = append(order, u.index)
+		for _, w := range batch {
+			if w.acct.user != u {
+				t.Errorf("batch of user %d has a window of user %d", u.index, w.acct.user.index)
+			}
+			counts[w.part]++
+		}
+	}
+	if want := []int{0, 1}; !slices.Equal(order, want) {
+		t.Errorf("users in order %v, want %v (user 0's first account is in bucket 1, user 1's in 3; user 2 has no windows)", order, want)
+	}
+	if want := r.plannedParts(); !maps.Equal(counts, want) {
+		t.Errorf("windows per partition %v, want %v", counts, want)
+	}
+	if n := r.windowCount(); n != 8 {
+		t.Errorf("%d windows planned, want 8", n)
+	}
 }

@@ -298,13 +298,7 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 		return nil, false, nil
 	}
 	sort.Slice(todo, func(i, j int) bool { return todo[i].id < todo[j].id })
-	have := map[partKey]map[*acctRun]bool{}
-	for _, w := range r.windows {
-		if have[w.part] == nil {
-			have[w.part] = map[*acctRun]bool{}
-		}
-		have[w.part][w.acct] = true
-	}
+	asked := map[partKey]map[*acctRun]bool{} // the re-reads below
 	var mu sync.Mutex
 	keep := map[string]bool{}
 	var extra []*window
@@ -325,15 +319,15 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 				return
 			}
 			key := partKey{m, l.acct.bucket}
-			if have[key][l.acct] {
+			if l.acct.hasMonth(m) || asked[key][l.acct] {
 				// Its month was read: the row is there already (an earlier run, perhaps
 				// a crashed one, wrote it) and the presence check below sees a move.
 				return
 			}
-			if have[key] == nil {
-				have[key] = map[*acctRun]bool{}
+			if asked[key] == nil {
+				asked[key] = map[*acctRun]bool{}
 			}
-			have[key][l.acct] = true
+			asked[key][l.acct] = true
 			extra = append(extra, &window{acct: l.acct, part: key, span: span{m.first(), m.last()}})
 		})
 	}
@@ -343,7 +337,7 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 		if err := r.extractWindows(ctx, extra); err != nil {
 			return nil, false, err
 		}
-		r.windows = append(r.windows, extra...)
+		r.plan(extra)
 	}
 	return keep, len(extra) > 0, ctx.Err()
 }
@@ -377,35 +371,18 @@ func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) e
 	if len(need) == 0 {
 		return nil
 	}
-	have := map[*acctRun]map[month]bool{}
-	lo, hi := map[*acctRun]month{}, map[*acctRun]month{}
-	for _, w := range r.windows {
-		if !need[w.acct] {
-			continue
-		}
-		if have[w.acct] == nil {
-			have[w.acct] = map[month]bool{}
-			lo[w.acct], hi[w.acct] = w.part.month, w.part.month
-		}
-		have[w.acct][w.part.month] = true
-		if w.part.month.before(lo[w.acct]) {
-			lo[w.acct] = w.part.month
-		}
-		if hi[w.acct].before(w.part.month) {
-			hi[w.acct] = w.part.month
-		}
-	}
 	now := dayOfTime(r.cfg.Now(), r.loc).month()
 	var extra []*window
 	for _, a := range r.accounts {
-		if !need[a] {
+		if !need[a] || len(a.months) == 0 {
 			continue
 		}
-		for _, m := range []month{lo[a].add(-1), hi[a].next()} {
-			if have[a][m] || now.before(m) {
+		lo, hi := a.months[0].from, a.months[len(a.months)-1].to
+		for _, m := range []month{lo.add(-1), hi.next()} {
+			if a.hasMonth(m) || now.before(m) {
 				continue
 			}
-			extra = append(extra, &window{acct: a, part: partKey{m, a.bucket}, span: span{m.first(), m.last()}})
+			extra = append(extra, newWindow(a, m))
 		}
 	}
 	if len(extra) == 0 {
@@ -415,7 +392,7 @@ func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) e
 	if err := r.extractWindows(ctx, extra); err != nil {
 		return err
 	}
-	r.windows = append(r.windows, extra...)
+	r.plan(extra)
 	return nil
 }
 

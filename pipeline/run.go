@@ -52,13 +52,13 @@ type runner struct {
 
 	// The plan, set by the plan stage (discover's pool fills each user from one
 	// goroutine). During extraction users and accounts change only under their own
-	// locks (userRun.mu, acctRun.mu). windows grows only on the run's goroutine between
-	// extraction pools (reconcile's re-reads); ensureMarker reads it under mu.
+	// locks (userRun.mu, acctRun.mu). The planned windows are each account's months
+	// (acctRun.months), which grow only on the run's goroutine between extraction
+	// pools (reconcile's re-reads); ensureMarker reads them under mu.
 	start    day
 	end      day
 	users    []*userRun
 	accounts []*acctRun
-	windows  []*window
 	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
 
 	// accountRows are today's accounts-snapshot rows, by bucket, built by the plan
@@ -178,7 +178,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 		return nil, err
 	}
 	r.planWindows()
-	r.log.Info("plan", "start", r.start.String(), "end", r.end.String(), "accounts", len(r.accounts), "windows", len(r.windows))
+	r.log.Info("plan", "start", r.start.String(), "end", r.end.String(), "accounts", len(r.accounts), "windows", r.windowCount())
 	if r.cfg.DryRun {
 		r.printPlan(r.cfg.PlanOut)
 		return nil, nil
