@@ -366,6 +366,9 @@ func (r *runner) selectAccounts() error {
 		return fmt.Errorf("%w: --accounts %s: no such account among the users' accounts",
 			ErrConfig, strings.Join(unknown, ","))
 	}
+	if !r.cfg.DryRun {
+		r.spillAccountRows()
+	}
 	// Sorted by id: accountByID searches this order.
 	sort.SliceStable(r.accounts, func(i, j int) bool { return r.accounts[i].acct.ID < r.accounts[j].acct.ID })
 	return nil

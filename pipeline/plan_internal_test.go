@@ -22,7 +22,8 @@ import (
 
 // TestPlanKeepsNoAccountJSON: once the plan has chosen the shard's accounts, the run
 // keeps no account's JSON as served (with the HTTP client, each user's whole
-// /accounts body): its accounts-snapshot rows are built then, per bucket. The
+// /accounts body): its accounts-snapshot rows are built then, per bucket, and wait in
+// the spill file (they are as many as the shard's accounts). The
 // snapshot written at the end still has every account of a user that stayed
 // served, none of a user refused during the run, and an account whose JSON cannot
 // become a snapshot row fails at the end, as before, after its transactions were
@@ -32,6 +33,8 @@ func TestPlanKeepsNoAccountJSON(t *testing.T) {
 	r := &runner{cfg: Config{Workers: 1, Shards: 1}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
 		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		started: time.Date(2026, 3, 1, 9, 0, 0, 0, loc), ds: Dataset{Buckets: 4, BucketBy: bucketByUser}}
+	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
+	defer r.spill.close()
 	defer r.releaseAccountRows()
 	account := func(id string, attrs ...string) akahu.Account {
 		raw := fmt.Sprintf(`{"_id":%q,"_authorisation":"auth_1","connection":{"_id":"conn_1","name":"Bank"},"name":"Acct %s",`+
@@ -54,6 +57,10 @@ func TestPlanKeepsNoAccountJSON(t *testing.T) {
 				t.Errorf("user %s: account %s keeps its JSON after the plan", u.me.ID, a.ID)
 			}
 		}
+	}
+	// The rows wait in the spill file, not in memory: one stream per bucket.
+	if r.spill.size == 0 || len(r.accountRows) != 0 {
+		t.Errorf("accounts-snapshot rows: %d bytes spilled, %d bucket(s) in memory; want them spilled", r.spill.size, len(r.accountRows))
 	}
 	for _, a := range r.accounts {
 		if a.acct.Raw != nil {

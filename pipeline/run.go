@@ -62,8 +62,10 @@ type runner struct {
 	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
 
 	// accountRows are today's accounts-snapshot rows, by bucket, built by the plan
-	// (selectAccounts) from the accounts' JSON, which is not kept.
-	accountRows map[int]*schema.AccountBuilder
+	// (selectAccounts) from the accounts' JSON, which is not kept; spilledAccounts
+	// are those sent to the spill file.
+	accountRows     map[int]*accountRows
+	spilledAccounts map[int]*segment
 
 	builders sync.Pool // *schema.TransactionBuilder, reused across walks
 	spill    *spill    // where extracted rows wait for the rest of their partition

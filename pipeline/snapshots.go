@@ -53,27 +53,87 @@ func (p *pendingRows) release() {
 
 // addAccountRow appends the account's row of today's accounts snapshot, from its
 // JSON as served, to its bucket's rows. The plan builds the rows as it chooses the
-// accounts, so that no account's JSON is kept through the run: the snapshot's memory
-// is one compact row per account. An account whose JSON is not a valid row fails
-// when the snapshot is written, after its transactions were extracted.
+// accounts, so that no account's JSON is kept through the run, then sends them to the
+// spill file (spillAccountRows): the snapshot costs no memory until it is written. An
+// account whose JSON is not a valid row fails when the snapshot is written, after its
+// transactions were extracted.
 func (r *runner) addAccountRow(a *acctRun, raw []byte) {
 	if r.accountRows == nil {
-		r.accountRows = map[int]*schema.AccountBuilder{}
+		r.accountRows = map[int]*accountRows{}
 	}
-	b := r.accountRows[a.bucket]
-	if b == nil {
-		b = schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
-		r.accountRows[a.bucket] = b
+	rows := r.accountRows[a.bucket]
+	if rows == nil {
+		rows = &accountRows{b: schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})}
+		r.accountRows[a.bucket] = rows
 	}
-	if err := b.Append(raw, a.user.me.ID); err != nil {
+	if err := rows.b.Append(raw, a.user.me.ID); err != nil {
 		a.snapErr = err
 	}
 }
 
-// releaseAccountRows frees the accounts-snapshot rows.
+// accountRows are one bucket's accounts-snapshot rows kept in memory: being built
+// (b), or built (rec) when the spill failed.
+type accountRows struct {
+	b   *schema.AccountBuilder
+	rec arrow.Record
+}
+
+// spillAccountRows sends the accounts-snapshot rows of each bucket to the spill file.
+// A bucket whose rows cannot be spilled keeps them in memory.
+func (r *runner) spillAccountRows() {
+	for bk, rows := range r.accountRows {
+		rec := rows.b.NewRecord()
+		rows.b.Release()
+		rows.b = nil
+		seg, err := r.spill.writeAs(schema.Accounts(), []arrow.Record{rec})
+		if err != nil {
+			r.log.Warn("accounts-snapshot rows kept in memory", "bucket", bk, "err", err)
+			rows.rec = rec
+			continue
+		}
+		rec.Release()
+		delete(r.accountRows, bk)
+		if r.spilledAccounts == nil {
+			r.spilledAccounts = map[int]*segment{}
+		}
+		r.spilledAccounts[bk] = seg
+	}
+}
+
+// accountRecord returns a bucket's accounts-snapshot rows; the caller releases them.
+func (r *runner) accountRecord(bk int) (arrow.Record, error) {
+	if seg := r.spilledAccounts[bk]; seg != nil {
+		recs, err := r.spill.readAs(schema.Accounts(), seg)
+		if err != nil {
+			return nil, fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
+		}
+		if len(recs) == 1 {
+			return recs[0], nil
+		}
+		defer func() {
+			for _, rec := range recs {
+				rec.Release()
+			}
+		}()
+		return concatRecords(r.mem, schema.Accounts(), recs)
+	}
+	rows := r.accountRows[bk]
+	if rows.b != nil {
+		return rows.b.NewRecord(), nil
+	}
+	rows.rec.Retain()
+	return rows.rec, nil
+}
+
+// releaseAccountRows frees the accounts-snapshot rows kept in memory.
 func (r *runner) releaseAccountRows() {
-	for _, b := range r.accountRows {
-		b.Release()
+	for _, rows := range r.accountRows {
+		if rows.b != nil {
+			rows.b.Release()
+		}
+		if rows.rec != nil {
+			rows.rec.Release()
+		}
 	}
 	r.accountRows = nil
 }
@@ -96,7 +156,10 @@ func (r *runner) writeAccounts(ctx context.Context) error {
 	}
 	today := dayOfTime(r.started, r.loc)
 	for _, bk := range sortedInts(byBucket) {
-		rec := r.accountRows[bk].NewRecord()
+		rec, err := r.accountRecord(bk)
+		if err != nil {
+			return err
+		}
 		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
 		rec.Release()
 		if err != nil {

@@ -13,7 +13,8 @@ import (
 )
 
 // This file holds the spill: where extracted rows wait, on local disk, for the other
-// accounts of their partition.
+// accounts of their partition, and where the accounts-snapshot rows the plan builds
+// wait for the end of the run.
 //
 // A walk over two years hands rows to 24 partitions at once, and a partition is
 // merged only when every account of its bucket is in. Rows that would wait in memory
@@ -62,9 +63,12 @@ func (s *spill) free(size int64) {
 }
 
 // write appends recs to the spill file as one IPC stream.
-func (s *spill) write(recs []arrow.Record) (*segment, error) {
+func (s *spill) write(recs []arrow.Record) (*segment, error) { return s.writeAs(s.sch, recs) }
+
+// writeAs appends recs of schema sch (not the transactions') to the spill file.
+func (s *spill) writeAs(sch *arrow.Schema, recs []arrow.Record) (*segment, error) {
 	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, ipc.WithSchema(s.sch), ipc.WithAllocator(s.mem), ipc.WithLZ4())
+	w := ipc.NewWriter(&buf, ipc.WithSchema(sch), ipc.WithAllocator(s.mem), ipc.WithLZ4())
 	for _, rec := range recs {
 		if err := w.Write(rec); err != nil {
 			return nil, fmt.Errorf("spill: encode: %w", err)
@@ -92,11 +96,14 @@ func (s *spill) write(recs []arrow.Record) (*segment, error) {
 }
 
 // read returns the records of a segment; the caller releases them.
-func (s *spill) read(seg *segment) ([]arrow.Record, error) {
+func (s *spill) read(seg *segment) ([]arrow.Record, error) { return s.readAs(s.sch, seg) }
+
+// readAs returns the records of a segment written by writeAs with sch.
+func (s *spill) readAs(sch *arrow.Schema, seg *segment) ([]arrow.Record, error) {
 	s.mu.Lock()
 	f := s.f
 	s.mu.Unlock()
-	rd, err := ipc.NewReader(io.NewSectionReader(f, seg.off, seg.n), ipc.WithAllocator(s.mem), ipc.WithSchema(s.sch))
+	rd, err := ipc.NewReader(io.NewSectionReader(f, seg.off, seg.n), ipc.WithAllocator(s.mem), ipc.WithSchema(sch))
 	if err != nil {
 		return nil, fmt.Errorf("spill: read %s at %d: %w", f.Name(), seg.off, err)
 	}
