@@ -176,52 +176,23 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 					if r.spill.reserve(res.size) {
 						res.held = res.size // waits in memory
 					} else {
-						// Over the budget: the rows waiting in memory go to the spill,
-						// one record per partition (these with their partition's): one
-						// IPC stream per spill and partition, not per walk. Every
-						// partition's go, not only this one's: they hold ranges of the
-						// same walks' records, which are freed only when no partition
-						// holds a range of them any more.
+						// Over the budget: the partition's rows waiting in memory go to
+						// the spill with these, as one record: one IPC stream per
+						// spill, not one per walk and partition.
 						mu.Lock()
-						var others []*partState
-						var batches [][]windowResult
-						mine := []windowResult{}
-						for _, o := range parts {
-							if o.remaining == 0 {
-								continue // complete: being merged
-							}
-							var batch []windowResult
-							kept := o.results[:0]
-							for _, h := range o.results {
-								if h.err == nil && h.seg == nil && len(h.recs) > 0 {
-									batch = append(batch, h)
-									o.remaining += len(h.ws) // owed again until the batch is back
-								} else {
-									kept = append(kept, h)
-								}
-							}
-							o.results = kept
-							switch {
-							case o == ps:
-								mine = batch
-							case len(batch) > 0:
-								others = append(others, o)
-								batches = append(batches, batch)
+						batch := []windowResult{}
+						kept := ps.results[:0]
+						for _, h := range ps.results {
+							if h.err == nil && h.seg == nil && len(h.recs) > 0 {
+								batch = append(batch, h)
+								ps.remaining += len(h.ws) // owed again until the batch is back
+							} else {
+								kept = append(kept, h)
 							}
 						}
+						ps.results = kept
 						mu.Unlock()
-						for i, o := range others {
-							out := r.spillTogether(batches[i])
-							mu.Lock()
-							o.results = append(o.results, out)
-							o.remaining -= len(out.ws) // its last walk may have come in meanwhile
-							last := o.remaining == 0
-							mu.Unlock()
-							if last {
-								ready <- o
-							}
-						}
-						res = r.spillTogether(append(mine, res))
+						res = r.spillTogether(append(batch, res))
 					}
 				}
 				// The walk that brings the count to zero hands the partition on, after
