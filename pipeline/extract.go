@@ -22,45 +22,14 @@ import (
 // windows, one window's extraction and validation, and the pending transactions.
 
 // windowResult is what one walk extracted for one partition: the rows of its
-// windows in that partition, in memory (rows of recs) or in the spill (seg).
+// windows in that partition, in memory (recs) or in the spill (seg).
 type windowResult struct {
-	ws []*window
-	// recs are whole records of the walk, each retained once, and rows the range of
-	// each that is this partition's: records() slices them when the rows are taken.
-	// A slice is a few dozen arrays; a quiet user's walk leaves a row or two in each
-	// of two dozen partitions, which all wait for the rest of their bucket.
+	ws   []*window
 	recs []arrow.Record
-	rows []rowRange
 	seg  *segment
 	size int64 // memory the rows hold (their share of the walk's records)
 	held int64 // bytes of recs counted against the spill budget
 	err  error
-}
-
-// rowRange is the rows [from, to) of a record.
-type rowRange struct{ from, to int64 }
-
-// rangeOverhead is what a result's reference to a range of a walk's record costs.
-const rangeOverhead = 32
-
-// records returns the result's rows in memory as slices of the walk's records and
-// gives its references to those records up; the caller releases the slices.
-func (res *windowResult) records() []arrow.Record {
-	out := make([]arrow.Record, len(res.recs))
-	for i, rec := range res.recs {
-		out[i] = rec.NewSlice(res.rows[i].from, res.rows[i].to)
-		rec.Release()
-	}
-	res.recs, res.rows = nil, nil
-	return out
-}
-
-// release gives the result's references to the walk's records up.
-func (res *windowResult) release() {
-	for _, rec := range res.recs {
-		rec.Release()
-	}
-	res.recs, res.rows = nil, nil
 }
 
 // partState collects the windows of one partition until all are in.
@@ -240,7 +209,7 @@ func (r *runner) spillTogether(results []windowResult) windowResult {
 	var held int64
 	for _, res := range results {
 		out.ws = append(out.ws, res.ws...)
-		recs = append(recs, res.records()...)
+		recs = append(recs, res.recs...)
 		held += res.held
 	}
 	defer r.spill.free(held)
@@ -429,9 +398,9 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 	}
 	perAcct := map[*acctRun]int64{}
 	for _, res := range results {
-		for k, rec := range res.recs {
-			for i := res.rows[k].from; i < res.rows[k].to; i++ {
-				perAcct[accountOfRow(rec, r.cols.account, int(i), res.ws)]++
+		for _, rec := range res.recs {
+			for i := 0; i < int(rec.NumRows()); i++ {
+				perAcct[accountOfRow(rec, r.cols.account, i, res.ws)]++
 			}
 		}
 	}
@@ -470,7 +439,6 @@ func (r *runner) extractEach(ctx context.Context, wk *walk) []windowResult {
 			// error on the accounts (acctRun.fail), and the merge skips them.
 			out[i].ws = append(out[i].ws, res.ws...)
 			out[i].recs = append(out[i].recs, res.recs...)
-			out[i].rows = append(out[i].rows, res.rows...)
 			out[i].size += res.size
 			if out[i].err != nil && res.err == nil {
 				out[i].err = nil
@@ -497,19 +465,10 @@ func accountOfRow(rec arrow.Record, col, i int, ws []*window) *acctRun {
 // splitWalk checks what the client cannot (every row belongs to an account of the
 // walk and is dated inside the walk) and cuts the records into one result per
 // partition. Rows arrive newest first, so each partition's rows are a few
-// contiguous runs: ranges of the walk's records, sliced only when the partition
-// takes them (windowResult.records). (Slices, or copies, would cost a few dozen
-// arrays per month of a quiet account while the partition waits for the rest of
-// its bucket: most of a backfill's memory.)
-func (r *runner) splitWalk(wk *walk, recs []arrow.Record) (_ []windowResult, err error) {
+// contiguous runs: zero-copy slices of the walk's records. (Copies would cost a
+// few dozen arrays per month of a quiet account: most of a backfill's memory.)
+func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error) {
 	results := r.splitResults(wk, nil)
-	defer func() {
-		if err != nil {
-			for i := range results {
-				results[i].release()
-			}
-		}
-	}()
 	index := map[partKey]int{}
 	for i, res := range results {
 		index[res.ws[0].part] = i
@@ -537,11 +496,10 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) (_ []windowResult, err
 			}
 			if i > 0 && (i == n || key != cur) {
 				k := index[cur]
-				rec.Retain()
-				results[k].recs = append(results[k].recs, rec)
-				results[k].rows = append(results[k].rows, rowRange{int64(start), int64(i)})
-				// The partitions share the record: each counts its share.
-				results[k].size += size*int64(i-start)/int64(n) + rangeOverhead
+				results[k].recs = append(results[k].recs, rec.NewSlice(int64(start), int64(i)))
+				// A slice shares its record's buffers: each slice counts its share, and
+				// the arrays of its own.
+				results[k].size += size*int64(i-start)/int64(n) + int64(rec.NumCols())*arrayOverhead
 				start = i
 			}
 			cur = key

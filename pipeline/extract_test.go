@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
@@ -89,61 +88,5 @@ func TestExtractAnyWindowOrder(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestSplitWalkShares: the rows a walk hands each of its partitions stay in the walk's
-// records until the partition takes them: what they hold is their share of those
-// records and a few bytes, not a slice of a few dozen arrays per partition (most of
-// a backfill's memory when a quiet user's walk leaves a row or two a month). The
-// rows each partition takes are its own.
-func TestSplitWalkShares(t *testing.T) {
-	const months = 24
-	loc, _ := time.LoadLocation("Pacific/Auckland")
-	r := &runner{loc: loc, mem: memory.DefaultAllocator, txSch: schema.Transactions()}
-	r.cols = newTxCols(r.txSch)
-	a := &acctRun{user: &userRun{}, acct: akahu.Account{ID: "acc_1", Currency: "NZD"}}
-	first := month{2024, time.March}
-	wk := &walk{user: a.user, acct: a, byAcct: map[string][]*window{}}
-	var txs []tx
-	for k := range months {
-		m := first.add(k)
-		w := newWindow(a, m)
-		wk.windows = append(wk.windows, w)
-		wk.byAcct[a.acct.ID] = append(wk.byAcct[a.acct.ID], w)
-		// Newest first, as Akahu serves them; two rows a month.
-		day := time.Date(m.year, m.mon, 10, 12, 0, 0, 0, loc).Format(time.DateOnly)
-		txs = slices.Insert(txs, 0, tx{fmt.Sprintf("trans_%02d_a", k), a.acct.ID, day, "-1", "x"},
-			tx{fmt.Sprintf("trans_%02d_b", k), a.acct.ID, day, "-2", "y"})
-	}
-	wk.span = span{first.first(), first.add(months - 1).last()}
-	recs := records(t, "run_1", txs...)
-	results, err := r.splitWalk(wk, recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole := recordSize(recs[0])
-	recs[0].Release()
-	var held int64
-	for _, res := range results {
-		held += res.size
-	}
-	if len(results) != months || held > whole+months*256 {
-		t.Errorf("%d results holding %d bytes for a walk's record of %d: want %d, about the record's size", len(results), held, whole, months)
-	}
-	for i := range results {
-		res := &results[i]
-		var ids []string
-		for _, rec := range res.records() {
-			col := rec.Column(r.cols.id).(*array.String)
-			for j := range col.Len() {
-				ids = append(ids, col.Value(j))
-			}
-			rec.Release()
-		}
-		k := slices.IndexFunc(wk.windows, func(w *window) bool { return w == res.ws[0] })
-		if want := []string{fmt.Sprintf("trans_%02d_a", k), fmt.Sprintf("trans_%02d_b", k)}; !slices.Equal(ids, want) {
-			t.Errorf("partition %s takes %v, want %v", res.ws[0].part.month, ids, want)
-		}
 	}
 }

@@ -277,7 +277,7 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 			continue
 		}
 		held += res.held
-		recs := res.records()
+		recs := res.recs
 		if res.seg != nil {
 			var err error
 			if recs, err = r.spill.read(res.seg); err != nil {

@@ -215,7 +215,7 @@ func TestHeldPartitionCompact(t *testing.T) {
 	if _, err := r.b.Put(context.Background(), txObject(key), data, bucket.Condition{}); err != nil {
 		t.Fatal(err)
 	}
-	// One walk per account: each hands the partition rows of a record of its own.
+	// One walk per account: each hands the partition a slice of a record of its own.
 	ps := &partState{key: key}
 	var wantIDs []string
 	for i := range walks {
@@ -228,8 +228,9 @@ func TestHeldPartitionCompact(t *testing.T) {
 		}
 		wantIDs = append(wantIDs, fresh[0].id)
 		recs := records(t, "run_new", fresh...)
-		ps.results = append(ps.results, windowResult{ws: []*window{{acct: a, part: key, span: feb}}, recs: recs,
-			rows: []rowRange{{0, recs[0].NumRows()}}})
+		slice := recs[0].NewSlice(0, recs[0].NumRows())
+		recs[0].Release()
+		ps.results = append(ps.results, windowResult{ws: []*window{{acct: a, part: key, span: feb}}, recs: []arrow.Record{slice}})
 	}
 	ps.remaining = 0
 	if err := r.mergeAndWrite(context.Background(), ps); err != nil {
