@@ -86,6 +86,8 @@ func fleetLatency(tb testing.TB, users int) time.Duration {
 //     limit_s: min_requests × latency / requests in flight (8); wall/limit;
 //   - rss_MiB: the highest peak RSS of the shard processes;
 //   - read_MB, written_MB: bytes of objects read from and written to the bucket;
+//     ranged_MB: the part of read_MB read by range (footers and column chunks),
+//     whole_tx_MB: transactions partitions read whole;
 //     state_kB: bytes written under _manifests/, _inflight/ and _state/;
 //   - gets, puts, lists: bucket operations (attrs and deletes are in the summary).
 //
@@ -116,6 +118,8 @@ func BenchmarkFleet(b *testing.B) {
 					}
 					b.ReportMetric(float64(s.PeakRSSKiB)/1024, run.name+"_rss_MiB")
 					b.ReportMetric(float64(s.IO.BytesRead)/1e6/n, run.name+"_read_MB")
+					b.ReportMetric(float64(s.IO.RangedBytes)/1e6/n, run.name+"_ranged_MB")
+					b.ReportMetric(float64(s.IO.WholeTx)/1e6/n, run.name+"_whole_tx_MB")
 					b.ReportMetric(float64(s.IO.BytesWritten)/1e6/n, run.name+"_written_MB")
 					b.ReportMetric(float64(s.IO.StateBytes)/1e3/n, run.name+"_state_kB")
 					b.ReportMetric(float64(s.IO.Gets)/n, run.name+"_gets")
@@ -256,7 +260,7 @@ func (r *fleetRunResult) limit(latency time.Duration) time.Duration {
 	return time.Duration(float64(r.Minimum) * float64(latency) / float64(inFlight))
 }
 
-const fleetTableHeader = "| users | mix | run | requests | minimum | req/min | wall s | limit s | wall/limit | peak RSS MiB | read MB | written MB | manifest+state kB | gets | puts | lists |\n" +
+const fleetTableHeader = "| users | mix | run | requests | minimum | req/min | wall s | limit s | wall/limit | peak RSS MiB | read MB (ranged, whole tx) | written MB | manifest+state kB | gets | puts | lists |\n" +
 	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 // rows renders the mean of n iterations as two table rows.
@@ -267,10 +271,10 @@ func (r *fleetResult) rows(users int, mix string, latency time.Duration, n int) 
 		s    fleetRunResult
 	}{{"backfill", r.Backfill}, {"daily", r.Daily}} {
 		s, f := run.s, float64(n)
-		out = append(out, fmt.Sprintf("| %d | %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f |",
+		out = append(out, fmt.Sprintf("| %d | %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f (%.1f, %.1f) | %.1f | %.0f | %.0f | %.0f | %.0f |",
 			users, mix, run.name, float64(s.Requests)/f, float64(s.Minimum)/f, s.ratio(),
 			s.Wall.Seconds()/f, s.limit(latency).Seconds()/f, s.Wall.Seconds()/s.limit(latency).Seconds(),
-			float64(s.PeakRSSKiB)/1024, float64(s.IO.BytesRead)/1e6/f, float64(s.IO.BytesWritten)/1e6/f,
+			float64(s.PeakRSSKiB)/1024, float64(s.IO.BytesRead)/1e6/f, float64(s.IO.RangedBytes)/1e6/f, float64(s.IO.WholeTx)/1e6/f, float64(s.IO.BytesWritten)/1e6/f,
 			float64(s.IO.StateBytes)/1e3/f, float64(s.IO.Gets)/f, float64(s.IO.Puts)/f, float64(s.IO.Lists)/f))
 	}
 	return strings.Join(out, "\n")
@@ -518,6 +522,9 @@ func TestFleetChild(t *testing.T) {
 type bucketIO struct {
 	Gets, Attrs, Puts, Deletes, Lists int64
 	BytesRead, BytesWritten           int64
+	// RangedBytes are the bytes of BytesRead read by range (footers and column
+	// chunks); WholeTx the bytes of transactions partitions read whole.
+	RangedBytes, WholeTx int64
 	// StateBytes are the bytes put under _manifests/, _inflight/ and _state/:
 	// manifests, in-flight markers and state objects.
 	StateBytes int64
@@ -530,6 +537,8 @@ func (a *bucketIO) add(b bucketIO) {
 	a.Deletes += b.Deletes
 	a.Lists += b.Lists
 	a.BytesRead += b.BytesRead
+	a.RangedBytes += b.RangedBytes
+	a.WholeTx += b.WholeTx
 	a.BytesWritten += b.BytesWritten
 	a.StateBytes += b.StateBytes
 }
@@ -556,13 +565,19 @@ func (c *meteredBucket) snapshot() bucketIO {
 
 func (c *meteredBucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
 	data, a, err := c.Bucket.Get(ctx, name)
-	c.count(func(io *bucketIO) { io.Gets++; io.BytesRead += int64(len(data)) })
+	c.count(func(io *bucketIO) {
+		io.Gets++
+		io.BytesRead += int64(len(data))
+		if strings.HasPrefix(name, "transactions/") {
+			io.WholeTx += int64(len(data))
+		}
+	})
 	return data, a, err
 }
 
 func (c *meteredBucket) GetRange(ctx context.Context, name string, generation, offset, length int64) ([]byte, error) {
 	data, err := c.Bucket.GetRange(ctx, name, generation, offset, length)
-	c.count(func(io *bucketIO) { io.Gets++; io.BytesRead += int64(len(data)) })
+	c.count(func(io *bucketIO) { io.Gets++; io.BytesRead += int64(len(data)); io.RangedBytes += int64(len(data)) })
 	return data, err
 }
 

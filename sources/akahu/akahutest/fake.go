@@ -364,6 +364,10 @@ func (f *Fake) generate(acc *account, day, k int) txn {
 	if r.chance(0.2) {
 		t.updatedMs += int64(r.intn(7 * 86400000))
 	}
+	// The generated history is what Akahu knew by the end of its last day: no
+	// stamp lies in the future of a run made after it.
+	known := f.midnight(f.toDay+1) - 1
+	t.createdMs, t.updatedMs = min(t.createdMs, known), min(t.updatedMs, known)
 	t.desc = descriptions[r.intn(len(descriptions))]
 	switch {
 	case r.chance(0.01):
