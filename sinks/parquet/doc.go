@@ -34,7 +34,8 @@
 // RangeFunc (a bucket's ranged read, say): the footer, then only the chunks of
 // those columns, so that reading the id column of a partition costs its footer
 // and id chunks, not the whole file. The FileSchema option reports all of a
-// file's columns while only some are decoded.
+// file's columns while only some are decoded. ReadMetadataRanged reads only the
+// footer that way.
 //
 // The package holds no state, does no I/O other than on the io.Writer,
 // io.ReaderAt or RangeFunc it is given, and knows nothing about datasets,

@@ -8,7 +8,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
-// FuzzRead feeds arbitrary bytes to Read and ReadMetadata: they must return
+// FuzzRead feeds arbitrary bytes to Read, ReadMetadata and ReadMetadataRanged: they must return
 // records or an error, never panic, and never leak Arrow memory.
 func FuzzRead(f *testing.F) {
 	mem := memory.NewGoAllocator()
@@ -39,5 +39,6 @@ func FuzzRead(f *testing.F) {
 		}
 		checked.AssertSize(t, 0)
 		_, _ = ReadMetadata(bytes.NewReader(data), int64(len(data)))
+		_, _ = ReadMetadataRanged(func(off, n int64) ([]byte, error) { return data[off : off+n], nil }, int64(len(data)))
 	})
 }

@@ -38,13 +38,37 @@ type ColumnMetadata struct {
 // ReadMetadata reads the footer of a Parquet file: row and row-group counts,
 // key-value metadata, and per-column null counts and min/max statistics.
 // Columns whose type Read does not support are listed with no min/max.
-func ReadMetadata(r io.ReaderAt, size int64) (md Metadata, err error) {
+func ReadMetadata(r io.ReaderAt, size int64) (Metadata, error) {
+	return readMetadata(r, size, true)
+}
+
+// ReadMetadataRanged is ReadMetadata for a file of size bytes that fetch reads by
+// byte range: it reads the last TailBytes (the whole file when smaller) and, when the
+// footer is longer, the rest of the footer, and nothing else (not the magic bytes at
+// the start, no page). A failure of fetch is returned wrapped as it is (its class
+// kept).
+func ReadMetadataRanged(fetch RangeFunc, size int64) (Metadata, error) {
+	if fetch == nil || size < 0 {
+		return Metadata{}, fmt.Errorf("parquet: no input: %w", ErrInvalidFile)
+	}
+	rr := &rangeReader{fetch: fetch, size: size}
+	if err := rr.loadTail(); err != nil {
+		return Metadata{}, fmt.Errorf("parquet: reading the footer: %w", err)
+	}
+	md, err := readMetadata(rr, size, false)
+	if ferr := rr.failure(); ferr != nil {
+		return Metadata{}, fmt.Errorf("parquet: ranged read: %w", ferr)
+	}
+	return md, err
+}
+
+func readMetadata(r io.ReaderAt, size int64, checkHead bool) (md Metadata, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			md, err = Metadata{}, fmt.Errorf("parquet: decoding footer failed: %v: %w", p, ErrInvalidFile)
 		}
 	}()
-	f, err := openFile(r, size, true)
+	f, err := openFile(r, size, checkHead)
 	if err != nil {
 		return Metadata{}, err
 	}

@@ -215,3 +215,55 @@ func TestFileSchemaWithColumns(t *testing.T) {
 		}
 	}
 }
+
+// TestReadMetadataRanged reads the footer of files the sink wrote by range: one read
+// of the tail, a second only when the footer is longer, nothing else; what it reports
+// is ReadMetadata's, and a failing read is returned with its class.
+func TestReadMetadataRanged(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	tests := []struct {
+		rows, rowGroup int
+		keyValue       int // bytes of key-value metadata, to make the footer longer
+		reads          int
+	}{
+		{300, 0, 0, 1},
+		{5000, 1024, 0, 2},
+		{3000, 1000, TailBytes, 2},
+		{10, 0, 0, 1}, // a file smaller than the tail: read whole, once
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("rows=%d/rowgroup=%d/kv=%d", tc.rows, tc.rowGroup, tc.keyValue), func(t *testing.T) {
+			recs := []arrow.Record{testRecord(mem, 0, tc.rows)}
+			defer releaseAll(recs)
+			opts := []Option{WithRowGroupRows(tc.rowGroup), WithKeyValue("k", "v")}
+			if tc.keyValue > 0 {
+				opts = append(opts, WithKeyValue("padding", string(bytes.Repeat([]byte("x"), tc.keyValue))))
+			}
+			data, _ := writeBytes(t, testSchema(), recs, opts...)
+			want, err := ReadMetadata(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := &rangeLog{data: data}
+			got, err := ReadMetadataRanged(log.fetch, int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) || got.KeyValue["k"] != "v" {
+				t.Errorf("ranged metadata %+v, want %+v", got, want)
+			}
+			footer := int64(binary.LittleEndian.Uint32(data[len(data)-8:])) + 8
+			if len(log.reads) != tc.reads || log.bytes() > max(footer, min(TailBytes, int64(len(data)))) {
+				t.Errorf("%d reads of %d B (%v) for a %d-byte footer of a %d-byte file", len(log.reads), log.bytes(), log.reads, footer, len(data))
+			}
+			failing := &rangeLog{data: data, fail: errDiskFull}
+			if _, err := ReadMetadataRanged(failing.fetch, int64(len(data))); !errors.Is(err, errDiskFull) {
+				t.Errorf("failing read: %v, want %v", err, errDiskFull)
+			}
+		})
+	}
+	if _, err := ReadMetadataRanged(nil, 10); !errors.Is(err, ErrInvalidFile) {
+		t.Errorf("no input: %v", err)
+	}
+}
