@@ -149,7 +149,8 @@ func (r *runner) recordWrite(ow ObjectWrite) {
 	r.m.Objects = append(r.m.Objects, ow)
 }
 
-// writeTx encodes rows as a transactions partition and writes it.
+// writeTx encodes rows as a transactions partition, with their day digests in the
+// footer (digests.go), and writes it.
 func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) error {
 	name := txObject(key)
 	if len(rows) == 0 {
@@ -160,7 +161,15 @@ func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowR
 		return fmt.Errorf("build %s: %w", name, err)
 	}
 	defer rec.Release()
-	return r.writeRecords(ctx, "transactions", name, r.txSch, []arrow.Record{rec}, prev)
+	var opts []parquetsink.Option
+	if d, ok := digestRows(r.cols, t, rows, key.month); ok {
+		opts = append(opts, parquetsink.WithKeyValue(digestsKey, d.String()))
+	}
+	data, n, err := encodeParquet(r.txSch, []arrow.Record{rec}, opts...)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	return r.putObject(ctx, "transactions", name, data, n, prev)
 }
 
 // writeRecords encodes records as Parquet and writes the object unless its bytes are
@@ -173,10 +182,10 @@ func (r *runner) writeRecords(ctx context.Context, kind, name string, sch *arrow
 	return r.putObject(ctx, kind, name, data, rows, prev)
 }
 
-// encodeParquet encodes records with the sink's defaults (deterministic bytes).
-func encodeParquet(sch *arrow.Schema, recs []arrow.Record) ([]byte, int64, error) {
+// encodeParquet encodes records with the sink's defaults and opts (deterministic bytes).
+func encodeParquet(sch *arrow.Schema, recs []arrow.Record, opts ...parquetsink.Option) ([]byte, int64, error) {
 	var buf bytes.Buffer
-	info, err := parquetsink.Write(&buf, sch, recs)
+	info, err := parquetsink.Write(&buf, sch, recs, opts...)
 	if err != nil {
 		return nil, 0, err
 	}

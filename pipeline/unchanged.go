@@ -3,9 +3,11 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/apache/arrow/go/v17/arrow"
 
+	"github.com/akahu-etl/akahu-parquet/schema"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 )
@@ -80,7 +82,11 @@ func (r *runner) unchangedByRange(ctx context.Context, key partKey, fresh []arro
 	if err != nil || r.checkOwn(name, &a) != nil || a.Size <= parquetsink.TailBytes {
 		return 0, false // a file that small is read whole by range anyway
 	}
-	fetch := func(off, n int64) ([]byte, error) { return r.b.GetRange(ctx, name, a.Generation, off, n) }
+	fetch, stop := keepRanges(func(off, n int64) ([]byte, error) { return r.b.GetRange(ctx, name, a.Generation, off, n) })
+	if same, ok := r.unchangedByDigests(key, fetch, a.Size, fresh, reread); ok {
+		return same, true
+	}
+	stop()
 	var fileSch *arrow.Schema
 	_, recs, err := parquetsink.ReadRanged(fetch, a.Size, r.mem, parquetsink.Columns(probeCols...), parquetsink.FileSchema(&fileSch))
 	if err != nil {
@@ -146,6 +152,118 @@ func (r *runner) unchangedByRange(ctx context.Context, key partKey, fresh []arro
 		}
 	}
 	return len(seen), true
+}
+
+// unchangedByDigests is the ranged check's first path, reading only the footer: the
+// partition is unchanged when it carries day digests (digests.go), and on every day of
+// its month that some account is re-read on, the fresh rows have the stored row count
+// and sum of row hashes, no fresh row is of another day and no id is fresh twice. The
+// stored rows of a day are then, but for a hash collision, the fresh rows: nothing is
+// missing, new or changed. A day's rows of an account not re-read on it make the counts
+// differ, and the column check decides. ok is false whenever it cannot tell.
+func (r *runner) unchangedByDigests(key partKey, fetch parquetsink.RangeFunc, size int64, fresh []arrow.Record, reread map[string]span) (same int, ok bool) {
+	md, err := parquetsink.ReadMetadataRanged(fetch, size)
+	if err != nil {
+		return 0, false // the column check reads the same footer and tells what failed
+	}
+	text, has := md.KeyValue[digestsKey]
+	if !has {
+		return 0, false // written before the digests, or with a null updated_at
+	}
+	stored, err := parseDayDigests(text)
+	if err != nil || stored.mon != key.month || !txColumns(md) {
+		return 0, false
+	}
+	var total int64
+	for _, d := range stored.days {
+		total += d.rows
+	}
+	if total != md.Rows {
+		return 0, false
+	}
+	t := &table{schema: r.txSch, recs: fresh}
+	var rows []rowRef
+	ids := make(map[string]bool)
+	for src, rec := range fresh {
+		for i := 0; i < int(rec.NumRows()); i++ {
+			row := rowRef{int32(src), int32(i)}
+			id := t.str(row, r.cols.id)
+			if ids[id] {
+				return 0, false
+			}
+			ids[id] = true
+			rows = append(rows, row)
+		}
+	}
+	got, ok := digestRows(r.cols, t, rows, key.month)
+	if !ok {
+		return 0, false
+	}
+	reRead := func(d day) bool {
+		for _, sp := range reread {
+			if sp.contains(d) {
+				return true
+			}
+		}
+		return false
+	}
+	for d := range got.days {
+		if !reRead(d) {
+			return 0, false
+		}
+	}
+	for d := key.month.first(); d <= key.month.last(); d++ {
+		if reRead(d) && stored.days[d] != got.days[d] {
+			return 0, false
+		}
+	}
+	return len(rows), true
+}
+
+// txColumns reports whether a footer's columns are named as this tool's transactions
+// columns (their types the column check and the whole read check).
+func txColumns(md parquetsink.Metadata) bool {
+	want := schema.Transactions()
+	if len(md.Columns) != len(want.Fields()) {
+		return false
+	}
+	for i, f := range want.Fields() {
+		if md.Columns[i].Name != f.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// keepRanges returns fetch remembering what it reads until stop is called, each range
+// given again once: the column check after the footer read gets the footer without
+// reading it again.
+func keepRanges(fetch parquetsink.RangeFunc) (kept parquetsink.RangeFunc, stop func()) {
+	type rng struct{ off, n int64 }
+	var mu sync.Mutex
+	keeping, reads := true, map[rng][]byte{}
+	kept = func(off, n int64) ([]byte, error) {
+		mu.Lock()
+		data, ok := reads[rng{off, n}]
+		delete(reads, rng{off, n})
+		mu.Unlock()
+		if ok {
+			return data, nil
+		}
+		data, err := fetch(off, n)
+		mu.Lock()
+		if err == nil && keeping {
+			reads[rng{off, n}] = append([]byte(nil), data...)
+		}
+		mu.Unlock()
+		return data, err
+	}
+	stop = func() {
+		mu.Lock()
+		keeping = false
+		mu.Unlock()
+	}
+	return kept, stop
 }
 
 // probeLess reports whether row a comes before row b in the merge's order (sortTx):
