@@ -27,7 +27,13 @@
 // equal to Akahu's, no stored row of a re-read account and date is missing, and the
 // stored rows are unique and in the merge's order, the merge would keep every old row,
 // so the partition is neither read whole nor written (its rows count as unchanged).
-// This trusts updated_at, "when Akahu last changed" a transaction, as its version: a
+// The check's first path reads the footer alone: a run writes partitions with day digests
+// under the key-value key akahu_parquet.day_digests (per local day, the row count and
+// the sum of a 64-bit hash of each row's id, account, dates and updated_at; none when an
+// updated_at is null), and when the fresh rows' digests equal the stored ones on every
+// day some account is re-read on, and no fresh row is of another day, nothing else is
+// read (digests.go). Otherwise, and for a file written without digests, the columns
+// decide. This trusts updated_at, "when Akahu last changed" a transaction, as its version: a
 // change Akahu makes without advancing it is picked up only by a run that reads whole,
 // Config.CompareValues (--compare-values), which always does, as does a run recovering
 // a crashed one.

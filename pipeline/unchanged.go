@@ -13,9 +13,9 @@ import (
 )
 
 // This file holds the merge stage's ranged check: before a partition is read whole to
-// be merged, its footer and the few columns that decide whether the merge would change
-// anything are read by range, and a partition the fresh rows would leave as it is is
-// neither read whole nor written. It trusts Akahu's updated_at, "when Akahu last
+// be merged, its footer (whose day digests often decide alone) and the few columns that
+// decide whether the merge would change anything are read by range, and a partition
+// the fresh rows would leave as it is is neither read whole nor written. It trusts Akahu's updated_at, "when Akahu last
 // changed" a transaction, as the transaction's version: a change Akahu makes without
 // advancing it is picked up only by a run that reads whole (Config.CompareValues).
 
@@ -66,7 +66,8 @@ func (r *runner) mayProbe(fresh []arrow.Record) bool {
 }
 
 // unchangedByRange reports whether merging the fresh rows into the partition would
-// leave it exactly as it is, reading only its footer and probeCols by range; same is
+// leave it exactly as it is, reading only its footer (unchangedByDigests: enough when
+// the day digests tell) and then probeCols by range; same is
 // then the merge's count of unchanged rows. It is true when every fresh row's id is in
 // the file once, with the same account, date, local date and a non-null, equal
 // updated_at; the fresh rows carry no id twice; no row of a re-read account within its
