@@ -72,7 +72,10 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 		parts[key] = &partState{key: key, remaining: n}
 		total += n
 	}
-	ready := make(chan *partState, len(parts))
+	// Complete partitions wait for a merger in a short queue: when merging falls
+	// behind, the walk that completes a partition waits too, so extraction cannot
+	// pile up complete partitions in memory (backpressure).
+	ready := make(chan *partState, 2*DefaultMergers)
 	var mu sync.Mutex
 	var done atomic.Int64
 

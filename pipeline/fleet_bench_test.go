@@ -91,6 +91,9 @@ func fleetLatency(tb testing.TB, users int) time.Duration {
 //     state_kB: bytes written under _manifests/, _inflight/ and _state/;
 //   - gets, puts, lists: bucket operations (attrs and deletes are in the summary).
 //
+// FLEET_USERS_PER_BUCKET=N sizes the bucket count by the fleet (one bucket per N
+// users) instead of 16.
+//
 // It also logs one table row per population for docs/scaling.md.
 func BenchmarkFleet(b *testing.B) {
 	for _, users := range fleetSizes(b) {
@@ -310,7 +313,7 @@ func runFleet(tb testing.TB, opts akahutest.Options) fleetResult {
 		return time.Date(o.To.Year(), o.To.Month(), o.To.Day()+days, 9, 0, 0, 0, auckland)
 	}
 	backfill := fleetJob{URL: srv.URL, AppToken: srv.AppToken(), TokensFile: tokens, Dir: dir,
-		Start: o.From.Format(time.DateOnly), Now: morning(1)}
+		Start: o.From.Format(time.DateOnly), Now: morning(1), Buckets: fleetBucketsFor(tb, o.Users)}
 	res.Backfill = runFleetShards(tb, srv, backfill)
 
 	fleetUpstreamChange(tb, srv)
@@ -365,6 +368,22 @@ type fleetJob struct {
 	Start         string // "" for a daily run
 	Now           time.Time
 	Shard         int
+	Buckets       int
+}
+
+// fleetBucketsFor is the bucket count of a fleet of users: fleetBuckets, or with
+// FLEET_USERS_PER_BUCKET set, one bucket per that many users (a partition then holds
+// as many users' rows whatever the fleet's size).
+func fleetBucketsFor(tb testing.TB, users int) int {
+	s := os.Getenv("FLEET_USERS_PER_BUCKET")
+	if s == "" {
+		return fleetBuckets
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		tb.Fatalf("FLEET_USERS_PER_BUCKET %q: want a user count", s)
+	}
+	return max(1, (users+n-1)/n)
 }
 
 // runFleetShards runs the job's shards one after another, each in a child process,
@@ -502,7 +521,7 @@ func TestFleetChild(t *testing.T) {
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: cb, Source: client, Users: tokens,
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
-		Shard: job.Shard, Shards: fleetShards, Buckets: fleetBuckets})
+		Shard: job.Shard, Shards: fleetShards, Buckets: job.Buckets})
 	wall := time.Since(t0)
 	sampler.done()
 	res := fleetChildResult{WallNs: wall.Nanoseconds(), IO: cb.snapshot(), PeakLive: sampler.peakLive, PeakHeap: sampler.peakHeap}
