@@ -493,7 +493,8 @@ var peakRSS = map[string]benchChildResult{}
 // peak_merge_backlog_parts (month partitions fully extracted but not yet written, at
 // worst; the pipeline lets at most Workers+2 partitions be open); and for 2M
 // ratio_2M/0.5M (the 0.5M child is run first if this process has not run it yet).
-// GOGC and GOMEMLIMIT are those of the environment (unset: Go's defaults).
+// The child runs as the extract command does: with its soft memory limit
+// (pipeline.DefaultMemoryLimit) unless GOMEMLIMIT is set; GOGC is the environment's.
 func BenchmarkPeakRSS(b *testing.B) {
 	for _, size := range []struct {
 		name   string

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/metrics"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -87,8 +88,12 @@ func TestBenchChild(t *testing.T) {
 	if err := json.Unmarshal([]byte(spec), &job); err != nil {
 		t.Fatal(err)
 	}
-	// No GOGC or GOMEMLIMIT is set here: the benchmark measures the defaults, the
-	// way the CLI runs (the parent may pass either through the environment).
+	// The extract command's defaults: a soft memory limit (DefaultMemoryLimit)
+	// unless GOMEMLIMIT is set; GOGC as the environment has it (the parent may pass
+	// either through).
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(pipeline.DefaultMemoryLimit)
+	}
 	client, err := akahu.New(akahu.Config{BaseURL: job.URL, AppToken: akahu.Token(job.AppToken)})
 	if err != nil {
 		t.Fatal(err)
