@@ -125,41 +125,7 @@ func written(m *pipeline.Manifest) map[string]bool {
 // reads every partition whole (Config.CompareValues, which does); the same daily run
 // again reads nothing whole and uploads nothing.
 func TestDailyRunReadsWhatChanged(t *testing.T) {
-	dec, jan := date(2025, 12, 1), date(2026, 1, 1)
-	tests := []struct {
-		name   string
-		change func(h *harness)
-	}{
-		{"unchanged", func(*harness) {}},
-		{"modified", func(h *harness) {
-			_, _, janTx := h.pickAccount(dec, jan)
-			if err := h.srv.SetDescription(janTx[2].ID, "corrected"); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"deleted", func(h *harness) {
-			_, _, janTx := h.pickAccount(dec, jan)
-			if err := h.srv.DeleteTransaction(janTx[1].ID); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"moved out of the lookback", func(h *harness) {
-			_, _, janTx := h.pickAccount(dec, jan)
-			if err := h.srv.MoveDate(janTx[3].ID, date(2025, 12, 10)); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"moved into the lookback", func(h *harness) {
-			_, decTx, _ := h.pickAccount(dec, jan)
-			if err := h.srv.MoveDate(decTx[0].ID, date(2026, 1, 20)); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"added late", func(h *harness) {
-			acct, _, _ := h.pickAccount(dec, jan)
-			h.srv.AddTransaction(acct, date(2026, 1, 17), "-4.50", "Late")
-		}},
-	}
+	tests := dailyChanges(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := runDailyScenario(t, false, tc.change)
@@ -238,31 +204,7 @@ func TestDailyRunReadRatio(t *testing.T) {
 // January's and February's, count: older ones are scanned by their id column for a
 // deletion or move candidate, and with a move in all are.)
 func TestDailyRunReadsFootersOfUnchanged(t *testing.T) {
-	dec, jan := date(2025, 12, 1), date(2026, 1, 1)
-	tests := []struct {
-		name   string
-		change func(h *harness)
-	}{
-		{"unchanged", func(*harness) {}},
-		{"modified", func(h *harness) {
-			_, _, janTx := h.pickAccount(dec, jan)
-			if err := h.srv.SetDescription(janTx[2].ID, "corrected"); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"deleted", func(h *harness) {
-			_, _, janTx := h.pickAccount(dec, jan)
-			if err := h.srv.DeleteTransaction(janTx[1].ID); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"moved into the lookback", func(h *harness) {
-			_, decTx, _ := h.pickAccount(dec, jan)
-			if err := h.srv.MoveDate(decTx[0].ID, date(2026, 1, 20)); err != nil {
-				t.Fatal(err)
-			}
-		}},
-	}
+	tests := dailyChanges(t, "unchanged", "modified", "deleted", "moved into the lookback")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := runDailyScenario(t, false, tc.change)
@@ -297,4 +239,56 @@ func TestDailyRunReadsFootersOfUnchanged(t *testing.T) {
 				s.daily.Reads.Bytes, s.daily.Reads.Objects, s.daily.Reads.Ranges, s.daily.Uploads.Bytes, footerOnly)
 		})
 	}
+}
+
+// dailyChange is an upstream change made between a backfill and a daily run, in
+// the daily run's lookback (January 2026) or next to it (December 2025).
+type dailyChange struct {
+	name   string
+	change func(h *harness)
+}
+
+// dailyChanges returns the named changes of the daily-read tests (all of them
+// without names): nothing, a modified transaction, a deletion, a move out of the
+// lookback, a move into it, a late addition.
+func dailyChanges(t *testing.T, names ...string) []dailyChange {
+	dec, jan := date(2025, 12, 1), date(2026, 1, 1)
+	all := []dailyChange{
+		{"unchanged", func(*harness) {}},
+		{"modified", func(h *harness) {
+			_, _, janTx := h.pickAccount(dec, jan)
+			must(t, h.srv.SetDescription(janTx[2].ID, "corrected"))
+		}},
+		{"deleted", func(h *harness) {
+			_, _, janTx := h.pickAccount(dec, jan)
+			must(t, h.srv.DeleteTransaction(janTx[1].ID))
+		}},
+		{"moved out of the lookback", func(h *harness) {
+			_, _, janTx := h.pickAccount(dec, jan)
+			must(t, h.srv.MoveDate(janTx[3].ID, date(2025, 12, 10)))
+		}},
+		{"moved into the lookback", func(h *harness) {
+			_, decTx, _ := h.pickAccount(dec, jan)
+			must(t, h.srv.MoveDate(decTx[0].ID, date(2026, 1, 20)))
+		}},
+		{"added late", func(h *harness) {
+			acct, _, _ := h.pickAccount(dec, jan)
+			h.srv.AddTransaction(acct, date(2026, 1, 17), "-4.50", "Late")
+		}},
+	}
+	if len(names) == 0 {
+		return all
+	}
+	var out []dailyChange
+	for _, n := range names {
+		for _, c := range all {
+			if c.name == n {
+				out = append(out, c)
+			}
+		}
+	}
+	if len(out) != len(names) {
+		t.Fatalf("dailyChanges: unknown change among %q", names)
+	}
+	return out
 }
