@@ -77,23 +77,30 @@ type benchChildResult struct {
 	GOMEMLIMIT  string
 }
 
-// TestBenchChild is not a test: it is the child process of BenchmarkPeakRSS and
-// skips unless benchChildEnv is set.
-func TestBenchChild(t *testing.T) {
-	spec := os.Getenv(benchChildEnv)
+// startChild begins a benchmark's child process (TestBenchChild, TestFleetChild):
+// it skips unless env holds the job the parent benchmark sent, decodes it into job,
+// and sets the extract command's defaults: its soft memory limit
+// (pipeline.DefaultMemoryLimit) unless GOMEMLIMIT is set; GOGC stays the
+// environment's (the parent may pass either through).
+func startChild(t *testing.T, env, parent string, job any) {
+	t.Helper()
+	spec := os.Getenv(env)
 	if spec == "" {
-		t.Skip("child process of BenchmarkPeakRSS; runs only when " + benchChildEnv + " is set")
+		t.Skip("child process of " + parent + "; runs only when " + env + " is set")
 	}
-	var job benchChildJob
-	if err := json.Unmarshal([]byte(spec), &job); err != nil {
+	if err := json.Unmarshal([]byte(spec), job); err != nil {
 		t.Fatal(err)
 	}
-	// The extract command's defaults: a soft memory limit (DefaultMemoryLimit)
-	// unless GOMEMLIMIT is set; GOGC as the environment has it (the parent may pass
-	// either through).
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(pipeline.DefaultMemoryLimit)
 	}
+}
+
+// TestBenchChild is not a test: it is the child process of BenchmarkPeakRSS and
+// skips unless benchChildEnv is set.
+func TestBenchChild(t *testing.T) {
+	var job benchChildJob
+	startChild(t, benchChildEnv, "BenchmarkPeakRSS", &job)
 	client, err := akahu.New(akahu.Config{BaseURL: job.URL, AppToken: akahu.Token(job.AppToken)})
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -477,17 +476,8 @@ func runFleetChild(tb testing.TB, job fleetJob) fleetChildResult {
 // TestFleetChild is not a test: it is the child process of the fleet benchmark (one
 // shard run) and skips unless fleetChildEnv is set.
 func TestFleetChild(t *testing.T) {
-	spec := os.Getenv(fleetChildEnv)
-	if spec == "" {
-		t.Skip("child process of BenchmarkFleet; runs only when " + fleetChildEnv + " is set")
-	}
 	var job fleetJob
-	if err := json.Unmarshal([]byte(spec), &job); err != nil {
-		t.Fatal(err)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(pipeline.DefaultMemoryLimit) // as the extract command does
-	}
+	startChild(t, fleetChildEnv, "BenchmarkFleet", &job)
 	client, err := akahu.New(akahu.Config{BaseURL: job.URL, AppToken: akahu.Token(job.AppToken)})
 	if err != nil {
 		t.Fatal(err)
