@@ -121,60 +121,39 @@ func printStatus(w io.Writer, r *pipeline.StatusReport, maxAge time.Duration) {
 	}
 
 	fmt.Fprintln(w)
-	if len(r.Lagging) == 0 {
-		fmt.Fprintln(w, "lagging accounts: none")
-	} else {
-		fmt.Fprintf(w, "lagging accounts: %d (behind their shard's newest covered date)\n", len(r.Lagging))
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SHARD\tACCOUNT\tUSER\tCOVERED THROUGH\tBEHIND\tLAST STATUS")
-		for _, l := range r.Lagging {
-			st := dash(l.LastStatus)
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", l.Shard, l.AccountID, dash(l.UserID), l.CoveredThrough, plural(l.DaysBehind, "day"), st)
-		}
-		tw.Flush()
-	}
+	listSection(w, "lagging accounts", " (behind their shard's newest covered date)", len(r.Lagging),
+		"  SHARD\tACCOUNT\tUSER\tCOVERED THROUGH\tBEHIND\tLAST STATUS", func(tw io.Writer, i int) {
+			l := r.Lagging[i]
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", l.Shard, l.AccountID, dash(l.UserID), l.CoveredThrough, plural(l.DaysBehind, "day"), dash(l.LastStatus))
+		})
 
 	fmt.Fprintln(w)
-	if len(r.Locks) == 0 {
-		fmt.Fprintln(w, "locks: none")
-	} else {
-		fmt.Fprintf(w, "locks: %d\n", len(r.Locks))
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  OBJECT\tRUN\tHOST\tPID\tEXPIRES\tSTATE")
-		for _, l := range r.Locks {
-			exp, state := "-", l.State
-			if !l.ExpiresAt.IsZero() {
-				exp = fmt.Sprintf("%s (%s)", stamp(l.ExpiresAt), relative(r.Now, l.ExpiresAt))
-			}
-			if state == "expired" {
-				state = "expired: stale, the next run takes it over"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", l.Object, dash(l.RunID), dash(l.Host), l.PID, exp, state)
+	listSection(w, "locks", "", len(r.Locks), "  OBJECT\tRUN\tHOST\tPID\tEXPIRES\tSTATE", func(tw io.Writer, i int) {
+		l := r.Locks[i]
+		exp, state := "-", l.State
+		if !l.ExpiresAt.IsZero() {
+			exp = fmt.Sprintf("%s (%s)", stamp(l.ExpiresAt), relative(r.Now, l.ExpiresAt))
 		}
-		tw.Flush()
-	}
-	if len(r.InFlight) == 0 {
-		fmt.Fprintln(w, "in-flight markers: none")
-	} else {
-		fmt.Fprintf(w, "in-flight markers: %d\n", len(r.InFlight))
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RUN\tSHARD\tSTARTED\tAGE\tSTATE")
-		for _, f := range r.InFlight {
-			started, ag := "-", "-"
-			if !f.StartedAt.IsZero() {
-				started, ag = stamp(f.StartedAt), age(f.AgeSeconds)
-			}
-			state := f.State
-			switch state {
-			case "crashed":
-				state = fmt.Sprintf("crashed: the next run of shard %d recovers it", f.Shard)
-			case "committed", "recovered":
-				state += ": the next run removes the marker"
-			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\n", f.RunID, f.Shard, started, ag, state)
+		if state == "expired" {
+			state = "expired: stale, the next run takes it over"
 		}
-		tw.Flush()
-	}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", l.Object, dash(l.RunID), dash(l.Host), l.PID, exp, state)
+	})
+	listSection(w, "in-flight markers", "", len(r.InFlight), "  RUN\tSHARD\tSTARTED\tAGE\tSTATE", func(tw io.Writer, i int) {
+		f := r.InFlight[i]
+		started, ag := "-", "-"
+		if !f.StartedAt.IsZero() {
+			started, ag = stamp(f.StartedAt), age(f.AgeSeconds)
+		}
+		state := f.State
+		switch state {
+		case "crashed":
+			state = fmt.Sprintf("crashed: the next run of shard %d recovers it", f.Shard)
+		case "committed", "recovered":
+			state += ": the next run removes the marker"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\n", f.RunID, f.Shard, started, ag, state)
+	})
 
 	fmt.Fprintln(w)
 	// Names left-aligned, figures right-aligned.
@@ -290,4 +269,20 @@ func duration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// listSection prints one list of the report: "title: none", or "title: n" and note,
+// then a table under header with one row per item (row prints item i).
+func listSection(w io.Writer, title, note string, n int, header string, row func(tw io.Writer, i int)) {
+	if n == 0 {
+		fmt.Fprintf(w, "%s: none\n", title)
+		return
+	}
+	fmt.Fprintf(w, "%s: %d%s\n", title, n, note)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for i := range n {
+		row(tw, i)
+	}
+	tw.Flush()
 }
