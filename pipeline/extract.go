@@ -8,6 +8,7 @@ import (
 	"iter"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -116,26 +117,26 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 			})
 		}
 	}
-	// A walk found dense on its first page is split into sub-walks (splitDense),
-	// which go to the pool from a goroutine of their own: a task waiting for a slot
-	// of its own pool could wait forever. outstanding counts walks submitted and not
-	// finished; a parent adds its children before it finishes, so it reaches zero
-	// only when every walk is done.
+	// A walk found dense on its first page is split into sub-walks (splitDense): it
+	// goes on as the newest, the others go to the pool from a goroutine of their own
+	// (a task waiting for a slot of its own pool could wait forever) as soon as the
+	// split is made. outstanding counts walks submitted and not finished; a parent
+	// adds its children before it finishes, so it reaches zero only when every walk
+	// is done.
 	var outstanding sync.WaitGroup
 	var task func(wk *walk) func(ctx context.Context) error
+	spawn := func(subs []*walk) {
+		outstanding.Add(len(subs))
+		go func() {
+			for _, sub := range subs {
+				extract.Go(task(sub))
+			}
+		}()
+	}
 	task = func(wk *walk) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
 			defer outstanding.Done()
-			results, subs := r.extractWalk(ctx, wk)
-			if len(subs) > 0 {
-				outstanding.Add(len(subs))
-				go func() {
-					for _, sub := range subs {
-						extract.Go(task(sub))
-					}
-				}()
-				return nil
-			}
+			results := r.extractWalk(ctx, wk, spawn)
 			if r.cfg.Progress != nil {
 				r.cfg.Progress(int(done.Add(int64(len(wk.windows)))), total)
 			}
@@ -270,8 +271,9 @@ func (r *runner) failWindows(ws []*window, err error) {
 // splits them by partition: one result per partition its windows fall in, also
 // when the walk failed (with the error) or returned no rows for a partition (an
 // empty, successful result: the partition's rows of those windows are replaced by
-// none).
-func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*walk) {
+// none). A walk split as dense hands its older sub-walks to spawn and keeps the
+// newest (then its windows are those of the newest).
+func (r *runner) extractWalk(ctx context.Context, wk *walk, spawn func([]*walk)) []windowResult {
 	fail := func(err error) []windowResult {
 		if refusal(err) {
 			wk.user.refuse(fmt.Errorf("user %d (%s): %w", wk.user.index+1, wk.user.me.ID, err))
@@ -285,25 +287,39 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 		return r.splitResults(wk, err)
 	}
 	if wk.user.isRefused() {
-		return fail(errSkipped), nil
+		return fail(errSkipped)
 	}
 	for _, a := range wk.accounts() {
 		if a.failed() {
-			return fail(errSkipped), nil
+			return fail(errSkipped)
 		}
 	}
-	var dense []*walk
 	// firstPage looks at a walk's first page: a full page whose oldest row is still
-	// near the walk's end means many pages, walked one after another; the walk is
-	// abandoned (one request lost) for sub-walks over runs of months the pool walks
-	// at once, so the latency of a dense account stays hidden.
-	firstPage := func(p akahu.Page) error {
-		if p.Index != 0 || wk.sub || len(p.Items) < denseMinPage || wk.span.from.month() == wk.span.to.month() {
-			return nil
+	// near the walk's end means many pages, walked one after another. The walk is
+	// split into sub-walks over runs of months the pool walks at once, so the latency
+	// of a dense account stays hidden: it goes on with its cursor as the newest (its
+	// pages so far are that one's) and spawns the others.
+	firstPage := func(p akahu.Page) {
+		if p.Index != 0 || wk.sub || spawn == nil || len(p.Items) < denseMinPage || wk.span.from.month() == wk.span.to.month() {
+			return
 		}
 		if subs := r.splitDense(wk, p.Items); len(subs) > 1 {
-			dense = subs
-			return errDense
+			r.log.Debug("dense walk split", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "walks", len(subs))
+			wk.keepNewest(subs[len(subs)-1])
+			spawn(subs[:len(subs)-1])
+		}
+	}
+	// pageDone ends a walk that went on as its newest sub-walk once a page's oldest
+	// row is older than its windows: the rest is the other sub-walks'.
+	pageDone := func(p akahu.Page) error {
+		if !wk.cut() || len(p.Items) == 0 {
+			return nil
+		}
+		var last struct {
+			Date time.Time `json:"date"`
+		}
+		if json.Unmarshal(p.Items[len(p.Items)-1], &last) == nil && !last.Date.IsZero() && dayOfTime(last.Date, r.loc) < wk.span.from {
+			return errWalkCut
 		}
 		return nil
 	}
@@ -318,14 +334,13 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 			rec.Release()
 		}
 	}
-	aw := akahu.LocalDates(wk.span.from.civil(), wk.span.to.civil(), r.loc)
+	asked := wk.request()
+	aw := akahu.LocalDates(asked.from.civil(), asked.to.civil(), r.loc)
 	var err error
 	if wk.acct != nil {
 		currency := wk.acct.acct.Currency
 		err = r.cfg.Source.Transactions(ctx, wk.user.token, wk.acct.acct.ID, aw, func(p akahu.Page) error {
-			if err := firstPage(p); err != nil {
-				return err
-			}
+			firstPage(p)
 			for i, item := range p.Items {
 				if err := b.Append(item, currency); err != nil {
 					return fmt.Errorf("%w: page %d item %d: %w", ErrBadResponse, p.Index, i, err)
@@ -334,7 +349,7 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 			if b.Len() >= DefaultBatchRows {
 				recs = append(recs, b.NewRecord())
 			}
-			return nil
+			return pageDone(p)
 		})
 	} else {
 		currencies := map[string]string{}
@@ -350,9 +365,7 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 			return c, ok
 		}
 		err = r.cfg.Source.AllTransactions(ctx, wk.user.token, aw, func(p akahu.Page) error {
-			if err := firstPage(p); err != nil {
-				return err
-			}
+			firstPage(p)
 			for i, item := range p.Items {
 				ok, err := b.AppendOf(item, of)
 				if err != nil {
@@ -367,8 +380,11 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 			if b.Len() >= DefaultBatchRows {
 				recs = append(recs, b.NewRecord())
 			}
-			return nil
+			return pageDone(p)
 		})
+	}
+	if errors.Is(err, errWalkCut) {
+		err = nil
 	}
 	if err == nil && b.Len() > 0 {
 		recs = append(recs, b.NewRecord())
@@ -377,24 +393,19 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 	if err == nil {
 		results, err = r.splitWalk(wk, recs)
 	}
-	if errors.Is(err, errDense) {
-		release()
-		r.log.Debug("dense walk split", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "walks", len(dense))
-		return nil, dense
-	}
 	if err != nil {
 		release()
 		if wk.acct == nil && !refusal(err) && ctx.Err() == nil {
 			// One account's bad answer must not fail its user's other accounts: the
 			// walk is done again account by account.
 			r.log.Warn("walk over all of a user's accounts failed; walking them one by one", "user", wk.user.me.ID, "err", err)
-			return r.extractEach(ctx, wk), nil
+			return r.extractEach(ctx, wk)
 		}
 		what := "user " + orUnknown(wk.user.me.ID) + ", all accounts"
 		if wk.acct != nil {
 			what = "account " + wk.acct.acct.ID
 		}
-		return fail(fmt.Errorf("%s, window %s..%s: %w", what, wk.span.from, wk.span.to, err)), nil
+		return fail(fmt.Errorf("%s, window %s..%s: %w", what, wk.span.from, wk.span.to, err))
 	}
 	for _, rec := range recs {
 		rec.Release() // the results hold them or copies
@@ -417,8 +428,11 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk) ([]windowResult, []*
 		a.mu.Unlock()
 	}
 	r.log.Debug("walk extracted", "user", wk.user.me.ID, "from", wk.span.from.String(), "to", wk.span.to.String(), "windows", len(wk.windows))
-	return results, nil
+	return results
 }
+
+// errWalkCut ends a walk that has read all the rows of its windows (walk.cut).
+var errWalkCut = errors.New("walk read past its windows")
 
 // extractEach walks the accounts of a user walk one by one and gathers their results
 // by partition.
@@ -429,7 +443,7 @@ func (r *runner) extractEach(ctx context.Context, wk *walk) []windowResult {
 		run := wk.byAcct[a.acct.ID]
 		sub := &walk{user: wk.user, acct: a, windows: run, byAcct: map[string][]*window{a.acct.ID: run},
 			span: span{run[0].span.from, run[len(run)-1].span.to}, bucket: a.bucket, sub: true}
-		results, _ := r.extractWalk(ctx, sub)
+		results := r.extractWalk(ctx, sub, nil)
 		for _, res := range results {
 			key := res.ws[0].part
 			i, ok := index[key]
@@ -482,30 +496,38 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error
 		size := recordSize(rec)
 		start := 0
 		var cur partKey
+		curSkip := false
 		for i := 0; i <= n; i++ {
 			var key partKey
+			skip := false // a row of another sub-walk's windows (walk.cut)
 			if i < n {
 				ref := rowRef{int32(s), int32(i)}
 				acc := t.str(ref, r.cols.account)
 				d := day(t.i64(ref, r.cols.dateLocal))
 				w := wk.windowFor(acc, d)
-				if w == nil {
-					if _, ok := wk.byAcct[acc]; !ok {
-						return nil, fmt.Errorf("%w: transaction %s belongs to account %s, not one the walk reads", ErrBadResponse, t.str(ref, r.cols.id), acc)
-					}
-					return nil, fmt.Errorf("%w: transaction %s dated %s is outside the window %s..%s", ErrBadResponse, t.str(ref, r.cols.id), d, wk.span.from, wk.span.to)
+				switch {
+				case w != nil:
+					key = w.part
+				case wk.byAcct[acc] == nil:
+					return nil, fmt.Errorf("%w: transaction %s belongs to account %s, not one the walk reads", ErrBadResponse, t.str(ref, r.cols.id), acc)
+				case wk.cut() && wk.asked.contains(d):
+					skip = true
+				default:
+					asked := wk.request()
+					return nil, fmt.Errorf("%w: transaction %s dated %s is outside the window %s..%s", ErrBadResponse, t.str(ref, r.cols.id), d, asked.from, asked.to)
 				}
-				key = w.part
 			}
-			if i > 0 && (i == n || key != cur) {
-				k := index[cur]
-				results[k].recs = append(results[k].recs, rec.NewSlice(int64(start), int64(i)))
-				// A slice shares its record's buffers: each slice counts its share, and
-				// the arrays of its own.
-				results[k].size += size*int64(i-start)/int64(n) + int64(rec.NumCols())*arrayOverhead
+			if i > 0 && (i == n || key != cur || skip != curSkip) {
+				if !curSkip {
+					k := index[cur]
+					results[k].recs = append(results[k].recs, rec.NewSlice(int64(start), int64(i)))
+					// A slice shares its record's buffers: each slice counts its share,
+					// and the arrays of its own.
+					results[k].size += size*int64(i-start)/int64(n) + int64(rec.NumCols())*arrayOverhead
+				}
 				start = i
 			}
-			cur = key
+			cur, curSkip = key, skip
 		}
 	}
 	return results, nil

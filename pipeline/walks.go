@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
-	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -30,53 +30,78 @@ type walk struct {
 	byAcct map[string][]*window
 	bucket int  // the bucket of the walk's first window: walks are run bucket by bucket
 	sub    bool // a part of a split walk (never split again)
+	// asked is zero for a walk whose requests ask for span. A dense walk that went
+	// on as its newest sub-walk (keepNewest) asks for its whole original range,
+	// asked, and stops once its rows pass below span: its rows outside span belong to
+	// the other sub-walks and are dropped.
+	asked span
 }
 
 // Dense walks: a first page of at least denseMinPage items whose dates say the walk
-// has denseSplitPages pages or more is split into sub-walks of about denseTargetPages
-// pages each, over whole months.
+// has denseSplitPages pages or more is split into sub-walks over runs of whole
+// months of at most denseTargetPages pages each (by the first page's density).
+// Each sub-walk's last page is partly filled, half a page on average: fewer,
+// longer sub-walks cost fewer requests, more of them hide more latency (they run at
+// once). Six pages keep a dense account's walks shorter than the other walks of a
+// backfill's last moments (a shard's tail) while costing ~8% over its pages.
 const (
 	denseMinPage     = 50
 	denseSplitPages  = 10
-	denseTargetPages = 6
+	denseTargetPages = 5
 )
 
-var errDense = errors.New("dense walk: split into sub-walks")
-
 // splitDense estimates the walk's pages from its first page (items newest first) and
-// returns sub-walks over runs of whole months when it has denseSplitPages or more,
-// else nil.
+// returns sub-walks over runs of whole months, oldest first, when it has
+// denseSplitPages or more, else nil. Months are taken newest first while a sub-walk's
+// estimate stays within denseTargetPages, so the newest sub-walk, which the walk
+// itself goes on with (keepNewest), is as long as the others.
 func (r *runner) splitDense(wk *walk, items []json.RawMessage) []*walk {
-	var last struct {
+	var first, last struct {
 		Date time.Time `json:"date"`
 	}
-	if json.Unmarshal(items[len(items)-1], &last) != nil || last.Date.IsZero() {
+	if json.Unmarshal(items[0], &first) != nil || json.Unmarshal(items[len(items)-1], &last) != nil || first.Date.IsZero() || last.Date.IsZero() {
 		return nil
 	}
-	oldest := dayOfTime(last.Date, r.loc)
-	covered := float64(wk.span.to-oldest) + 1
-	if oldest > wk.span.to || covered < 1 {
-		covered = 1
-	}
-	perDay := float64(len(items)) / covered
-	pages := perDay * float64(wk.span.to-wk.span.from+1) / float64(len(items))
-	if pages < denseSplitPages {
+	// Nothing in the walk is newer than its first item: the walk's rows lie in
+	// [span.from, top], and the first page covers [oldest, top].
+	top, oldest := min(dayOfTime(first.Date, r.loc), wk.span.to), dayOfTime(last.Date, r.loc)
+	if top < wk.span.from || oldest > top {
 		return nil
 	}
-	perChunk := max(1, int(denseTargetPages*float64(len(items))/(perDay*30.44)))
+	pagesPerDay := 1 / float64(top-oldest+1)
+	if pagesPerDay*float64(top-wk.span.from+1) < denseSplitPages {
+		return nil
+	}
+	// Runs of months, newest first, about equal: as many as the target needs, each
+	// month in the run its middle falls in.
+	var runs []struct{ from, to month }
+	total := pagesPerDay * float64(top-wk.span.from+1)
+	per := total / math.Ceil(total/denseTargetPages)
+	est, run := 0.0, -1
+	for m := wk.span.to.month(); !m.before(wk.span.from.month()); m = m.add(-1) {
+		days := max(0, float64(min(m.last(), top)-max(m.first(), wk.span.from))+1)
+		pages := days * pagesPerDay
+		if i := int((est + pages/2) / per); len(runs) == 0 || i > run {
+			runs = append(runs, struct{ from, to month }{m, m})
+			run = i
+		}
+		runs[len(runs)-1].from = m
+		est += pages
+	}
 	var subs []*walk
-	for m := wk.span.from.month(); !wk.span.to.month().before(m); m = m.add(perChunk) {
-		end := m.add(perChunk - 1)
+	for i := len(runs) - 1; i >= 0; i-- {
+		first, end := runs[i].from, runs[i].to
 		sub := &walk{user: wk.user, acct: wk.acct, byAcct: map[string][]*window{}, sub: true, bucket: wk.bucket}
+		in := func(w *window) bool { return !w.part.month.before(first) && !end.before(w.part.month) }
 		for acct, ws := range wk.byAcct {
 			for _, w := range ws {
-				if !w.part.month.before(m) && !end.before(w.part.month) {
+				if in(w) {
 					sub.byAcct[acct] = append(sub.byAcct[acct], w)
 				}
 			}
 		}
 		for _, w := range wk.windows {
-			if !w.part.month.before(m) && !end.before(w.part.month) {
+			if in(w) {
 				sub.windows = append(sub.windows, w)
 			}
 		}
@@ -90,6 +115,25 @@ func (r *runner) splitDense(wk *walk, items []json.RawMessage) []*walk {
 		subs = append(subs, sub)
 	}
 	return subs
+}
+
+// keepNewest makes the walk its newest sub-walk: it keeps its cursor (and the pages
+// it has read) and the windows of newest, and asks for its whole range still.
+func (wk *walk) keepNewest(newest *walk) {
+	wk.asked = wk.span
+	wk.windows, wk.byAcct, wk.span, wk.sub = newest.windows, newest.byAcct, newest.span, true
+}
+
+// cut reports whether the walk reads past its windows: it went on as its newest
+// sub-walk, and its rows older than span are another sub-walk's.
+func (wk *walk) cut() bool { return wk.asked != (span{}) && wk.asked != wk.span }
+
+// request is the range the walk's requests ask for.
+func (wk *walk) request() span {
+	if wk.asked != (span{}) {
+		return wk.asked
+	}
+	return wk.span
 }
 
 // windowFor returns the window of the walk that holds a row of account acct dated d.
