@@ -3,6 +3,9 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +143,54 @@ func TestDenseWalkCompleteMonths(t *testing.T) {
 			h.expectFaithful(h.opts.From, h.opts.To)
 		})
 	}
+}
+
+// TestDenseWalkFailureStaysInItsAccount: a bad item of a quiet account arriving in
+// every page of a dense user's walks over all its accounts (the newest sub-walk, which
+// read past its months, and the others) fails that account alone: each walk is done
+// again account by account over its own months, the dense account and the other
+// user commit, and the failed account keeps its rows.
+func TestDenseWalkFailureStaysInItsAccount(t *testing.T) {
+	opts := denseUser(2)
+	opts.Users = 2
+	h := newHarness(t, newLocal(t), opts)
+	quiet := h.srv.AccountIDs(h.srv.Users()[0].ID)[0]
+	if h.srv.TotalSettled(quiet) > 100 {
+		t.Fatalf("account %s has %d transactions: want the quiet one", quiet, h.srv.TotalSettled(quiet))
+	}
+	tp := &tamper{next: h.srv.Fake, account: quiet}
+	proxy := httptest.NewServer(tp)
+	defer proxy.Close()
+	client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
+		BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = client
+	from, to := h.opts.From, h.opts.To
+	h.run(from, to)
+	before := contentOf(t, h)
+
+	edit := func(items []map[string]json.RawMessage) []map[string]json.RawMessage {
+		items[0]["amount"] = json.RawMessage("true")
+		return items
+	}
+	tp.edit.Store(&edit)
+	src := &countingSource{Source: client}
+	cfg := h.config(from, to)
+	cfg.Source, cfg.Workers = src, 8
+	m, err := pipeline.Run(context.Background(), cfg)
+	if m == nil {
+		t.Fatalf("nothing committed: %v", err)
+	}
+	if !errors.Is(err, pipeline.ErrPartial) || len(m.Failures) != 1 || !strings.Contains(m.Failures[0], quiet) {
+		t.Fatalf("err %v, failures %q: want account %s alone to fail", err, m.Failures, quiet)
+	}
+	if src.walks.Load() < 10 {
+		t.Errorf("%d walks: want the dense users' walks split", src.walks.Load())
+	}
+	if after := contentOf(t, h); len(after) != len(before) || m.Counts.Deleted != 0 {
+		t.Errorf("rows %d → %d, %d deleted: want the failed account's rows kept", len(before), len(after), m.Counts.Deleted)
+	}
+	h.expectFaithful(from, to)
 }
