@@ -93,9 +93,9 @@ func (r *runner) splitDense(wk *walk, items []json.RawMessage) []*walk {
 	}
 	var subs []*walk
 	for i := len(runs) - 1; i >= 0; i-- {
-		first, end := runs[i].from, runs[i].to
+		lo, hi := runs[i].from, runs[i].to
 		sub := &walk{user: wk.user, acct: wk.acct, byAcct: map[string][]*window{}, sub: true, bucket: wk.bucket}
-		in := func(w *window) bool { return !w.part.month.before(first) && !end.before(w.part.month) }
+		in := func(w *window) bool { return !w.part.month.before(lo) && !hi.before(w.part.month) }
 		for acct, ws := range wk.byAcct {
 			for _, w := range ws {
 				if in(w) {
