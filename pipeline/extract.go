@@ -79,6 +79,28 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	ready := make(chan *partState, 2*DefaultMergers)
 	var mu sync.Mutex
 	var done atomic.Int64
+	// The walks go no further ahead of the mergers than the queue: while it is full,
+	// no new walk starts (the walks under way finish). Otherwise the walks that do
+	// not complete a partition (all but the last of each bucket) would run buckets
+	// ahead whenever merging is the slower stage, and the rows they hand on would
+	// wait in memory up to the spill budget, and then on disk, growing with the
+	// shard's users. Waiting only for merges, which need no walk, cannot deadlock.
+	var qmu sync.Mutex
+	qcond := sync.NewCond(&qmu)
+	taken := func() {
+		qmu.Lock()
+		qcond.Broadcast()
+		qmu.Unlock()
+	}
+	stop := context.AfterFunc(ctx, taken)
+	defer stop()
+	waitForMergers := func() {
+		qmu.Lock()
+		defer qmu.Unlock()
+		for len(ready) == cap(ready) && ctx.Err() == nil {
+			qcond.Wait()
+		}
+	}
 
 	// Merging and encoding is about half the CPU of a run: two consumers, so it keeps
 	// up with extraction.
@@ -86,11 +108,13 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	for range DefaultMergers {
 		merge.Go(func(ctx context.Context) error {
 			for ps := range ready {
+				taken()
 				err := r.mergeAndWrite(ctx, ps)
 				ps.results = nil // the partition is done: its windows and results go
 				if err != nil {
 					cancel()
 					for range ready { // drain so producers never block
+						taken()
 					}
 					return err
 				}
@@ -184,6 +208,7 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	}
 	perUser := all && !r.cfg.AccountWalks
 	for batch := range batches {
+		waitForMergers()
 		if ctx.Err() != nil {
 			break
 		}
@@ -587,15 +612,20 @@ func (r *runner) keepPending(a *acctRun, items []json.RawMessage) {
 		}
 	}
 	r.pend.mu.Lock()
-	b := r.pend.builders[a.bucket]
-	if b == nil {
-		b = schema.NewPendingBuilder(r.mem, opts)
-		r.pend.builders[a.bucket] = b
+	h := r.pend.rows[a.bucket]
+	if h == nil {
+		h = &heldRows{}
+		r.pend.rows[a.bucket] = h
 	}
+	b := h.builder(r.newPendingBuilder).(*schema.PendingBuilder)
 	for _, it := range items {
 		_ = b.Append(it, a.acct.Currency) // checked above
 	}
 	r.pend.fetched[a.bucket] = append(r.pend.fetched[a.bucket], a.acct.ID)
+	if r.pend.n += len(items); r.pend.n >= heldSpillRows {
+		r.spillHeld("pending", r.pend.rows, schema.Pending())
+		r.pend.n = 0
+	}
 	r.pend.mu.Unlock()
 	a.setPending("fetched")
 }

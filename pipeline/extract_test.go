@@ -68,7 +68,7 @@ func TestExtractAnyWindowOrder(t *testing.T) {
 			// Account by account, each account's months in turn: every partition's
 			// windows are spread over the whole list.
 			for i := range c.accounts {
-				a := &acctRun{user: u, acct: akahu.Account{ID: fmt.Sprintf("acc_%03d", i), Currency: "NZD"}, bucket: i % c.buckets}
+				a := &acctRun{user: u, acct: acctInfo{ID: fmt.Sprintf("acc_%03d", i), Currency: "NZD"}, bucket: i % c.buckets}
 				r.accounts = append(r.accounts, a)
 				for k := range c.months {
 					m := month{2026, time.January}.add(k)

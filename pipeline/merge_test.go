@@ -14,7 +14,6 @@ import (
 
 	"github.com/akahu-etl/akahu-parquet/schema"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
-	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
 // tx is a compact description of a transaction for merge tests.
@@ -220,7 +219,7 @@ func TestHeldPartitionCompact(t *testing.T) {
 	var wantIDs []string
 	for i := range walks {
 		acct := fmt.Sprintf("acc_%03d", i)
-		a := &acctRun{user: &userRun{}, acct: akahu.Account{ID: acct}, bucket: 0}
+		a := &acctRun{user: &userRun{}, acct: acctInfo{ID: acct}, bucket: 0}
 		fresh := []tx{{fmt.Sprintf("trans_%03d_new", i), acct, "2026-02-10", "-2", "new"}}
 		if i > 0 {
 			fresh = append(fresh, old[i]) // still there

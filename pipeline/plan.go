@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sourcegraph/conc/pool"
 
@@ -21,11 +22,17 @@ import (
 
 // userRun is one user token's part of a run.
 type userRun struct {
-	index    int
-	token    akahu.Token
-	fp       string // tokenFingerprint(token)
-	me       akahu.Me
+	index int
+	token akahu.Token
+	fp    string // tokenFingerprint(token)
+	me    akahu.Me
+	// accounts are the user's accounts as discovery listed them, until the plan has
+	// chosen the shard's (selectAccounts); then nil, and the run keeps only what later
+	// stages need: the ids of the accounts with transactions (a walk over all of a
+	// user's accounts needs them all) and the bucket whose state names the user.
 	accounts []akahu.Account
+	txAccts  []string
+	home     int    // -1: no bucket of this shard
 	status   string // ok or failed (set by discover); revoked (401) or forbidden (403)
 	err      error
 	refused  bool // Akahu refused the token (401 or 403): the user's remaining work is skipped
@@ -68,7 +75,7 @@ func refusal(err error) bool {
 // acctRun is one account's part of a run.
 type acctRun struct {
 	user   *userRun
-	acct   akahu.Account
+	acct   acctInfo
 	bucket int
 	status string // ok, inactive, skipped (set at plan time); failed, revoked (set on error)
 	note   string
@@ -87,6 +94,20 @@ type acctRun struct {
 	// pending is what became of the account's pending rows: "fetched" (replaced,
 	// possibly by none), "kept (request failed)"; empty when not requested.
 	pending string
+}
+
+// acctInfo is what a run keeps of an account as Akahu listed it: what the walks, the
+// refresh and the manifest use. The rest (the JSON, connection, balance) becomes the
+// accounts-snapshot row at plan time and is not kept, so a shard's memory does not
+// carry every account's listing through the run.
+type acctInfo struct {
+	ID, Name, Type, Currency string
+	// TransactionsRefreshed is refreshed.transactions (akahu.Account).
+	TransactionsRefreshed time.Time
+}
+
+func newAcctInfo(a akahu.Account) acctInfo {
+	return acctInfo{ID: a.ID, Name: a.Name, Type: a.Type, Currency: a.Currency, TransactionsRefreshed: a.TransactionsRefreshed}
 }
 
 func (a *acctRun) fail(err error) {
@@ -320,19 +341,28 @@ func (r *runner) selectAccounts() error {
 		want[id] = false
 	}
 	for _, u := range r.users {
+		u.home = -1
+		if r.ds.BucketBy == bucketByUser && u.me.ID != "" {
+			u.home = bucketOf(u.me.ID, r.ds.Buckets)
+		}
 		for _, a := range u.accounts {
+			if a.HasTransactions() {
+				u.txAccts = append(u.txAccts, a.ID)
+			}
+			b := r.ds.bucketFor(u.me.ID, a.ID)
+			if r.ds.BucketBy != bucketByUser && u.home < 0 && b%r.cfg.Shards == r.cfg.Shard {
+				u.home = b // layout 1: the first of its accounts' buckets the shard owns
+			}
 			if len(want) > 0 {
 				if _, ok := want[a.ID]; !ok {
 					continue
 				}
 				want[a.ID] = true
 			}
-			b := r.ds.bucketFor(u.me.ID, a.ID)
 			if b%r.cfg.Shards != r.cfg.Shard {
 				continue
 			}
-			ar := &acctRun{user: u, acct: a, bucket: b, status: "ok"}
-			ar.acct.Raw = nil
+			ar := &acctRun{user: u, acct: newAcctInfo(a), bucket: b, status: "ok"}
 			switch {
 			case !a.HasTransactions():
 				ar.status, ar.note = "skipped", "account has no TRANSACTIONS attribute"
@@ -342,11 +372,10 @@ func (r *runner) selectAccounts() error {
 			r.addAccountRow(ar, a.Raw)
 			r.accounts = append(r.accounts, ar)
 		}
-		// The snapshot rows are built: the run keeps no account's JSON (with the HTTP
-		// client, each one aliases its user's whole /accounts body).
-		for i := range u.accounts {
-			u.accounts[i].Raw = nil
-		}
+		// The snapshot rows are built: the run keeps no account's listing (with the
+		// HTTP client, each one aliases its user's whole /accounts body).
+		u.accounts = nil
+		r.spillAccountRows(false)
 	}
 	var unknown []string
 	for id, seen := range want {
@@ -366,9 +395,7 @@ func (r *runner) selectAccounts() error {
 		return fmt.Errorf("%w: --accounts %s: no such account among the users' accounts",
 			ErrConfig, strings.Join(unknown, ","))
 	}
-	if !r.cfg.DryRun {
-		r.spillAccountRows()
-	}
+	r.spillAccountRows(true)
 	// Sorted by id: accountByID searches this order.
 	sort.SliceStable(r.accounts, func(i, j int) bool { return r.accounts[i].acct.ID < r.accounts[j].acct.ID })
 	return nil

@@ -176,7 +176,7 @@ func (r *runner) pollRefresh(ctx context.Context, ur *userRefresh) {
 		}
 		ts := acc.TransactionsRefreshed
 		if !ts.Before(ur.asked) && ts.After(a.acct.TransactionsRefreshed) {
-			a.acct = acc
+			a.acct = newAcctInfo(acc)
 			delete(ur.wait, acc.ID)
 		}
 	}

@@ -62,10 +62,10 @@ type runner struct {
 	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
 
 	// accountRows are today's accounts-snapshot rows, by bucket, built by the plan
-	// (selectAccounts) from the accounts' JSON, which is not kept; spilledAccounts
-	// are those sent to the spill file.
-	accountRows     map[int]*accountRows
-	spilledAccounts map[int]*segment
+	// (selectAccounts) from the accounts' JSON, which is not kept, and sent to the
+	// spill file in batches; accountRowsN counts those not yet spilled.
+	accountRows  map[int]*heldRows
+	accountRowsN int
 
 	builders sync.Pool // *schema.TransactionBuilder, reused across walks
 	spill    *spill    // where extracted rows wait for the rest of their partition
@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 		started: cfg.Now().UTC(),
 		txSch:   schema.Transactions(),
 		watch:   map[string]bool{},
-		pend:    pendingRows{builders: map[int]*schema.PendingBuilder{}, fetched: map[int][]string{}},
+		pend:    pendingRows{rows: map[int]*heldRows{}, fetched: map[int][]string{}},
 	}
 	r.runID = newRunID(r.started, cfg.Shard, hex.EncodeToString(rnd[:]))
 	r.spill = &spill{dir: cfg.SpillDir, budget: max(cfg.HoldBytes, 0), mem: cfg.Memory, sch: r.txSch}
@@ -170,6 +170,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 		return nil, err
 	}
 	r.discover(ctx)
+	r.directory = nil // every token is resolved: the fleet's directory is not needed again
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -21,7 +21,10 @@ import (
 func (r *runner) writePending(ctx context.Context) error {
 	sch := schema.Pending()
 	for _, bk := range sortedInts(r.pend.fetched) {
-		rec := r.pend.builders[bk].NewRecord()
+		rec, err := r.heldRecord(r.pend.rows[bk], sch, r.newPendingBuilder)
+		if err != nil {
+			return fmt.Errorf("pending snapshot of bucket %d: %w", bk, err)
+		}
 		n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, []arrow.Record{rec}, r.pend.fetched[bk])
 		rec.Release()
 		if err != nil {
@@ -34,106 +37,168 @@ func (r *runner) writePending(ctx context.Context) error {
 	return nil
 }
 
-// pendingRows collects the pending rows the run fetched: one builder per bucket (not a
-// record per account, whose fixed cost would grow memory with the accounts), and the
-// accounts whose lists were fetched, by bucket.
-type pendingRows struct {
-	mu       sync.Mutex
-	builders map[int]*schema.PendingBuilder
-	fetched  map[int][]string
-	check    sync.Pool // *schema.PendingBuilder: validates an account's items first
+func (r *runner) newPendingBuilder() rowBuilder {
+	return schema.NewPendingBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
 }
 
-// release frees the builders.
+func (r *runner) newAccountBuilder() rowBuilder {
+	return schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+}
+
+// pendingRows collects the pending rows the run fetched, by bucket (heldRows), and
+// the accounts whose lists were fetched, by bucket.
+type pendingRows struct {
+	mu      sync.Mutex
+	rows    map[int]*heldRows
+	n       int // rows in the builders (not yet spilled)
+	fetched map[int][]string
+	check   sync.Pool // *schema.PendingBuilder: validates an account's items first
+}
+
+// release frees the rows kept in memory.
 func (p *pendingRows) release() {
-	for _, b := range p.builders {
-		b.Release()
+	for _, h := range p.rows {
+		h.release()
 	}
+}
+
+// heldSpillRows is how many snapshot rows (pending, accounts) may wait in the
+// builders, over all buckets, before they are sent to the spill file: a shard's
+// memory holds a batch of them, not one row per account of the shard.
+const heldSpillRows = 4096
+
+// rowBuilder builds a snapshot's rows (schema.PendingBuilder, schema.AccountBuilder).
+// NewRecord returns the rows appended since the last call, in order; Release frees
+// the builder's buffers.
+type rowBuilder interface {
+	Len() int
+	NewRecord() arrow.Record
+	Release()
+}
+
+// heldRows are one bucket's snapshot rows waiting for the end of the run: being
+// built (b), sent to the spill file in batches (segs), or kept in memory (recs) when
+// the spill failed. Their order is segs, then recs, then b.
+type heldRows struct {
+	b    rowBuilder
+	segs []*segment
+	recs []arrow.Record
+}
+
+// builder returns the rows' builder, made with mk if there is none.
+func (h *heldRows) builder(mk func() rowBuilder) rowBuilder {
+	if h.b == nil {
+		h.b = mk()
+	}
+	return h.b
+}
+
+func (h *heldRows) release() {
+	if h.b != nil {
+		h.b.Release()
+		h.b = nil
+	}
+	for _, rec := range h.recs {
+		rec.Release()
+	}
+	h.recs = nil
+}
+
+// spillHeld sends the rows being built in each of rows to the spill file, and frees
+// their builders. Rows that cannot be spilled stay in memory, as a record.
+func (r *runner) spillHeld(what string, rows map[int]*heldRows, sch *arrow.Schema) {
+	for _, bk := range sortedInts(rows) {
+		h := rows[bk]
+		if h.b == nil || h.b.Len() == 0 {
+			continue
+		}
+		rec := h.b.NewRecord()
+		h.b.Release()
+		h.b = nil
+		seg, err := r.spill.writeAs(sch, []arrow.Record{rec})
+		if err != nil {
+			r.log.Warn(what+" rows kept in memory", "bucket", bk, "err", err)
+			h.recs = append(h.recs, rec)
+			continue
+		}
+		rec.Release()
+		h.segs = append(h.segs, seg)
+	}
+}
+
+// heldRecord returns a bucket's held rows as one record (none: an empty one, made
+// with mk); the caller releases it.
+func (r *runner) heldRecord(h *heldRows, sch *arrow.Schema, mk func() rowBuilder) (arrow.Record, error) {
+	var recs []arrow.Record
+	defer func() {
+		for _, rec := range recs {
+			rec.Release()
+		}
+	}()
+	if h != nil {
+		for _, seg := range h.segs {
+			got, err := r.spill.readAs(sch, seg)
+			recs = append(recs, got...)
+			if err != nil {
+				return nil, err
+			}
+		}
+		for _, rec := range h.recs {
+			rec.Retain()
+			recs = append(recs, rec)
+		}
+		if h.b != nil && h.b.Len() > 0 {
+			recs = append(recs, h.b.NewRecord())
+		}
+	}
+	switch len(recs) {
+	case 0:
+		b := mk()
+		defer b.Release()
+		return b.NewRecord(), nil
+	case 1:
+		rec := recs[0]
+		recs = nil
+		return rec, nil
+	}
+	return concatRecords(r.mem, sch, recs)
 }
 
 // addAccountRow appends the account's row of today's accounts snapshot, from its
 // JSON as served, to its bucket's rows. The plan builds the rows as it chooses the
-// accounts, so that no account's JSON is kept through the run, then sends them to the
-// spill file (spillAccountRows): the snapshot costs no memory until it is written. An
-// account whose JSON is not a valid row fails when the snapshot is written, after its
-// transactions were extracted.
+// accounts, so that no account's JSON is kept through the run, and sends them to the
+// spill file in batches (spillAccountRows): the snapshot costs little memory until it
+// is written. An account whose JSON is not a valid row fails when the snapshot is
+// written, after its transactions were extracted.
 func (r *runner) addAccountRow(a *acctRun, raw []byte) {
 	if r.accountRows == nil {
-		r.accountRows = map[int]*accountRows{}
+		r.accountRows = map[int]*heldRows{}
 	}
-	rows := r.accountRows[a.bucket]
-	if rows == nil {
-		rows = &accountRows{b: schema.NewAccountBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})}
-		r.accountRows[a.bucket] = rows
+	h := r.accountRows[a.bucket]
+	if h == nil {
+		h = &heldRows{}
+		r.accountRows[a.bucket] = h
 	}
-	if err := rows.b.Append(raw, a.user.me.ID); err != nil {
+	if err := h.builder(r.newAccountBuilder).(*schema.AccountBuilder).Append(raw, a.user.me.ID); err != nil {
 		a.snapErr = err
 	}
+	r.accountRowsN++
 }
 
-// accountRows are one bucket's accounts-snapshot rows kept in memory: being built
-// (b), or built (rec) when the spill failed.
-type accountRows struct {
-	b   *schema.AccountBuilder
-	rec arrow.Record
-}
-
-// spillAccountRows sends the accounts-snapshot rows of each bucket to the spill file.
-// A bucket whose rows cannot be spilled keeps them in memory.
-func (r *runner) spillAccountRows() {
-	for bk, rows := range r.accountRows {
-		rec := rows.b.NewRecord()
-		rows.b.Release()
-		rows.b = nil
-		seg, err := r.spill.writeAs(schema.Accounts(), []arrow.Record{rec})
-		if err != nil {
-			r.log.Warn("accounts-snapshot rows kept in memory", "bucket", bk, "err", err)
-			rows.rec = rec
-			continue
-		}
-		rec.Release()
-		delete(r.accountRows, bk)
-		if r.spilledAccounts == nil {
-			r.spilledAccounts = map[int]*segment{}
-		}
-		r.spilledAccounts[bk] = seg
+// spillAccountRows sends the accounts-snapshot rows built so far to the spill file:
+// all of them with final, else only once heldSpillRows wait. A dry run spills none.
+func (r *runner) spillAccountRows(final bool) {
+	if r.cfg.DryRun || (!final && r.accountRowsN < heldSpillRows) {
+		return
 	}
-}
-
-// accountRecord returns a bucket's accounts-snapshot rows; the caller releases them.
-func (r *runner) accountRecord(bk int) (arrow.Record, error) {
-	if seg := r.spilledAccounts[bk]; seg != nil {
-		recs, err := r.spill.readAs(schema.Accounts(), seg)
-		if err != nil {
-			return nil, fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
-		}
-		if len(recs) == 1 {
-			return recs[0], nil
-		}
-		defer func() {
-			for _, rec := range recs {
-				rec.Release()
-			}
-		}()
-		return concatRecords(r.mem, schema.Accounts(), recs)
-	}
-	rows := r.accountRows[bk]
-	if rows.b != nil {
-		return rows.b.NewRecord(), nil
-	}
-	rows.rec.Retain()
-	return rows.rec, nil
+	r.spillHeld("accounts-snapshot", r.accountRows, schema.Accounts())
+	r.accountRowsN = 0
 }
 
 // releaseAccountRows frees the accounts-snapshot rows kept in memory.
 func (r *runner) releaseAccountRows() {
-	for _, rows := range r.accountRows {
-		if rows.b != nil {
-			rows.b.Release()
-		}
-		if rows.rec != nil {
-			rows.rec.Release()
-		}
+	for _, h := range r.accountRows {
+		h.release()
 	}
 	r.accountRows = nil
 }
@@ -156,9 +221,9 @@ func (r *runner) writeAccounts(ctx context.Context) error {
 	}
 	today := dayOfTime(r.started, r.loc)
 	for _, bk := range sortedInts(byBucket) {
-		rec, err := r.accountRecord(bk)
+		rec, err := r.heldRecord(r.accountRows[bk], sch, r.newAccountBuilder)
 		if err != nil {
-			return err
+			return fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
 		}
 		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
 		rec.Release()

@@ -294,24 +294,12 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 			continue
 		}
 		// One bucket of the shard names the user: its own (layout 2), or that of its
-		// first account the shard owns (layout 1).
-		bks := []int{bucketOf(u.me.ID, r.ds.Buckets)}
-		if r.ds.BucketBy != bucketByUser {
-			bks = bks[:0]
-			for _, a := range u.accounts {
-				bks = append(bks, r.ds.bucketFor(u.me.ID, a.ID))
-			}
-		}
-		for _, bk := range bks {
-			bs := r.state.buckets[bk]
-			if bs == nil {
-				continue
-			}
+		// first account the shard owns (layout 1); selectAccounts chose it.
+		if bs := r.state.buckets[u.home]; u.home >= 0 && bs != nil {
 			if old, ok := bs.users[u.fp]; !ok || old.UserID != u.me.ID {
 				bs.users[u.fp] = StateUser{TokenFP: u.fp, UserID: u.me.ID}
-				users[bk] = true
+				users[u.home] = true
 			}
-			break
 		}
 	}
 	put := func(name string, data []byte, gen *int64) {

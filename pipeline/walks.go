@@ -255,11 +255,8 @@ func (r *runner) userAccounts(accts []*acctRun) [][]*acctRun {
 		seen[u] = true
 		var group []*acctRun
 		whole := true
-		for _, ua := range u.accounts {
-			if !ua.HasTransactions() {
-				continue
-			}
-			ar, ok := in[ua.ID]
+		for _, id := range u.txAccts {
+			ar, ok := in[id]
 			if !ok || ar.user != u {
 				whole = false
 				break
