@@ -38,6 +38,30 @@ type partState struct {
 	key       partKey
 	remaining int
 	results   []windowResult
+	slices    int // records of the results waiting in memory
+}
+
+// compactSlices is how many records a partition's rows may wait in before they are
+// concatenated into one (compactTogether).
+const compactSlices = 64
+
+// takeWaiting removes the results whose rows wait in memory and returns them; their
+// windows are owed again until they come back (as one result). The caller holds the
+// lock over the partitions.
+func (ps *partState) takeWaiting() []windowResult {
+	batch := []windowResult{}
+	kept := ps.results[:0]
+	for _, h := range ps.results {
+		if h.err == nil && h.seg == nil && len(h.recs) > 0 {
+			batch = append(batch, h)
+			ps.remaining += len(h.ws)
+		} else {
+			kept = append(kept, h)
+		}
+	}
+	ps.results = kept
+	ps.slices = 0
+	return batch
 }
 
 // extractAll walks every planned window and pending list. The windows are made user
@@ -172,22 +196,24 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 				if waits && res.err == nil {
 					if r.spill.reserve(res.size) {
 						res.held = res.size // waits in memory
+						// Many small slices (a quiet user's walk leaves a row or two a
+						// month) cost more than their rows: past compactSlices, the
+						// partition's waiting rows become one record.
+						var batch []windowResult
+						mu.Lock()
+						if ps.slices+len(res.recs) >= compactSlices {
+							batch = ps.takeWaiting()
+						}
+						mu.Unlock()
+						if batch != nil {
+							res = r.compactTogether(append(batch, res))
+						}
 					} else {
 						// Over the budget: the partition's rows waiting in memory go to
 						// the spill with these, as one record: one IPC stream per
 						// spill, not one per walk and partition.
 						mu.Lock()
-						batch := []windowResult{}
-						kept := ps.results[:0]
-						for _, h := range ps.results {
-							if h.err == nil && h.seg == nil && len(h.recs) > 0 {
-								batch = append(batch, h)
-								ps.remaining += len(h.ws) // owed again until the batch is back
-							} else {
-								kept = append(kept, h)
-							}
-						}
-						ps.results = kept
+						batch := ps.takeWaiting()
 						mu.Unlock()
 						res = r.spillTogether(append(batch, res))
 					}
@@ -196,6 +222,9 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 				// every result is in.
 				mu.Lock()
 				ps.results = append(ps.results, res)
+				if res.err == nil && res.seg == nil {
+					ps.slices += len(res.recs)
+				}
 				ps.remaining -= len(res.ws)
 				last := ps.remaining == 0
 				mu.Unlock()
@@ -250,6 +279,42 @@ func (r *runner) spillTogether(results []windowResult) windowResult {
 		out.seg, err = r.spill.write([]arrow.Record{one})
 		one.Release()
 	}
+	if err != nil {
+		out.err = err
+		r.failWindows(out.ws, err)
+	}
+	return out
+}
+
+// compactTogether concatenates the records of results (all of one partition, none
+// failed, waiting in memory) into one record with buffers of its own, which waits in
+// memory if the budget allows and in the spill otherwise; it returns one result for
+// all their windows. The slices' records (a walk's rows) are released.
+func (r *runner) compactTogether(results []windowResult) windowResult {
+	out := windowResult{}
+	var recs []arrow.Record
+	var held int64
+	for _, res := range results {
+		out.ws = append(out.ws, res.ws...)
+		recs = append(recs, res.recs...)
+		held += res.held
+	}
+	one, err := concatRecords(r.mem, r.txSch, recs)
+	for _, rec := range recs {
+		rec.Release()
+	}
+	r.spill.free(held)
+	if err != nil {
+		out.err = err
+		r.failWindows(out.ws, err)
+		return out
+	}
+	if size := recordSize(one); r.spill.reserve(size) {
+		out.recs, out.size, out.held = []arrow.Record{one}, size, size
+		return out
+	}
+	out.seg, err = r.spill.write([]arrow.Record{one})
+	one.Release()
 	if err != nil {
 		out.err = err
 		r.failWindows(out.ws, err)
