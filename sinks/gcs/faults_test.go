@@ -229,7 +229,10 @@ func TestGivesUp(t *testing.T) {
 		p.SetRules([]faultproxy.Rule{{Kind: faultproxy.Unavailable, Rate: 1}})
 		defer p.SetRules(nil)
 		for _, op := range ops {
-			cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			// Long enough for the first attempt's 503 to come back on a loaded machine
+			// (with 100 ms, a slow first answer left only the deadline to report); the
+			// hour-long backoff after it is what the deadline must cut short.
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			err := op.do(cctx, slow)
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "503") {
