@@ -39,7 +39,8 @@ const benchChildHeapProfile = "AKAHU_PARQUET_BENCH_HEAPPROFILE"
 
 // benchChildCPUProfile, if set in the benchmark's environment, is a file the child
 // writes a CPU profile of its run to (the pipeline and client only: the fake runs in
-// the parent).
+// the parent); the fleet benchmark's children write FILE.backfill.shardN and
+// FILE.daily.shardN.
 const benchChildCPUProfile = "AKAHU_PARQUET_BENCH_CPUPROFILE"
 
 // benchChildPrefix starts the child's result line on stdout.

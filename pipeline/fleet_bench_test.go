@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +82,8 @@ func fleetLatency(tb testing.TB, users int) time.Duration {
 //     account with TRANSACTIONS ⌈n/100⌉ pages (at least 1) over the run's range plus
 //     3 per-user calls counted once per user for the fleet; req/min, their ratio;
 //   - wall_s: the shard runs' wall times added up (they run one after another);
+//     cpu_s: the shard processes' CPU time during their runs, added up (the
+//     pipeline and client only: the fake runs in this process);
 //     limit_s: min_requests × latency / requests in flight (8); wall/limit;
 //   - rss_MiB: the highest peak RSS of the shard processes;
 //   - read_MB, written_MB: bytes of objects read from and written to the bucket;
@@ -113,6 +116,7 @@ func BenchmarkFleet(b *testing.B) {
 					b.ReportMetric(float64(s.Minimum)/n, run.name+"_min_requests")
 					b.ReportMetric(s.ratio(), run.name+"_req/min")
 					b.ReportMetric(s.Wall.Seconds()/n, run.name+"_wall_s")
+					b.ReportMetric(s.CPU.Seconds()/n, run.name+"_cpu_s")
 					b.ReportMetric(s.limit(latency).Seconds()/n, run.name+"_limit_s")
 					if latency > 0 {
 						b.ReportMetric(s.Wall.Seconds()/s.limit(latency).Seconds(), run.name+"_wall/limit")
@@ -227,6 +231,7 @@ type fleetRunResult struct {
 	Pages      int64 // of which settled transaction pages
 	Minimum    int64
 	Wall       time.Duration
+	CPU        time.Duration // the shard processes' CPU time, added up
 	PeakRSSKiB int64
 	PeakLive   uint64 // the highest peak live heap of the shard processes
 	IO         bucketIO
@@ -242,6 +247,7 @@ func (r *fleetRunResult) add(o fleetRunResult) {
 	r.Pages += o.Pages
 	r.Minimum += o.Minimum
 	r.Wall += o.Wall
+	r.CPU += o.CPU
 	r.PeakRSSKiB = max(r.PeakRSSKiB, o.PeakRSSKiB)
 	r.PeakLive = max(r.PeakLive, o.PeakLive)
 	r.IO.add(o.IO)
@@ -399,7 +405,7 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 		if c.Err != "" {
 			tb.Fatalf("shard %d of %s run: %s", shard, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
-		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs),
+		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs), CPU: time.Duration(c.CPUNs),
 			PeakRSSKiB: c.MaxRSSKiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
 			Failures: c.Failures})
 		if start == "" || (c.RangeStart != "" && c.RangeStart < start) {
@@ -450,6 +456,7 @@ const fleetChildPrefix = "FLEET_CHILD_RESULT "
 type fleetChildResult struct {
 	Err                        string
 	WallNs                     int64
+	CPUNs                      int64  // the child's CPU time (user + system) during the run
 	MaxRSSKiB                  int64  // the child's own peak RSS (ownPeakRSSKiB)
 	PeakLive                   uint64 // peak heap marked live by a GC cycle (memSampler)
 	PeakHeap                   uint64 // peak heap in use: objects and unswept spans
@@ -501,14 +508,26 @@ func TestFleetChild(t *testing.T) {
 		profile = fmt.Sprintf("%s.%s.shard%d", profile, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard)
 	}
 	sampler := startMemSampler(t, profile)
+	if name := os.Getenv(benchChildCPUProfile); name != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%s.shard%d", name, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	began := time.Now()
+	cpu0 := processCPU()
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: cb, Source: client, Users: tokens,
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
 		Shard: job.Shard, Shards: fleetShards, Buckets: job.Buckets})
-	wall := time.Since(t0)
+	wall, cpu := time.Since(t0), processCPU()-cpu0
 	sampler.done()
-	res := fleetChildResult{WallNs: wall.Nanoseconds(), IO: cb.snapshot(), PeakLive: sampler.peakLive, PeakHeap: sampler.peakHeap,
+	res := fleetChildResult{WallNs: wall.Nanoseconds(), CPUNs: cpu.Nanoseconds(), IO: cb.snapshot(), PeakLive: sampler.peakLive, PeakHeap: sampler.peakHeap,
 		MaxRSSKiB: ownPeakRSSKiB(t)}
 	if err != nil {
 		res.Err = err.Error()
