@@ -182,15 +182,21 @@ func (r *runner) writeRecords(ctx context.Context, kind, name string, sch *arrow
 	return r.putObject(ctx, kind, name, data, rows, prev)
 }
 
-// encodeParquet encodes records with the sink's defaults and opts (deterministic bytes).
+// encodeParquet encodes records with the sink's defaults and opts (deterministic bytes),
+// compressed with zstd at its fastest level (dataCodec).
 func encodeParquet(sch *arrow.Schema, recs []arrow.Record, opts ...parquetsink.Option) ([]byte, int64, error) {
 	var buf bytes.Buffer
-	info, err := parquetsink.Write(&buf, sch, recs, opts...)
+	info, err := parquetsink.Write(&buf, sch, recs, append([]parquetsink.Option{parquetsink.WithCompression(dataCodec)}, opts...)...)
 	if err != nil {
 		return nil, 0, err
 	}
 	return buf.Bytes(), info.Rows, nil
 }
+
+// dataCodec compresses every object's pages: zstd at its fastest level. zstd's
+// default level spent about twice the CPU (a tenth of a dense backfill's pipeline
+// CPU, the largest single cost after JSON decoding) for files about 3% smaller.
+var dataCodec = parquetsink.ZstdFastest
 
 // readParquet decodes a whole Parquet object.
 func readParquet(data []byte, mem memory.Allocator) (*arrow.Schema, []arrow.Record, error) {
