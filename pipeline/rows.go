@@ -7,6 +7,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
@@ -145,20 +146,142 @@ func compareRows(ta *table, a rowRef, tb *table, b rowRef, skip []int) int {
 	return 0
 }
 
-// take builds one record of schema sch from the rows refs of t, in order.
+// take builds one record of schema sch from the rows refs of t, in order. It goes
+// column by column with one type switch per column (not per value), and reserves
+// each string column's bytes before appending them.
 func take(mem memory.Allocator, sch *arrow.Schema, t *table, refs []rowRef) (arrow.Record, error) {
 	b := array.NewRecordBuilder(mem, sch)
 	defer b.Release()
 	for c := range sch.Fields() {
-		fb := b.Field(c)
-		fb.Reserve(len(refs))
-		for _, r := range refs {
-			if err := appendValue(fb, t.col(r, c), int(r.row)); err != nil {
-				return nil, fmt.Errorf("column %s: %w", sch.Field(c).Name, err)
-			}
+		if err := takeColumn(b.Field(c), t, c, refs); err != nil {
+			return nil, fmt.Errorf("column %s: %w", sch.Field(c).Name, err)
 		}
 	}
 	return b.NewRecord(), nil
+}
+
+// takeColumn appends column c of the rows refs of t to fb.
+func takeColumn(fb array.Builder, t *table, c int, refs []rowRef) error {
+	fb.Reserve(len(refs))
+	switch b := fb.(type) {
+	case *array.StringBuilder:
+		src, err := columnArrays[*array.String](t, c)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, r := range refs {
+			n += src[r.src].ValueLen(int(r.row))
+		}
+		b.ReserveData(n)
+		for _, r := range refs {
+			if a, i := src[r.src], int(r.row); a.IsNull(i) {
+				b.AppendNull()
+			} else {
+				b.Append(a.Value(i))
+			}
+		}
+	case *array.TimestampBuilder:
+		src, err := fixedColumn(t, c, (*array.Timestamp).TimestampValues)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if v, ok := src[r.src].at(int(r.row)); ok {
+				b.UnsafeAppend(v)
+			} else {
+				b.UnsafeAppendBoolToBitmap(false)
+			}
+		}
+	case *array.Date32Builder:
+		src, err := fixedColumn(t, c, (*array.Date32).Date32Values)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if v, ok := src[r.src].at(int(r.row)); ok {
+				b.UnsafeAppend(v)
+			} else {
+				b.UnsafeAppendBoolToBitmap(false)
+			}
+		}
+	case *array.Int64Builder:
+		src, err := fixedColumn(t, c, (*array.Int64).Int64Values)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if v, ok := src[r.src].at(int(r.row)); ok {
+				b.UnsafeAppend(v)
+			} else {
+				b.UnsafeAppendBoolToBitmap(false)
+			}
+		}
+	case *array.Decimal128Builder:
+		src, err := fixedColumn(t, c, (*array.Decimal128).Values)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if v, ok := src[r.src].at(int(r.row)); ok {
+				b.UnsafeAppend(v)
+			} else {
+				b.UnsafeAppendBoolToBitmap(false)
+			}
+		}
+	default:
+		for _, r := range refs {
+			if err := appendValue(fb, t.col(r, c), int(r.row)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// columnArrays returns column c of each of t's records as an A.
+func columnArrays[A arrow.Array](t *table, c int) ([]A, error) {
+	out := make([]A, len(t.recs))
+	for s, rec := range t.recs {
+		a, ok := rec.Column(c).(A)
+		if !ok {
+			return nil, fmt.Errorf("unsupported type %s", rec.Column(c).DataType())
+		}
+		out[s] = a
+	}
+	return out, nil
+}
+
+// fixedArray is one array's fixed-width values and validity bitmap.
+type fixedArray[T any] struct {
+	vals  []T    // indexed like the array
+	valid []byte // nil: no nulls
+	off   int    // the array's offset into valid
+}
+
+// at returns the array's value i, or ok false for a null.
+func (f *fixedArray[T]) at(i int) (v T, ok bool) {
+	if f.valid != nil && bitutil.BitIsNotSet(f.valid, f.off+i) {
+		return v, false
+	}
+	return f.vals[i], true
+}
+
+// fixedColumn returns column c of each of t's records as a fixedArray; values
+// returns an array's values.
+func fixedColumn[T any, A arrow.Array](t *table, c int, values func(A) []T) ([]fixedArray[T], error) {
+	arrs, err := columnArrays[A](t, c)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fixedArray[T], len(arrs))
+	for s, a := range arrs {
+		out[s] = fixedArray[T]{vals: values(a), off: a.Data().Offset()}
+		if a.NullN() > 0 {
+			out[s].valid = a.NullBitmapBytes()
+		}
+	}
+	return out, nil
 }
 
 func appendValue(b array.Builder, a arrow.Array, i int) error {
