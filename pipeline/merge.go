@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -186,18 +188,52 @@ func (m *mergeResult) mergeMore(cols txCols, fresh []arrow.Record, reread map[st
 }
 
 // sortTx orders rows by account, posting time and id: deterministic, and it clusters
-// each account's rows for readers that filter on account_id.
+// each account's rows for readers that filter on account_id. The keys are read
+// once per row, not once per comparison, and accounts (a partition has few) compare
+// by their rank.
 func sortTx(t *table, cols txCols, rows []rowRef) {
-	sort.Slice(rows, func(i, j int) bool {
-		a, b := rows[i], rows[j]
-		if x, y := t.str(a, cols.account), t.str(b, cols.account); x != y {
-			return x < y
+	type key struct {
+		account int
+		date    int64
+		id      string
+		ref     rowRef
+	}
+	keys := make([]key, len(rows))
+	rank := map[string]int{}
+	var accounts []string
+	for i, r := range rows {
+		a := t.str(r, cols.account)
+		n, ok := rank[a]
+		if !ok {
+			n = len(accounts)
+			rank[a] = n
+			accounts = append(accounts, a)
 		}
-		if x, y := t.i64(a, cols.date), t.i64(b, cols.date); x != y {
-			return x < y
+		keys[i] = key{account: n, date: t.i64(r, cols.date), id: t.str(r, cols.id), ref: r}
+	}
+	if len(accounts) > 1 {
+		order := make([]int, len(accounts)) // first-seen index -> rank in account order
+		byName := slices.Clone(accounts)
+		slices.Sort(byName)
+		for i, a := range byName {
+			order[rank[a]] = i
 		}
-		return t.str(a, cols.id) < t.str(b, cols.id)
+		for i := range keys {
+			keys[i].account = order[keys[i].account]
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.account, b.account); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.date, b.date); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
 	})
+	for i, k := range keys {
+		rows[i] = k.ref
+	}
 }
 
 // final returns the partition rows without the given ids, and whether the content
