@@ -45,6 +45,11 @@ type Client struct {
 
 	decoders sync.Pool // *jsontext.Decoder
 
+	// bodies are the page buffers of finished walks, for the next walks: at most
+	// MaxInFlight of them, none larger than maxPooledBody.
+	bodiesMu sync.Mutex
+	bodies   [][]byte
+
 	requests, retries, rateLimited, serverErrors atomic.Int64
 	transactions                                 atomic.Int64
 }
@@ -378,6 +383,35 @@ func clip(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:maxMessage], "") + "…"
+}
+
+// maxPooledBody is the largest page buffer a finished walk hands to the next one.
+const maxPooledBody = 1 << 20
+
+// takeBody returns a page buffer of a finished walk, or nil.
+func (c *Client) takeBody() []byte {
+	c.bodiesMu.Lock()
+	defer c.bodiesMu.Unlock()
+	n := len(c.bodies)
+	if n == 0 {
+		return nil
+	}
+	b := c.bodies[n-1]
+	c.bodies[n-1] = nil
+	c.bodies = c.bodies[:n-1]
+	return b
+}
+
+// giveBody keeps buf, whose walk is over, for a later walk.
+func (c *Client) giveBody(buf []byte) {
+	if cap(buf) == 0 || cap(buf) > maxPooledBody {
+		return
+	}
+	c.bodiesMu.Lock()
+	defer c.bodiesMu.Unlock()
+	if len(c.bodies) < c.cfg.MaxInFlight {
+		c.bodies = append(c.bodies, buf[:0])
+	}
 }
 
 // errBodyTooLarge reports a body over MaxBodyBytes.

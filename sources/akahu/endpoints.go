@@ -31,7 +31,8 @@ func (a Account) HasTransactions() bool { return slices.Contains(a.Attributes, "
 
 // Page is one API page of a transaction walk. Index counts pages from 0 in
 // the walk, empty pages included. Items alias a buffer that is reused for the
-// next page: they are valid only during the callback; copy what you keep.
+// next page and, after the walk, by a later walk of the same Client: they are
+// valid only during the callback; copy what you keep.
 type Page struct {
 	Index int
 	Items []json.RawMessage
@@ -229,10 +230,11 @@ func (c *Client) walk(ctx context.Context, cl *call, w Window, fn func(Page) err
 		scope = "account " + cl.accountID
 	}
 	var (
-		buf  []byte
+		buf  = c.takeBody() // the items of a page are valid only during fn: the buffer is free again after the walk
 		env  envelope
 		seen = make(map[string]struct{})
 	)
+	defer func() { c.giveBody(buf) }()
 	for index := 0; ; index++ {
 		if err := c.do(ctx, cl, &buf, &env); err != nil {
 			return err

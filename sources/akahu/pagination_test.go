@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // cursorFor is the opaque cursor that leads to page i (i >= 1); it holds
@@ -277,5 +278,37 @@ func TestAccountIDIsPathEscaped(t *testing.T) {
 	r := tc.rec.requests()[0]
 	if r.URL.EscapedPath() != "/v1/accounts/acc%2F..%2F..%2Fme%3Fx=1/transactions/pending" || r.URL.RawQuery != "" {
 		t.Errorf("path = %q query %q", r.URL.EscapedPath(), r.URL.RawQuery)
+	}
+}
+
+// TestWalkReusesPageBuffer: a walk's page buffer is free once the walk is over
+// (items are valid only during the callback), and the next walk reads into it
+// instead of growing a new one; the client keeps at most MaxInFlight of them.
+func TestWalkReusesPageBuffer(t *testing.T) {
+	t.Parallel()
+	tc := newTestClient(t, status(200, `{"success":true,"items":[{"_id":"t1"}],"cursor":{"next":null}}`),
+		func(c *Config) { c.MaxInFlight = 2 })
+	w := Window{Start: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC)}
+	walk := func() *byte {
+		var first *byte
+		err := tc.Transactions(context.Background(), testUser, "acc_1", w, func(p Page) error {
+			first = unsafe.SliceData(p.Items[0])
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first
+	}
+	a, b := walk(), walk()
+	if a != b {
+		t.Errorf("the second walk read its page into a new buffer, not the first walk's")
+	}
+	for range 3 {
+		tc.giveBody(make([]byte, 0, 100))
+	}
+	tc.giveBody(make([]byte, 0, maxPooledBody+1))
+	if n := len(tc.bodies); n != 2 {
+		t.Errorf("%d buffers kept, want MaxInFlight (2), none over maxPooledBody", n)
 	}
 }
