@@ -14,10 +14,10 @@ import (
 )
 
 // TestWalksWaitForTheMergers: when merging falls behind (here: every partition
-// write blocks until released), the walks stop once the mergers' queue is full,
-// instead of walking bucket after bucket and holding their rows, in memory or in the
-// spill, until the mergers catch up. Released, the run completes and the dataset is
-// faithful.
+// write blocks until released), the walks stop once the mergers' queue is full and a
+// quarter of the spill budget (1 MiB here) waits in memory, instead of walking bucket
+// after bucket and holding their rows, in memory or in the spill, until the mergers
+// catch up. Released, the run completes and the dataset is faithful.
 func TestWalksWaitForTheMergers(t *testing.T) {
 	opts := akahutest.Options{Seed: 11, Users: 80, AccountsPerUser: 1, TxPerAccountPerMonth: 2,
 		From: date(2025, 12, 1), To: date(2026, 2, 28)}
@@ -27,7 +27,7 @@ func TestWalksWaitForTheMergers(t *testing.T) {
 	defer releaseOnce.Do(func() { close(release) })
 	var done, total atomic.Int64
 	cfg := h.config(opts.From, opts.To)
-	cfg.Workers, cfg.Buckets = 2, 4 // 20 users a bucket, 3 partitions each
+	cfg.Workers, cfg.Buckets, cfg.HoldBytes = 2, 4, 1<<20 // 20 users a bucket, 3 partitions each
 	cfg.BeforeWrite = func(object string) {
 		if strings.HasPrefix(object, "transactions/") {
 			<-release
@@ -59,6 +59,7 @@ func TestWalksWaitForTheMergers(t *testing.T) {
 		}
 	}
 	n := total.Load()
+	t.Logf("%d of %d windows walked while no partition could be written", last, n)
 	if n == 0 {
 		t.Fatal("no walk finished while the writes were blocked")
 	}

@@ -483,7 +483,7 @@ func rssPopulation(months int) akahutest.Options {
 var peakRSS = map[string]benchChildResult{}
 
 // BenchmarkPeakRSS backfills 0.5M and 2M transactions in a child process (the fake
-// Akahu is served by this process) and reports the child's peak RSS from its rusage.
+// Akahu is served by this process) and reports the child's own peak RSS (ownPeakRSSKiB).
 // Targets: 2M ≤ 300 MiB, and within 10% of 0.5M (ratio_2M/0.5M ≤ 1.10).
 //
 // Reported per size: peak_MiB (the child's peak RSS), peak_go_MiB (peak of the Go
@@ -530,8 +530,8 @@ func BenchmarkPeakRSS(b *testing.B) {
 }
 
 // runBenchChild serves opts from this process and runs one backfill of it in a
-// child process (TestBenchChild), returning the child's figures with the peak RSS
-// taken from the child's rusage.
+// child process (TestBenchChild), returning the child's figures (the peak RSS is the
+// child's own: ownPeakRSSKiB).
 func runBenchChild(b *testing.B, opts akahutest.Options) benchChildResult {
 	b.Helper()
 	srv := akahutest.NewServer(opts)

@@ -2,9 +2,9 @@ package pipeline_test
 
 // The child-process half of BenchmarkPeakRSS: the parent serves the fake Akahu and
 // re-executes this test binary with benchChildEnv set; TestBenchChild then runs one
-// backfill against the parent's fake and prints its figures on one line. Peak RSS
-// is read by the parent from the child's rusage, so it covers the pipeline, the
-// Akahu client and the Go runtime, and nothing of the fake or of earlier benchmarks.
+// backfill against the parent's fake and prints its figures on one line. Its peak
+// RSS is its own (ownPeakRSSKiB), so it covers the pipeline, the Akahu client and the
+// Go runtime, and nothing of the fake or of earlier benchmarks.
 
 import (
 	"bytes"
@@ -242,7 +242,8 @@ func writeHeapProfile(t *testing.T, name string) {
 
 // runChild re-executes this test binary to run test alone, with env=spec in its
 // environment, decodes the JSON its stdout prints after prefix into out, and returns
-// the child's process state (its rusage gives the peak RSS).
+// the child's process state. (Its rusage is no measure of the child's peak RSS: see
+// ownPeakRSSKiB.)
 func runChild(tb testing.TB, test, env string, spec []byte, timeout, prefix string, out any) *os.ProcessState {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.bench=^$", "-test.count=1", "-test.timeout="+timeout)

@@ -15,8 +15,9 @@ import (
 // in a child process) and reports, for the backfill (bf_) and the daily run (daily_),
 // the highest over the four shards of
 //
-//   - rss_MiB: peak RSS (the child's rusage), which also holds what the garbage
-//     collector may leave unswept under the soft memory limit (DefaultMemoryLimit);
+//   - rss_MiB: peak RSS (the child's own, ownPeakRSSKiB), which also holds what the
+//     garbage collector may leave unswept under the soft memory limit
+//     (DefaultMemoryLimit);
 //   - live_MiB: peak heap marked live by a GC cycle (runtime/metrics
 //     /gc/heap/live:bytes, sampled every 20ms): what the run really holds.
 //

@@ -98,9 +98,13 @@ func fleet(t *testing.T, users int, budget, rate float64, burst int, latency, d 
 // budget, against an API limited to 40 requests/s that
 // does not say so (429 without Retry-After), for 12 seconds: no call fails, at
 // most 5% of the requests are answered 429, and the useful (admitted) rate is
-// at least 95% of the limit. The figures are the algorithm's, not the
-// machine's: the load is paced by the limit, not by the CPU. (A budget above
-// the limit, other bursts, latencies and limits: TestGovernorSimulation.)
+// near the limit. That the algorithm reaches at least 95% of the limit is
+// asserted on a fake clock (TestGovernorSimulation: this case, a budget above
+// the limit, other bursts, latencies and limits); here, in real time over real
+// HTTP, a loaded machine can starve the client of CPU for a few percent of the
+// run (92% was seen at load 8 on 2 cores, 98-100% idle), so the floor is 85%:
+// what it catches is the wiring (429s not slowing the client, or slowing it for
+// good), not the last percent.
 func TestRateLimitFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 12-second load, skipped in -short mode")
@@ -121,8 +125,8 @@ func TestRateLimitFleet(t *testing.T) {
 	if l.refused*20 > l.requests {
 		t.Errorf("%d of %d requests answered 429, want at most 5%%", l.refused, l.requests)
 	}
-	if useful < 0.95*limit {
-		t.Errorf("useful rate %.1f/s, want at least 95%% of %d/s", useful, limit)
+	if useful < 0.85*limit {
+		t.Errorf("useful rate %.1f/s, want at least 85%% of %d/s (95%% on an idle machine)", useful, limit)
 	}
 	if l.stats.RateLimited != l.refused || l.stats.Slowdowns == 0 || l.stats.RateLimit <= 0 {
 		t.Errorf("client stats %+v: want the %d 429s counted, slow-downs and a pace", l.stats, l.refused)
