@@ -249,8 +249,10 @@ func (r *runner) userBatches() iter.Seq[[]*window] {
 
 // discover resolves every user token to a user and its accounts, concurrently.
 // A token the state objects name costs one request (/accounts) and none at all when
-// another shard owns its user (layout 2); a new token costs /me too, in every shard
-// until one run has recorded it. A refused or failing token marks that user alone;
+// another shard owns its user (layout 2); a new token costs /me too, once per fleet
+// when the shards run one after another (the first shard to meet it records it in
+// its resolved object), in every shard that meets it before any run has recorded it
+// when they run at once. A refused or failing token marks that user alone;
 // a token /me did not resolve is named by the earlier run that recorded its
 // fingerprint, if any. Users other shards own leave the run.
 func (r *runner) discover(ctx context.Context) {
@@ -276,7 +278,10 @@ func (r *runner) discover(ctx context.Context) {
 				u.status = "ok"
 				return
 			}
-			if u.me.ID == "" {
+			if u.me.ID == "" || r.hearsay[u.fp] {
+				// Only the owning bucket's users object, or this run's /me, names
+				// a failing token's user (whom a revocation may purge): not
+				// another shard's resolved object.
 				u.me.ID = r.knownUser(u)
 			}
 			err = fmt.Errorf("user %d (%s): %w", u.index+1, orUnknown(u.me.ID), err)
@@ -288,6 +293,7 @@ func (r *runner) discover(ctx context.Context) {
 		})
 	}
 	p.Wait()
+	r.resolvedElsewhere()
 	mine := r.users[:0]
 	for _, u := range r.users {
 		if u.status != statusElsewhere {

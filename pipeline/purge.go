@@ -409,6 +409,11 @@ func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 			return err
 		}
 		r.state = st
+		if r.resolved != nil {
+			if err := r.resolved.reload(ctx, r.b); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -23,6 +23,14 @@ import (
 //   - _state/bucket-BBB.users.jsonl.gz, the users: each token fingerprint seen, with
 //     its user. Every shard of a layout-2 dataset reads every bucket's, to skip the
 //     tokens of users other shards own; it changes only when tokens are added.
+//   - _state/shard-SSS-of-NNN.users.jsonl.gz, a shard's resolved object (layout 2,
+//     several shards): the tokens the shard's runs resolved with GET /me whose users
+//     other shards own, in the users objects' format. Only that shard's runs write it
+//     (and purges, which remove a user's lines); every shard reads every shard's,
+//     whatever the shard count that wrote it, so a token costs /me once per fleet,
+//     not once per shard, even before its owner's run records it. The entries name a
+//     token's user for discovery only: a revoked token's user, which a purge
+//     deletes, is named by the owning bucket's users object alone.
 //   - _state/bucket-BBB.coverage.json, the coverage: the date most of the bucket's
 //     accounts are covered through, and each account covered through another date.
 //     A daily run moves the common date and rewrites a few hundred bytes, whatever the
@@ -43,6 +51,15 @@ func membersObject(bk int) string { return fmt.Sprintf("%sbucket-%03d.jsonl.gz",
 func usersObject(bk int) string   { return fmt.Sprintf("%sbucket-%03d.users.jsonl.gz", statePrefix, bk) }
 func coverageObject(bk int) string {
 	return fmt.Sprintf("%sbucket-%03d.coverage.json", statePrefix, bk)
+}
+
+// resolvedPrefix starts the name of every shard's resolved object.
+const resolvedPrefix = statePrefix + "shard-"
+
+// resolvedObject is the resolved object of shard of shards: the tokens its runs
+// resolved with /me whose users other shards own.
+func resolvedObject(shard, shards int) string {
+	return fmt.Sprintf("%s%03d-of-%03d.users.jsonl.gz", resolvedPrefix, shard, shards)
 }
 
 // StateAccount is one account's line in a members object.
@@ -325,16 +342,126 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 		bs := r.state.buckets[bk]
 		put(coverageObject(bk), bs.encodeCoverage(), &bs.covGen)
 	}
+	if rs := r.resolved; rs != nil {
+		changed := false
+		for _, u := range rs.fresh {
+			if old, ok := rs.users[u.TokenFP]; !r.purged[u.UserID] && (!ok || old.UserID != u.UserID) {
+				rs.users[u.TokenFP] = u
+				changed = true
+			}
+		}
+		rs.fresh = nil
+		if changed {
+			// Conditional on the generation read: a lost race with another run of
+			// this shard, or a purge, is reported, and the next run asks /me again.
+			put(rs.name, rs.encode(), &rs.gen)
+		}
+	}
 	return written, err
 }
 
+// resolvedState is this shard's resolved object as read, and what the run adds.
+type resolvedState struct {
+	name  string
+	users map[string]StateUser // by fingerprint
+	gen   int64                // generation read (0: no object yet)
+	fresh []StateUser          // tokens this run resolved for other shards
+}
+
+// reload reads the object again, after a purge redacted it.
+func (rs *resolvedState) reload(ctx context.Context, b bucket.Bucket) error {
+	users, gen, size := map[string]StateUser{}, int64(0), int64(0)
+	if err := readLines(ctx, b, rs.name, &gen, &size, func(l stateLine) {
+		if l.User != nil && l.User.TokenFP != "" && l.User.UserID != "" {
+			users[l.User.TokenFP] = *l.User
+		}
+	}); err != nil {
+		return err
+	}
+	rs.users, rs.gen = users, gen
+	return nil
+}
+
+// encode renders a resolved object deterministically.
+func (rs *resolvedState) encode() []byte {
+	var lines []stateLine
+	for _, fp := range sortedKeys(rs.users) {
+		u := rs.users[fp]
+		lines = append(lines, stateLine{User: &u})
+	}
+	return gzipLines(lines)
+}
+
+// readResolved reads every shard's resolved object, whatever the shard count that
+// wrote it: fn sees each object's name and entries.
+func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen, size int64, users map[string]StateUser)) error {
+	list, err := b.List(ctx, resolvedPrefix)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", resolvedPrefix, err)
+	}
+	for _, a := range list {
+		if !strings.HasSuffix(a.Name, ".users.jsonl.gz") {
+			continue
+		}
+		var gen, size int64
+		users := map[string]StateUser{}
+		if err := readLines(ctx, b, a.Name, &gen, &size, func(l stateLine) {
+			if l.User != nil && l.User.TokenFP != "" && l.User.UserID != "" {
+				users[l.User.TokenFP] = *l.User
+			}
+		}); err != nil {
+			return err
+		}
+		fn(a.Name, gen, size, users)
+	}
+	return nil
+}
+
+// resolvedElsewhere notes the tokens this run resolved with /me whose users other
+// shards own, for saveState to record in the shard's resolved object. discover
+// calls it before those users leave the run.
+func (r *runner) resolvedElsewhere() {
+	if r.resolved == nil {
+		return
+	}
+	for _, u := range r.users {
+		if _, known := r.directory[u.fp]; known || u.status != statusElsewhere || u.me.ID == "" {
+			continue
+		}
+		r.resolved.fresh = append(r.resolved.fresh, StateUser{TokenFP: u.fp, UserID: u.me.ID})
+	}
+}
+
 // loadDirectory returns the user of every token fingerprint the state objects name:
-// with layout 2, of every bucket (a shard skips the tokens of users other shards
-// own, without a request); with layout 1, of the shard's own buckets.
+// with layout 2, of every bucket and every shard's resolved object (a shard skips
+// the tokens of users other shards own, without a request); with layout 1, of the
+// shard's own buckets. It notes in r.hearsay the fingerprints only resolved objects
+// name, and keeps the shard's own resolved object in r.resolved.
 func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 	dir := map[string]string{}
+	r.hearsay, r.resolved = nil, nil
+	if r.ds.BucketBy == bucketByUser && r.cfg.Shards > 1 {
+		own := resolvedObject(r.cfg.Shard, r.cfg.Shards)
+		r.resolved = &resolvedState{name: own, users: map[string]StateUser{}}
+		r.hearsay = map[string]bool{}
+		err := readResolved(ctx, r.b, func(name string, gen, size int64, users map[string]StateUser) {
+			r.state.foreign += size
+			if name == own {
+				r.resolved.users, r.resolved.gen = users, gen
+			}
+			for fp, u := range users {
+				dir[fp], r.hearsay[fp] = u.UserID, true
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// The buckets' users objects are read last: where they name a token, they are
+	// what names its user.
 	for _, u := range r.state.users() {
 		dir[u.TokenFP] = u.UserID
+		delete(r.hearsay, u.TokenFP)
 	}
 	if r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 {
 		return dir, nil
@@ -350,6 +477,7 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 		r.state.foreign += bs.size
 		for fp, u := range bs.users {
 			dir[fp] = u.UserID
+			delete(r.hearsay, fp)
 		}
 	}
 	return dir, nil
@@ -437,5 +565,24 @@ func redactState(ctx context.Context, b bucket.Bucket, user, account string) err
 			}
 		}
 	}
-	return nil
+	if user == "" {
+		return nil // resolved objects name users, not accounts
+	}
+	var errs []error
+	err = readResolved(ctx, b, func(name string, gen, _ int64, users map[string]StateUser) {
+		rs := &resolvedState{name: name, users: users, gen: gen}
+		changed := false
+		for fp, u := range users {
+			if u.UserID == user {
+				delete(users, fp)
+				changed = true
+			}
+		}
+		if changed {
+			if _, err := b.Put(ctx, name, rs.encode(), bucket.Condition{GenerationMatch: gen}); err != nil {
+				errs = append(errs, fmt.Errorf("redact state %s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(err, errors.Join(errs...))
 }

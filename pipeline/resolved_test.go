@@ -1,0 +1,200 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/akahu-etl/akahu-parquet/pipeline"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
+)
+
+// fleetRun runs the given shards of n one after another over b, the backfill of the
+// harness's range (or, with zero dates, the incremental run), and returns the /me
+// and /accounts requests they made.
+func fleetRun(t *testing.T, h *harness, b bucket.Bucket, tokens []akahu.Token, start, end time.Time, n int, shards ...int) (me, accounts int64) {
+	t.Helper()
+	st0 := h.srv.Stats()
+	for _, shard := range shards {
+		cfg := h.config(start, end)
+		cfg.Out, cfg.Users = b, tokens
+		cfg.Buckets, cfg.Shard, cfg.Shards = 8, shard, n
+		if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+			t.Fatalf("shard %d of %d: %v", shard, n, err)
+		}
+	}
+	st := h.srv.Stats()
+	return st.ByKind["me"] - st0.ByKind["me"], st.ByKind["accounts"] - st0.ByKind["accounts"]
+}
+
+// resolvedObjects returns every shard's resolved object: its generation, bytes and
+// token fingerprint → user lines.
+func resolvedObjects(t *testing.T, b bucket.Bucket) map[string]resolvedObject {
+	t.Helper()
+	out := map[string]resolvedObject{}
+	for _, a := range mustList(t, b, "_state/shard-") {
+		data, attrs, err := b.Get(context.Background(), a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("%s: %v", a.Name, err)
+		}
+		raw, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%s: %v", a.Name, err)
+		}
+		o := resolvedObject{gen: attrs.Generation, data: data, users: map[string]string{}}
+		for _, l := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+			var e struct {
+				User struct {
+					TokenFP string `json:"token_fingerprint"`
+					UserID  string `json:"user_id"`
+				} `json:"user"`
+			}
+			if err := json.Unmarshal(l, &e); err != nil || e.User.TokenFP == "" || !strings.HasPrefix(e.User.UserID, "user_") {
+				t.Fatalf("%s: line %q: %v", a.Name, l, err)
+			}
+			o.users[e.User.TokenFP] = e.User.UserID
+		}
+		out[a.Name] = o
+	}
+	return out
+}
+
+type resolvedObject struct {
+	gen   int64
+	data  []byte
+	users map[string]string // token fingerprint → user id
+}
+
+// TestFleetAsksMeOncePerUser: the first run of a 4-shard fleet over a layout-2
+// dataset, its shards one after another, asks GET /me once per user, not once per
+// shard that meets the token: the first shard records the tokens of other shards'
+// users in its resolved object, which the later shards read. The daily run after
+// the backfill asks no /me and rewrites no resolved object; the objects' bytes do
+// not depend on the order of the tokens or the number of workers.
+//
+// Shards run at the same time cost what they did before: each shard asks /me for
+// every token no committed run has recorded yet (up to shards × users for a first
+// fleet run), since a shard records what it resolved only after its commit.
+func TestFleetAsksMeOncePerUser(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, b, opts)
+	users := int64(len(h.tokens))
+
+	me, accounts := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0, 1, 2, 3)
+	if me != users || accounts != users {
+		t.Errorf("first fleet run: %d /me and %d /accounts for %d users; want one of each per user", me, accounts, users)
+	}
+	objs := resolvedObjects(t, b)
+	first := objs["_state/shard-000-of-004.users.jsonl.gz"]
+	if len(first.users) == 0 || len(first.users) >= len(h.tokens) {
+		t.Fatalf("shard 0's resolved object names %d of %d tokens; want the users of the other shards (objects %v)", len(first.users), len(h.tokens), slices.Collect(maps.Keys(objs)))
+	}
+	if len(objs) != 1 {
+		t.Errorf("resolved objects %v; want shard 0's alone (it resolved every token the later shards met)", slices.Collect(maps.Keys(objs)))
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+
+	// The daily run: every token is known.
+	h.shift.Add(int64(24 * time.Hour))
+	me, accounts = fleetRun(t, h, b, h.tokens, time.Time{}, time.Time{}, 4, 0, 1, 2, 3)
+	if me != 0 || accounts != users {
+		t.Errorf("daily fleet run: %d /me and %d /accounts for %d users; want none and one per user", me, accounts, users)
+	}
+	for name, o := range resolvedObjects(t, b) {
+		if o.gen != objs[name].gen {
+			t.Errorf("%s rewritten by the daily run (generation %d, was %d)", name, o.gen, objs[name].gen)
+		}
+	}
+
+	// Deterministic bytes: another dataset, the tokens in reverse, one worker.
+	b2 := newLocal(t)
+	rev := slices.Clone(h.tokens)
+	slices.Reverse(rev)
+	cfgWorkers := func() { // the harness's config has 4 workers; run shard 0 with 1
+		cfg := h.config(h.opts.From, h.opts.To)
+		cfg.Out, cfg.Users, cfg.Workers = b2, rev, 1
+		cfg.Buckets, cfg.Shard, cfg.Shards = 8, 0, 4
+		if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgWorkers()
+	again := resolvedObjects(t, b2)["_state/shard-000-of-004.users.jsonl.gz"]
+	if !bytes.Equal(again.data, first.data) {
+		t.Errorf("shard 0's resolved object differs with the tokens in another order: %d bytes vs %d", len(again.data), len(first.data))
+	}
+}
+
+// TestResolvedSurvivesReshard: the resolved objects are read whatever shard count
+// wrote them. Shard 3 of a 4-way fleet never runs (its users are recorded only in
+// shard 0's resolved object); after a reshard to 2 ways, neither shard asks /me.
+func TestResolvedSurvivesReshard(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, b, opts)
+	users := int64(len(h.tokens))
+	if me, _ := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0, 1, 2); me != users {
+		t.Errorf("shards 0-2 of 4: %d /me for %d users; want one per user", me, users)
+	}
+	if _, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: b, Shards: 2, LockWait: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if me, accounts := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 2, 0, 1); me != 0 || accounts != users {
+		t.Errorf("after the reshard to 2: %d /me and %d /accounts for %d users; want none and one per user", me, accounts, users)
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+}
+
+// TestPurgeForgetsResolved: a purged user is forgotten everywhere, its lines in
+// the resolved objects too; the other users' lines stay.
+func TestPurgeForgetsResolved(t *testing.T) {
+	ctx := context.Background()
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, b, opts)
+	fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0, 1, 2, 3)
+	before := resolvedObjects(t, b)
+	var victim string
+	for _, o := range before {
+		for _, id := range o.users {
+			victim = max(victim, id)
+		}
+	}
+	if victim == "" {
+		t.Fatal("no resolved object names a user")
+	}
+	if _, err := pipeline.Purge(ctx, pipeline.PurgeConfig{Out: b, UserID: victim, LockWait: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range resolvedObjects(t, b) {
+		want := 0
+		for fp, id := range before[name].users {
+			if id == victim {
+				continue
+			}
+			want++
+			if o.users[fp] != id {
+				t.Errorf("%s lost %s's line", name, id)
+			}
+		}
+		if len(o.users) != want {
+			t.Errorf("%s has %d lines after the purge of %s, want %d: %v", name, len(o.users), victim, want, o.users)
+		}
+	}
+}
