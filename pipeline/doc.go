@@ -62,7 +62,12 @@
 // The shard count is the dataset's, recorded in _dataset.json: lock objects are named by
 // it but markers and manifests only by shard index, so a run with another --shards is
 // refused (a configuration error) after taking its lock, and Reshard changes the count
-// while holding every lock of the old and the new count.
+// while holding every lock of the old and the new count. With buckets by user (layout 2)
+// every shard is given every user token and learns which are its own from the state
+// objects under _state/ (state.go), written after the manifest: each bucket's users
+// object, and each shard's resolved object, the tokens that shard resolved with GET /me
+// for users other shards own, so shards run one after another ask /me once per token
+// per fleet.
 //
 // Status reads a dataset without locking or writing: its layout, each shard's newest
 // committed run, accounts whose covered_through lags their shard's, lock objects and

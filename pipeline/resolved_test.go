@@ -198,3 +198,73 @@ func TestPurgeForgetsResolved(t *testing.T) {
 		}
 	}
 }
+
+// TestResolvedNamesNoRevokedUser: a revoked token that only another shard's
+// resolved object names is not purged on that entry's word: a purge names a revoked
+// token's user by the owning bucket's users object (or this run's /me) alone, as
+// before the resolved objects existed.
+func TestResolvedNamesNoRevokedUser(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, b, opts)
+	fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0)
+	var victim string
+	for _, id := range resolvedObjects(t, b)["_state/shard-000-of-004.users.jsonl.gz"].users {
+		victim = max(victim, id)
+	}
+	if victim == "" {
+		t.Fatal("shard 0 recorded no other shard's user")
+	}
+	h.srv.RevokeUser(victim)
+	var revoked []pipeline.UserStatus
+	var purges int
+	for shard := 1; shard < 4; shard++ {
+		cfg := h.config(h.opts.From, h.opts.To)
+		cfg.Buckets, cfg.Shard, cfg.Shards, cfg.PurgeRevoked = 8, shard, 4, true
+		m, err := pipeline.Run(context.Background(), cfg)
+		if m == nil {
+			t.Fatalf("shard %d: %v", shard, err)
+		}
+		for _, u := range m.Users {
+			if u.Status == "revoked" {
+				revoked = append(revoked, u)
+			}
+		}
+		purges += len(m.Purges)
+	}
+	if len(revoked) != 1 || purges != 0 || !strings.HasPrefix(revoked[0].Note, "not purged") || revoked[0].UserID != "" {
+		t.Errorf("revoked %s, named by shard 0's resolved object only: users %+v, %d purges; want it reported, unnamed and not purged", victim, revoked, purges)
+	}
+}
+
+// TestResolvedLostRace: the resolved object is written on the condition of the
+// generation read; another writer's object is never overwritten, and the run that
+// lost the race still succeeds (the next run asks /me again).
+func TestResolvedLostRace(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, b, opts)
+	const name = "_state/shard-000-of-004.users.jsonl.gz"
+	var rival bytes.Buffer
+	zw := gzip.NewWriter(&rival)
+	_, _ = zw.Write([]byte(`{"user":{"token_fingerprint":"rival","user_id":"user_rival"}}` + "\n"))
+	_ = zw.Close()
+	cfg := h.config(h.opts.From, h.opts.To)
+	cfg.Buckets, cfg.Shard, cfg.Shards = 8, 0, 4
+	cfg.BeforeWrite = func(object string) {
+		if object == name {
+			if _, err := b.Put(context.Background(), name, rival.Bytes(), bucket.Condition{DoesNotExist: true}); err != nil {
+				t.Errorf("rival write: %v", err)
+			}
+		}
+	}
+	if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+		t.Fatalf("shard 0, its resolved object's write lost: %v", err)
+	}
+	got := resolvedObjects(t, b)[name]
+	if !bytes.Equal(got.data, rival.Bytes()) {
+		t.Errorf("%s: the rival's object was overwritten: %v", name, got.users)
+	}
+}

@@ -105,7 +105,7 @@ type bucketState struct {
 type runState struct {
 	buckets map[int]*bucketState
 	legacy  bool  // no state object yet: covered_through comes from the newest manifest
-	foreign int64 // bytes of other shards' members objects read for the directory
+	foreign int64 // bytes of other shards' users and resolved objects read for the directory
 }
 
 // coveredThrough returns the account's covered_through, if any.
