@@ -81,8 +81,9 @@ type resolvedObject struct {
 // dataset, its shards one after another, asks GET /me once per user, not once per
 // shard that meets the token: the first shard records the tokens of other shards'
 // users in its resolved object, which the later shards read. The daily run after
-// the backfill asks no /me and rewrites no resolved object; the objects' bytes do
-// not depend on the order of the tokens or the number of workers.
+// the backfill asks no /me, and shard 0 removes its resolved object: the owners'
+// users objects now name every token in it. The objects' bytes do not depend on the
+// order of the tokens or the number of workers.
 //
 // Shards run at the same time cost what they did before: each shard asks /me for
 // every token no committed run has recorded yet (up to shards × users for a first
@@ -114,10 +115,15 @@ func TestFleetAsksMeOncePerUser(t *testing.T) {
 	if me != 0 || accounts != users {
 		t.Errorf("daily fleet run: %d /me and %d /accounts for %d users; want none and one per user", me, accounts, users)
 	}
-	for name, o := range resolvedObjects(t, b) {
-		if o.gen != objs[name].gen {
-			t.Errorf("%s rewritten by the daily run (generation %d, was %d)", name, o.gen, objs[name].gen)
-		}
+	if left := resolvedObjects(t, b); len(left) != 0 {
+		t.Errorf("resolved objects %v left after the daily run; want none (the owners recorded every token)", slices.Collect(maps.Keys(left)))
+	}
+	h.shift.Add(int64(24 * time.Hour))
+	if me, _ = fleetRun(t, h, b, h.tokens, time.Time{}, time.Time{}, 4, 0, 1, 2, 3); me != 0 {
+		t.Errorf("second daily fleet run: %d /me", me)
+	}
+	if left := resolvedObjects(t, b); len(left) != 0 {
+		t.Errorf("resolved objects %v written by the second daily run", slices.Collect(maps.Keys(left)))
 	}
 
 	// Deterministic bytes: another dataset, the tokens in reverse, one worker.
@@ -140,8 +146,10 @@ func TestFleetAsksMeOncePerUser(t *testing.T) {
 }
 
 // TestResolvedSurvivesReshard: the resolved objects are read whatever shard count
-// wrote them. Shard 3 of a 4-way fleet never runs (its users are recorded only in
-// shard 0's resolved object); after a reshard to 2 ways, neither shard asks /me.
+// wrote them. Shard 3 of a 4-way fleet never runs, so its users are recorded only
+// in shard 0's resolved object: shard 0's next run keeps those lines (and drops
+// those shards 1 and 2 recorded), the run after that leaves the object as it is,
+// and after a reshard to 2 ways neither shard asks /me.
 func TestResolvedSurvivesReshard(t *testing.T) {
 	b := newLocal(t)
 	opts := smallPopulation()
@@ -150,6 +158,24 @@ func TestResolvedSurvivesReshard(t *testing.T) {
 	users := int64(len(h.tokens))
 	if me, _ := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0, 1, 2); me != users {
 		t.Errorf("shards 0-2 of 4: %d /me for %d users; want one per user", me, users)
+	}
+	const name = "_state/shard-000-of-004.users.jsonl.gz"
+	first := resolvedObjects(t, b)[name]
+	if me, _ := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0); me != 0 {
+		t.Errorf("shard 0 again: %d /me", me)
+	}
+	kept := resolvedObjects(t, b)[name]
+	if len(kept.users) == 0 || len(kept.users) >= len(first.users) {
+		t.Errorf("shard 0's resolved object: %d lines, then %d; want those of shard 3's users alone", len(first.users), len(kept.users))
+	}
+	for fp, id := range kept.users {
+		if first.users[fp] != id {
+			t.Errorf("line %s → %s not in the first object", fp, id)
+		}
+	}
+	fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0)
+	if again := resolvedObjects(t, b)[name]; again.gen != kept.gen {
+		t.Errorf("%s rewritten by a run that changed nothing (generation %d, was %d)", name, again.gen, kept.gen)
 	}
 	if _, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: b, Shards: 2, LockWait: time.Millisecond}); err != nil {
 		t.Fatal(err)

@@ -28,9 +28,10 @@ import (
 //     other shards own, in the users objects' format. Only that shard's runs write it
 //     (and purges, which remove a user's lines); every shard reads every shard's,
 //     whatever the shard count that wrote it, so a token costs /me once per fleet,
-//     not once per shard, even before its owner's run records it. The entries name a
-//     token's user for discovery only: a revoked token's user, which a purge
-//     deletes, is named by the owning bucket's users object alone.
+//     not once per shard, even before its owner's run records it. The shard's later
+//     runs drop the lines the owners' users objects name, and the object once empty.
+//     The entries name a token's user for discovery only: a revoked token's user,
+//     whom a purge deletes, is named by the owning bucket's users object alone.
 //   - _state/bucket-BBB.coverage.json, the coverage: the date most of the bucket's
 //     accounts are covered through, and each account covered through another date.
 //     A daily run moves the common date and rewrites a few hundred bytes, whatever the
@@ -351,11 +352,20 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 			}
 		}
 		rs.fresh = nil
-		if changed {
-			// Conditional on the generation read: a lost race with another run of
-			// this shard, or a purge, is reported, and the next run asks /me again.
+		// Conditional on the generation read: a lost race with another run of
+		// this shard, or a purge, is reported, and the next run asks /me again.
+		switch {
+		case !changed && !rs.pruned:
+		case len(rs.users) > 0:
 			put(rs.name, rs.encode(), &rs.gen)
+		case rs.gen != 0:
+			if derr := r.b.Delete(ctx, rs.name, bucket.Condition{GenerationMatch: rs.gen}); derr != nil && !errors.Is(derr, bucket.ErrNotFound) {
+				err = errors.Join(err, fmt.Errorf("remove state %s: %w", rs.name, derr))
+			} else {
+				rs.gen = 0
+			}
 		}
+		rs.pruned = false
 	}
 	return written, err
 }
@@ -366,6 +376,10 @@ type resolvedState struct {
 	users map[string]StateUser // by fingerprint
 	gen   int64                // generation read (0: no object yet)
 	fresh []StateUser          // tokens this run resolved for other shards
+	// pruned: the run dropped lines the owning buckets' users objects now name
+	// (their owners' runs recorded them), so the object shrinks to the tokens no
+	// owner has recorded yet, and goes when none is left.
+	pruned bool
 }
 
 // reload reads the object again, after a purge redacted it.
@@ -378,7 +392,7 @@ func (rs *resolvedState) reload(ctx context.Context, b bucket.Bucket) error {
 	}); err != nil {
 		return err
 	}
-	rs.users, rs.gen = users, gen
+	rs.users, rs.gen, rs.pruned = users, gen, false
 	return nil
 }
 
@@ -432,6 +446,20 @@ func (r *runner) resolvedElsewhere() {
 	}
 }
 
+// pruneResolved drops the lines of the shard's resolved object that a users object
+// names (dir holds what the users objects say where they name a token).
+func (r *runner) pruneResolved(dir map[string]string) {
+	if r.resolved == nil {
+		return
+	}
+	for fp, u := range r.resolved.users {
+		if !r.hearsay[fp] && dir[fp] == u.UserID {
+			delete(r.resolved.users, fp)
+			r.resolved.pruned = true
+		}
+	}
+}
+
 // loadDirectory returns the user of every token fingerprint the state objects name:
 // with layout 2, of every bucket and every shard's resolved object (a shard skips
 // the tokens of users other shards own, without a request); with layout 1, of the
@@ -466,6 +494,7 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 	if r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 {
 		return dir, nil
 	}
+	defer r.pruneResolved(dir)
 	for bk := range r.ds.Buckets {
 		if _, own := r.state.buckets[bk]; own {
 			continue
