@@ -103,31 +103,6 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	ready := make(chan *partState, 2*DefaultMergers)
 	var mu sync.Mutex
 	var done atomic.Int64
-	// The walks go no further ahead of the mergers than the queue and a quarter of
-	// the spill budget: while the queue is full and more than a quarter of the budget
-	// waits in memory, no new walk starts (the walks under way finish). Otherwise the
-	// walks that do not complete a partition (all but the last of each bucket) would
-	// run buckets ahead whenever merging is the slower stage, and the rows they hand
-	// on would wait in memory up to the whole budget, and then on disk, growing with
-	// the shard's users. Below a quarter of the budget the walks go on, so that
-	// extraction and merging overlap. Waiting only for merges, which need no walk,
-	// cannot deadlock.
-	var qmu sync.Mutex
-	qcond := sync.NewCond(&qmu)
-	taken := func() {
-		qmu.Lock()
-		qcond.Broadcast()
-		qmu.Unlock()
-	}
-	stop := context.AfterFunc(ctx, taken)
-	defer stop()
-	waitForMergers := func() {
-		qmu.Lock()
-		defer qmu.Unlock()
-		for len(ready) == cap(ready) && r.spill.crowded() && ctx.Err() == nil {
-			qcond.Wait()
-		}
-	}
 
 	// Merging and encoding is about half the CPU of a run: two consumers, so it keeps
 	// up with extraction.
@@ -135,16 +110,11 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	for range DefaultMergers {
 		merge.Go(func(ctx context.Context) error {
 			for ps := range ready {
-				taken()
 				err := r.mergeAndWrite(ctx, ps)
-				// The partition is done: its windows and results go, and its rows no
-				// longer count against the budget.
-				ps.results = nil
-				taken()
+				ps.results = nil // the partition is done: its windows and results go
 				if err != nil {
 					cancel()
 					for range ready { // drain so producers never block
-						taken()
 					}
 					return err
 				}
@@ -243,7 +213,6 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	}
 	perUser := all && !r.cfg.AccountWalks
 	for batch := range batches {
-		waitForMergers()
 		if ctx.Err() != nil {
 			break
 		}

@@ -62,14 +62,6 @@ func (s *spill) free(size int64) {
 	s.mu.Unlock()
 }
 
-// crowded reports whether more than a quarter of the budget is held in memory: the
-// walks then wait for merges in progress rather than add to it (extract).
-func (s *spill) crowded() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.held > s.budget/4
-}
-
 // write appends recs to the spill file as one IPC stream.
 func (s *spill) write(recs []arrow.Record) (*segment, error) { return s.writeAs(s.sch, recs) }
 
