@@ -237,35 +237,20 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 // to the spill as one record and returns one result for all their windows; on an
 // error the result carries it and the windows' accounts fail (their old rows stay).
 func (r *runner) spillTogether(results []windowResult) windowResult {
-	out := windowResult{}
-	var recs []arrow.Record
-	var held int64
-	for _, res := range results {
-		out.ws = append(out.ws, res.ws...)
-		recs = append(recs, res.recs...)
-		held += res.held
-	}
-	defer r.spill.free(held)
-	one, err := gather(r.mem, r.txSch, recs)
-	for _, rec := range recs {
-		rec.Release()
-	}
-	if err == nil {
-		out.seg, err = r.spill.write([]arrow.Record{one})
-		one.Release()
-	}
-	if err != nil {
-		out.err = err
-		r.failWindows(out.ws, err)
-	}
-	return out
+	return r.together(results, false)
 }
 
-// compactTogether concatenates the records of results (all of one partition, none
-// failed, waiting in memory) into one record with buffers of its own, which waits in
-// memory if the budget allows and in the spill otherwise; it returns one result for
-// all their windows. The slices' records (a walk's rows) are released.
+// compactTogether gathers the records of results (all of one partition, none failed,
+// waiting in memory) into one record with buffers of its own, which waits in memory
+// if the budget allows and in the spill otherwise; it returns one result for all
+// their windows. The slices' records (a walk's rows) are released.
 func (r *runner) compactTogether(results []windowResult) windowResult {
+	return r.together(results, true)
+}
+
+// together gathers results into one record and keeps it in memory (keep, if the
+// budget allows) or in the spill.
+func (r *runner) together(results []windowResult, keep bool) windowResult {
 	out := windowResult{}
 	var recs []arrow.Record
 	var held int64
@@ -279,17 +264,16 @@ func (r *runner) compactTogether(results []windowResult) windowResult {
 		rec.Release()
 	}
 	r.spill.free(held)
-	if err != nil {
-		out.err = err
-		r.failWindows(out.ws, err)
-		return out
+	if err == nil && keep {
+		if size := recordSize(one); r.spill.reserve(size) {
+			out.recs, out.size, out.held = []arrow.Record{one}, size, size
+			return out
+		}
 	}
-	if size := recordSize(one); r.spill.reserve(size) {
-		out.recs, out.size, out.held = []arrow.Record{one}, size, size
-		return out
+	if err == nil {
+		out.seg, err = r.spill.write([]arrow.Record{one})
+		one.Release()
 	}
-	out.seg, err = r.spill.write([]arrow.Record{one})
-	one.Release()
 	if err != nil {
 		out.err = err
 		r.failWindows(out.ws, err)
