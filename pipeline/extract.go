@@ -31,6 +31,9 @@ type windowResult struct {
 	size int64 // memory the rows hold (their share of the walk's records)
 	held int64 // bytes of recs counted against the spill budget
 	err  error
+	// gathered: recs is one record gathered from slices (compactTogether); it is not
+	// gathered again, only spilled.
+	gathered bool
 }
 
 // partState collects the windows of one partition until all are in.
@@ -38,21 +41,22 @@ type partState struct {
 	key       partKey
 	remaining int
 	results   []windowResult
-	slices    int // records of the results waiting in memory
+	slices    int // records of the results waiting in memory, not yet gathered
 }
 
 // compactSlices is how many records a partition's rows may wait in before they are
 // concatenated into one (compactTogether).
 const compactSlices = 64
 
-// takeWaiting removes the results whose rows wait in memory and returns them; their
-// windows are owed again until they come back (as one result). The caller holds the
-// lock over the partitions.
-func (ps *partState) takeWaiting() []windowResult {
+// takeWaiting removes the results whose rows wait in memory and returns them, but
+// for gathering (spill false) not those gathered already, so that no row is copied
+// twice; their windows are owed again until they come back (as one result). The
+// caller holds the lock over the partitions.
+func (ps *partState) takeWaiting(spill bool) []windowResult {
 	batch := []windowResult{}
 	kept := ps.results[:0]
 	for _, h := range ps.results {
-		if h.err == nil && h.seg == nil && len(h.recs) > 0 {
+		if h.err == nil && h.seg == nil && len(h.recs) > 0 && (spill || !h.gathered) {
 			batch = append(batch, h)
 			ps.remaining += len(h.ws)
 		} else {
@@ -178,7 +182,7 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 						var batch []windowResult
 						mu.Lock()
 						if ps.slices+len(res.recs) >= compactSlices {
-							batch = ps.takeWaiting()
+							batch = ps.takeWaiting(false)
 						}
 						mu.Unlock()
 						if batch != nil {
@@ -189,7 +193,7 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 						// the spill with these, as one record: one IPC stream per
 						// spill, not one per walk and partition.
 						mu.Lock()
-						batch := ps.takeWaiting()
+						batch := ps.takeWaiting(true)
 						mu.Unlock()
 						res = r.spillTogether(append(batch, res))
 					}
@@ -198,7 +202,7 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 				// every result is in.
 				mu.Lock()
 				ps.results = append(ps.results, res)
-				if res.err == nil && res.seg == nil {
+				if res.err == nil && res.seg == nil && !res.gathered {
 					ps.slices += len(res.recs)
 				}
 				ps.remaining -= len(res.ws)
@@ -266,7 +270,7 @@ func (r *runner) together(results []windowResult, keep bool) windowResult {
 	r.spill.free(held)
 	if err == nil && keep {
 		if size := recordSize(one); r.spill.reserve(size) {
-			out.recs, out.size, out.held = []arrow.Record{one}, size, size
+			out.recs, out.size, out.held, out.gathered = []arrow.Record{one}, size, size, true
 			return out
 		}
 	}
