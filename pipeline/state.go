@@ -235,10 +235,14 @@ func (bs *bucketState) encodeMembers() []byte {
 }
 
 // encodeUsers renders a bucket's users deterministically.
-func (bs *bucketState) encodeUsers() []byte {
+func (bs *bucketState) encodeUsers() []byte { return encodeUserLines(bs.users) }
+
+// encodeUserLines renders token fingerprints and their users (a users object, a
+// resolved object) as gzip'd JSON lines sorted by fingerprint.
+func encodeUserLines(users map[string]StateUser) []byte {
 	var lines []stateLine
-	for _, fp := range sortedKeys(bs.users) {
-		u := bs.users[fp]
+	for _, fp := range sortedKeys(users) {
+		u := users[fp]
 		lines = append(lines, stateLine{User: &u})
 	}
 	return gzipLines(lines)
@@ -397,14 +401,7 @@ func (rs *resolvedState) reload(ctx context.Context, b bucket.Bucket) error {
 }
 
 // encode renders a resolved object deterministically.
-func (rs *resolvedState) encode() []byte {
-	var lines []stateLine
-	for _, fp := range sortedKeys(rs.users) {
-		u := rs.users[fp]
-		lines = append(lines, stateLine{User: &u})
-	}
-	return gzipLines(lines)
-}
+func (rs *resolvedState) encode() []byte { return encodeUserLines(rs.users) }
 
 // readResolved reads every shard's resolved object, whatever the shard count that
 // wrote it: fn sees each object's name and entries.
