@@ -18,6 +18,20 @@ import (
 
 // tamper sits between the client and the fake and rewrites the pages of one account:
 // those of its own endpoint (match), or with account set, its items in every page of
+// throughTamper points the harness's client at a proxy serving tp, closed when the
+// test ends.
+func (h *harness) throughTamper(tp *tamper) {
+	h.t.Helper()
+	proxy := httptest.NewServer(tp)
+	h.t.Cleanup(proxy.Close)
+	client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
+		BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.client = client
+}
+
 // settled transactions, the all-accounts walk's included.
 type tamper struct {
 	next    http.Handler
@@ -128,14 +142,7 @@ func TestBadResponses(t *testing.T) {
 				if !perAccount {
 					tp.match, tp.account = "", acct
 				}
-				proxy := httptest.NewServer(tp)
-				defer proxy.Close()
-				client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
-					BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
-				if err != nil {
-					t.Fatal(err)
-				}
-				h.client = client
+				h.throughTamper(tp)
 				from, to := h.opts.From, h.opts.To
 				h.run(from, to)
 				before := contentOf(t, h)

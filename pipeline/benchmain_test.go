@@ -151,17 +151,7 @@ func TestBenchChild(t *testing.T) {
 		}
 	}
 
-	if name := os.Getenv(benchChildCPUProfile); name != "" {
-		f, err := os.Create(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer startCPUProfile(t, os.Getenv(benchChildCPUProfile))()
 	cpu0 := processCPU()
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: b, Source: client, Users: tokens, Now: now,
@@ -341,5 +331,25 @@ func TestChildPeakRSSIsItsOwn(t *testing.T) {
 	}
 	if kib < 8<<10 || kib >= 160<<10 {
 		t.Errorf("child's peak RSS %d MiB: want at least the 8 MiB it touched and less than the parent's 160 MiB", kib>>10)
+	}
+}
+
+// startCPUProfile writes a CPU profile of this process to name, if set, until the
+// returned function is called.
+func startCPUProfile(t *testing.T, name string) (stop func()) {
+	if name == "" {
+		return func() {}
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }

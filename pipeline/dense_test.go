@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -159,14 +158,7 @@ func TestDenseWalkFailureStaysInItsAccount(t *testing.T) {
 		t.Fatalf("account %s has %d transactions: want the quiet one", quiet, h.srv.TotalSettled(quiet))
 	}
 	tp := &tamper{next: h.srv.Fake, account: quiet}
-	proxy := httptest.NewServer(tp)
-	defer proxy.Close()
-	client, err := akahu.New(akahu.Config{BaseURL: proxy.URL + "/v1", AppToken: akahu.Token(h.srv.AppToken()),
-		BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.client = client
+	h.throughTamper(tp)
 	from, to := h.opts.From, h.opts.To
 	h.run(from, to)
 	before := contentOf(t, h)
@@ -176,7 +168,7 @@ func TestDenseWalkFailureStaysInItsAccount(t *testing.T) {
 		return items
 	}
 	tp.edit.Store(&edit)
-	src := &countingSource{Source: client}
+	src := &countingSource{Source: h.client}
 	cfg := h.config(from, to)
 	cfg.Source, cfg.Workers = src, 8
 	m, err := pipeline.Run(context.Background(), cfg)

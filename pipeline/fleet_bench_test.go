@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -503,22 +502,15 @@ func TestFleetChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	cb := &meteredBucket{Bucket: lb}
-	profile := os.Getenv(benchChildHeapProfile)
-	if profile != "" {
-		profile = fmt.Sprintf("%s.%s.shard%d", profile, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard)
-	}
-	sampler := startMemSampler(t, profile)
-	if name := os.Getenv(benchChildCPUProfile); name != "" {
-		f, err := os.Create(fmt.Sprintf("%s.%s.shard%d", name, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard))
-		if err != nil {
-			t.Fatal(err)
+	// Profiles, if asked for, go to FILE.{backfill,daily}.shardN.
+	profileName := func(env string) string {
+		if name := os.Getenv(env); name != "" {
+			return fmt.Sprintf("%s.%s.shard%d", name, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard)
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+		return ""
 	}
+	sampler := startMemSampler(t, profileName(benchChildHeapProfile))
+	defer startCPUProfile(t, profileName(benchChildCPUProfile))()
 	began := time.Now()
 	cpu0 := processCPU()
 	t0 := time.Now()

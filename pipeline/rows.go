@@ -181,6 +181,8 @@ func takeColumn(fb array.Builder, t *table, c int, refs []rowRef) error {
 				b.Append(a.Value(i))
 			}
 		}
+	// The fixed-width cases repeat one loop on purpose: a generic helper (dispatching
+	// UnsafeAppend through its type's dictionary) made them about 35% slower.
 	case *array.TimestampBuilder:
 		src, err := fixedColumn(t, c, (*array.Timestamp).TimestampValues)
 		if err != nil {
