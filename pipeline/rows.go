@@ -120,7 +120,7 @@ func cmpOrd[T int32 | int64 | arrow.Timestamp | arrow.Date32](a, b T) int {
 
 // rowsEqual reports whether two rows hold equal values in every column not in skip.
 func rowsEqual(ta *table, a rowRef, tb *table, b rowRef, skip []int) bool {
-	n := len(ta.schema.Fields())
+	n := ta.schema.NumFields()
 	for c := 0; c < n; c++ {
 		if slices.Contains(skip, c) {
 			continue
@@ -134,7 +134,7 @@ func rowsEqual(ta *table, a rowRef, tb *table, b rowRef, skip []int) bool {
 
 // compareRows orders two rows by every column not in skip, in schema order.
 func compareRows(ta *table, a rowRef, tb *table, b rowRef, skip []int) int {
-	n := len(ta.schema.Fields())
+	n := ta.schema.NumFields() // not len(Fields()): Fields copies the list
 	for c := 0; c < n; c++ {
 		if slices.Contains(skip, c) {
 			continue
@@ -152,7 +152,7 @@ func compareRows(ta *table, a rowRef, tb *table, b rowRef, skip []int) int {
 func take(mem memory.Allocator, sch *arrow.Schema, t *table, refs []rowRef) (arrow.Record, error) {
 	b := array.NewRecordBuilder(mem, sch)
 	defer b.Release()
-	for c := range sch.Fields() {
+	for c := range sch.NumFields() {
 		if err := takeColumn(b.Field(c), t, c, refs); err != nil {
 			return nil, fmt.Errorf("column %s: %w", sch.Field(c).Name, err)
 		}

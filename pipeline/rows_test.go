@@ -110,3 +110,40 @@ func takeByValue(t *testing.T, mem memory.Allocator, sch *arrow.Schema, tbl *tab
 	}
 	return b.NewRecord()
 }
+
+// TestCompareRowsAllocatesNothing: compareRows is the comparator that sorts every
+// row of the pending and accounts snapshots, and rowsEqual its per-row twin, so
+// neither may allocate per call. Both once copied the schema's field list on every
+// call: megabytes of garbage per sort of a fleet's pending rows.
+func TestCompareRowsAllocatesNothing(t *testing.T) {
+	sch := arrow.NewSchema([]arrow.Field{
+		{Name: "s", Type: arrow.BinaryTypes.String},
+		{Name: "i", Type: arrow.PrimitiveTypes.Int64},
+	}, nil)
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	b := array.NewRecordBuilder(mem, sch)
+	defer b.Release()
+	b.Field(0).(*array.StringBuilder).AppendValues([]string{"a", "a"}, nil)
+	b.Field(1).(*array.Int64Builder).AppendValues([]int64{1, 2}, nil)
+	rec := b.NewRecord()
+	defer rec.Release()
+	tb := &table{schema: sch, recs: []arrow.Record{rec}}
+	if d := compareRows(tb, rowRef{0, 0}, tb, rowRef{0, 1}, nil); d >= 0 {
+		t.Fatalf("compareRows(row 0, row 1) = %d, want < 0 (1 < 2 in column i)", d)
+	}
+	if d := compareRows(tb, rowRef{0, 0}, tb, rowRef{0, 1}, []int{1}); d != 0 {
+		t.Fatalf("compareRows skipping column i = %d, want 0", d)
+	}
+	if rowsEqual(tb, rowRef{0, 0}, tb, rowRef{0, 1}, nil) || !rowsEqual(tb, rowRef{0, 0}, tb, rowRef{0, 1}, []int{1}) {
+		t.Fatal("rowsEqual disagrees with compareRows")
+	}
+	for name, fn := range map[string]func(){
+		"compareRows": func() { compareRows(tb, rowRef{0, 0}, tb, rowRef{0, 1}, nil) },
+		"rowsEqual":   func() { rowsEqual(tb, rowRef{0, 0}, tb, rowRef{0, 1}, nil) },
+	} {
+		if allocs := testing.AllocsPerRun(100, fn); allocs != 0 {
+			t.Errorf("%s allocates %.0f times per call, want 0", name, allocs)
+		}
+	}
+}
