@@ -300,7 +300,10 @@ func (r *runner) discover(ctx context.Context) {
 			mine = append(mine, u)
 		}
 	}
-	r.users = mine
+	// Every shard is given the fleet's tokens: the spare capacity must not keep the
+	// other shards' users alive for the rest of the run.
+	clear(r.users[len(mine):])
+	r.users = slices.Clip(mine)
 }
 
 // statusElsewhere marks a user another shard owns (layout 2); it leaves the run.

@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
@@ -194,4 +196,41 @@ func TestUserBatches(t *testing.T) {
 	if n := r.windowCount(); n != 8 {
 		t.Errorf("%d windows planned, want 8", n)
 	}
+}
+
+// TestDiscoverDropsOtherShardsUsers: every shard is given the whole fleet's tokens;
+// the users other shards own leave the run at discovery, and nothing may keep them
+// (a shard of a 100k-user fleet would otherwise hold a record per fleet user for its
+// whole run). Their records were once kept alive by the spare capacity of the
+// filtered slice.
+func TestDiscoverDropsOtherShardsUsers(t *testing.T) {
+	r := &runner{cfg: Config{Workers: 2, Shards: 2, Shard: 0}, ds: Dataset{Buckets: 8, BucketBy: bucketByUser},
+		directory: map[string]string{}}
+	var gone []weak.Pointer[userRun]
+	for i := 0; len(gone) < 50; i++ {
+		id := fmt.Sprintf("user_%d", i)
+		if r.ownsUser(id) {
+			continue
+		}
+		u := &userRun{index: len(gone), token: akahu.Token(fmt.Sprintf("token_%d", i))}
+		u.fp = tokenFingerprint(u.token)
+		r.directory[u.fp] = id
+		r.users = append(r.users, u)
+		gone = append(gone, weak.Make(u))
+	}
+	r.discover(context.Background())
+	if len(r.users) != 0 {
+		t.Fatalf("%d users left after discovery, want 0 (all are another shard's)", len(r.users))
+	}
+	runtime.GC()
+	kept := 0
+	for _, w := range gone {
+		if w.Value() != nil {
+			kept++
+		}
+	}
+	if kept > 0 {
+		t.Errorf("%d of %d other shards' users still reachable after discovery, want none", kept, len(gone))
+	}
+	runtime.KeepAlive(r) // the run goes on
 }
