@@ -3,9 +3,11 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 	_ "time/tzdata" // the dataset time zone must resolve on any machine
 
@@ -72,6 +74,15 @@ type Config struct {
 	Source Source
 	// Users are the user tokens to extract; each is a secret.
 	Users []akahu.Token
+	// UserIDs, if set, has an entry per token of Users: the Akahu user id ("user_…")
+	// the operator knows the token belongs to, or "" where it does not. An id is a
+	// claim that routes the token before any request: a shard of a layout-2 dataset
+	// leaves the users other shards own without asking GET /me, so shards started at
+	// once ask /me once per user, not once per shard. The owning shard still asks
+	// /me for a token no earlier run resolved and checks the claim: a token whose
+	// user is not the one claimed fails, with both ids named, and is not extracted.
+	// A claim is never recorded as a token's user, so it can never lead to a purge.
+	UserIDs []string
 	// Start and End are inclusive local dates (YYYY-MM-DD) in the dataset time zone.
 	// Windows are whole months: the range is widened to the months it touches. With no
 	// Start a run continues from the last committed manifest minus Lookback days, or
@@ -160,6 +171,14 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("%w: user token %d is empty", ErrConfig, i+1)
 		}
 	}
+	if c.UserIDs != nil && len(c.UserIDs) != len(c.Users) {
+		return fmt.Errorf("%w: %d user ids for %d user tokens: want one per token (\"\" where unknown)", ErrConfig, len(c.UserIDs), len(c.Users))
+	}
+	for i, id := range c.UserIDs {
+		if err := checkUserID(id); err != nil {
+			return fmt.Errorf("%w: user id of token %d: %v", ErrConfig, i+1, err)
+		}
+	}
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -227,6 +246,28 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ToolVersion == "" {
 		c.ToolVersion = "dev"
+	}
+	return nil
+}
+
+// checkUserID accepts "" (unknown) or an Akahu user id: "user_" and letters, digits,
+// '_' or '-', but not "user_token_…" (a token in the wrong column). The value is
+// never quoted back: it may be a secret put there by mistake.
+func checkUserID(id string) error {
+	if id == "" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(id, "user_")
+	if !ok || rest == "" {
+		return errors.New("not an Akahu user id (user_…)")
+	}
+	if strings.HasPrefix(rest, "token_") {
+		return errors.New("a user token, not a user id (user_…)")
+	}
+	for _, c := range rest {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("not an Akahu user id: it holds %q", c)
+		}
 	}
 	return nil
 }

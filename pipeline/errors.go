@@ -24,6 +24,9 @@ var (
 	// answer was lost) and whose manifest could not be read back either: the run may
 	// or may not have committed. The next run finds out and completes either way.
 	ErrCommitUnknown = errors.New("whether the run committed is unknown")
+	// ErrUserMismatch reports a user token whose Akahu user is not the one the
+	// operator gave for it (Config.UserIDs): the token is not extracted.
+	ErrUserMismatch = errors.New("user token belongs to another user than the one given")
 	// ErrPartial reports a run that committed but in which some users or accounts failed
 	// in a way a later run may fix (5xx, timeouts, bad responses), in which Akahu refused
 	// every user, or (with Config.FailOnRevoked) in which any user was refused. A user

@@ -25,6 +25,7 @@ type userRun struct {
 	index int
 	token akahu.Token
 	fp    string // tokenFingerprint(token)
+	claim string // the user id the operator gave for the token (Config.UserIDs), or ""
 	me    akahu.Me
 	// accounts are the user's accounts as discovery listed them, until the plan has
 	// chosen the shard's (selectAccounts); then nil, and the run keeps only what later
@@ -259,15 +260,28 @@ func (r *runner) discover(ctx context.Context) {
 	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
 	for _, u := range r.users {
 		id, known := r.directory[u.fp]
-		if known && !r.ownsUser(id) {
+		switch {
+		case known && !r.ownsUser(id):
 			u.status = statusElsewhere // another shard's user: no request at all
+			continue
+		case known && u.claim != "" && u.claim != id:
+			u.me.ID = id
+			u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w: the tokens file says user %s; an earlier run's GET /me said %s",
+				u.index+1, id, ErrUserMismatch, u.claim, id)
+			continue
+		case !known && u.claim != "" && !r.ownsUser(u.claim):
+			// Claimed by another shard's user: that shard asks /me and checks the claim.
+			u.status = statusElsewhere
 			continue
 		}
 		p.Go(func() {
 			var err error
 			if known {
 				u.me = akahu.Me{ID: id} // a token's user never changes: no /me
-			} else if u.me, err = r.cfg.Source.Me(ctx, u.token); err == nil && !r.ownsUser(u.me.ID) {
+			} else if u.me, err = r.cfg.Source.Me(ctx, u.token); err == nil && u.claim != "" && u.me.ID != u.claim {
+				// Not extracted: the token's real owner skipped it on the claim's word.
+				err = fmt.Errorf("%w: the tokens file says user %s; GET /me says %s", ErrUserMismatch, u.claim, u.me.ID)
+			} else if err == nil && !r.ownsUser(u.me.ID) {
 				u.status = statusElsewhere
 				return
 			}

@@ -122,7 +122,11 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	r.cols = newTxCols(r.txSch)
 	r.log = cfg.Logger.With("run_id", r.runID)
 	for i, t := range cfg.Users {
-		r.users = append(r.users, &userRun{index: i, token: t, fp: tokenFingerprint(t)})
+		u := &userRun{index: i, token: t, fp: tokenFingerprint(t)}
+		if cfg.UserIDs != nil {
+			u.claim = cfg.UserIDs[i]
+		}
+		r.users = append(r.users, u)
 	}
 	defer r.pend.release()
 	defer r.releaseAccountRows()
