@@ -175,7 +175,7 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("%w: %d user ids for %d user tokens: want one per token (\"\" where unknown)", ErrConfig, len(c.UserIDs), len(c.Users))
 	}
 	for i, id := range c.UserIDs {
-		if err := checkUserID(id); err != nil {
+		if err := CheckUserID(id); err != nil {
 			return fmt.Errorf("%w: user id of token %d: %v", ErrConfig, i+1, err)
 		}
 	}
@@ -250,10 +250,10 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// checkUserID accepts "" (unknown) or an Akahu user id: "user_" and letters, digits,
+// CheckUserID accepts "" (unknown) or an Akahu user id: "user_" and letters, digits,
 // '_' or '-', but not "user_token_…" (a token in the wrong column). The value is
 // never quoted back: it may be a secret put there by mistake.
-func checkUserID(id string) error {
+func CheckUserID(id string) error {
 	if id == "" {
 		return nil
 	}

@@ -61,7 +61,9 @@
 // -tags crashtest.
 //
 // Credentials come from the environment only: AKAHU_APP_TOKEN, and AKAHU_USER_TOKEN
-// or --user-tokens-file (one token per line). AKAHU_BASE_URL overrides the API root.
+// or --user-tokens-file (one token per line, optionally followed by the token's Akahu
+// user id: shards then leave other shards' users without a request). AKAHU_BASE_URL
+// overrides the API root.
 // GCS uses Application Default Credentials; STORAGE_EMULATOR_HOST points the client
 // at an emulator.
 //

@@ -76,7 +76,7 @@ func cmdFakeAkahu(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	for _, u := range us {
 		fmt.Fprintf(stdout, "user %s token %s\n", u.ID, u.Token)
 	}
-	fmt.Fprintln(stdout, "Example (the first user; for all of them put the tokens in a file, one per line, and pass --user-tokens-file):")
+	fmt.Fprintln(stdout, "Example (the first user; for all of them put the tokens in a file, one per line, each optionally followed by its user id, and pass --user-tokens-file):")
 	fmt.Fprintf(stdout, "  AKAHU_BASE_URL=%s AKAHU_APP_TOKEN=%s AKAHU_USER_TOKEN=%s extract run --out ./dev-out\n", base, fake.AppToken(), us[0].Token)
 	fmt.Fprintln(stdout, "Stop it with Ctrl-C (SIGINT) or SIGTERM.")
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,8 @@ func TestConfigErrors(t *testing.T) {
 	comments := file("comments", "# only a comment\n\n   \n")
 	spaced := file("spaced", "user_token a b\n")
 	dup := file("dup", tok+"\n"+tok+"\n")
+	badID := file("badid", tok+" acc_1\n")
+	tokenAsID := file("tokenasid", tok+" "+tok+"\n")
 	out := filepath.Join(dir, "out")
 	env := map[string]string{"AKAHU_APP_TOKEN": srv.AppToken(), "AKAHU_BASE_URL": srv.URL}
 	cases := []struct {
@@ -45,6 +48,8 @@ func TestConfigErrors(t *testing.T) {
 		{"commented tokens file", []string{"--user-tokens-file", comments}, nil, "has no tokens"},
 		{"token with spaces", []string{"--user-tokens-file", spaced}, nil, "line 1"},
 		{"duplicate token", []string{"--user-tokens-file", dup}, nil, "same token as line 1"},
+		{"not a user id", []string{"--user-tokens-file", badID}, nil, "line 1, second column: not an Akahu user id"},
+		{"a token as the user id", []string{"--user-tokens-file", tokenAsID}, nil, "line 1, second column: a user token"},
 		{"bad lookback", []string{"--user-tokens-file", good, "--lookback", "thirty"}, nil, "--lookback"},
 		{"bad history", []string{"--user-tokens-file", good, "--history", "-3d"}, nil, "--history"},
 		{"bad end date", []string{"--user-tokens-file", good, "--end", "2026-02-30"}, nil, "--end"},
@@ -125,5 +130,37 @@ func TestFleetFlags(t *testing.T) {
 		if cfg.SpillDir != c.spill || cfg.AccountWalks != c.walks || cfg.CompareValues != c.compare {
 			t.Errorf("%v: SpillDir %q, AccountWalks %v, CompareValues %v; want %q, %v, %v", c.args, cfg.SpillDir, cfg.AccountWalks, cfg.CompareValues, c.spill, c.walks, c.compare)
 		}
+	}
+}
+
+// TestUserTokensFile: the tokens file's lines are a token, optionally followed by the
+// token's user id; the ids are returned only when some line gives one.
+func TestUserTokensFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, content string
+		tokens        []string
+		ids           []string
+	}{
+		{"tokens only", "# fleet\nuser_token_a\n\nuser_token_b\n", []string{"user_token_a", "user_token_b"}, nil},
+		{"some ids", "user_token_a user_1\nuser_token_b\n  user_token_c\tuser_3  \n", []string{"user_token_a", "user_token_b", "user_token_c"}, []string{"user_1", "", "user_3"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name)
+			if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tokens, ids, err := userTokens(func(string) string { return "" }, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, tok := range tokens {
+				got = append(got, string(tok))
+			}
+			if !slices.Equal(got, c.tokens) || !slices.Equal(ids, c.ids) || (ids == nil) != (c.ids == nil) {
+				t.Errorf("tokens %q ids %q; want %q %q", got, ids, c.tokens, c.ids)
+			}
+		})
 	}
 }

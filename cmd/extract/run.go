@@ -45,7 +45,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.StringVar(&f.start, "start", "", "first local date YYYY-MM-DD (default: last run's end minus --lookback)")
 	fs.StringVar(&f.end, "end", "", "last local date YYYY-MM-DD, inclusive (default: today)")
 	fs.StringVar(&f.accounts, "accounts", "", "comma-separated account ids to extract (default: all)")
-	fs.StringVar(&f.tokensFile, "user-tokens-file", "", "file with one user token per line (instead of AKAHU_USER_TOKEN)")
+	fs.StringVar(&f.tokensFile, "user-tokens-file", "", "file with one user token per line, optionally followed by its user id (instead of AKAHU_USER_TOKEN)")
 	fs.StringVar(&f.lookback, "lookback", "30d", "with no --start: re-read this far before the last run's end")
 	fs.StringVar(&f.history, "history", "730d", "on an empty dataset with no --start: how far back to read")
 	fs.IntVar(&f.workers, "workers", pipeline.DefaultWorkers, "concurrent cursor walks")
@@ -272,7 +272,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 			accounts = append(accounts, a)
 		}
 	}
-	users, err := userTokens(getenv, f.tokensFile)
+	users, userIDs, err := userTokens(getenv, f.tokensFile)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -292,7 +292,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		return cfg, nil, err
 	}
 	cfg = pipeline.Config{
-		Out: out, Users: users, Start: f.start, End: f.end, Lookback: lookback, History: history,
+		Out: out, Users: users, UserIDs: userIDs, Start: f.start, End: f.end, Lookback: lookback, History: history,
 		Accounts: accounts, Workers: f.workers, DryRun: f.dryRun, TimeZone: f.timeZone,
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
 		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
@@ -308,21 +308,26 @@ func shardBudget(rps float64, shards int) float64 {
 }
 
 // userTokens reads the user tokens: AKAHU_USER_TOKEN, or a file with one per line
-// (blank lines and # comments ignored). Errors name the line, never the token.
-func userTokens(getenv env, file string) ([]akahu.Token, error) {
+// (blank lines and # comments ignored), each optionally followed by the token's
+// Akahu user id (`TOKEN user_…`, separated by spaces or a tab). The ids are returned
+// only if a line gives one ("" for the lines that do not). Errors name the line,
+// never the token or the id.
+func userTokens(getenv env, file string) ([]akahu.Token, []string, error) {
 	if file == "" {
 		t := strings.TrimSpace(getenv("AKAHU_USER_TOKEN"))
 		if t == "" {
-			return nil, errors.New("no user token: set AKAHU_USER_TOKEN or pass --user-tokens-file")
+			return nil, nil, errors.New("no user token: set AKAHU_USER_TOKEN or pass --user-tokens-file")
 		}
-		return []akahu.Token{akahu.Token(t)}, nil
+		return []akahu.Token{akahu.Token(t)}, nil, nil
 	}
 	fh, err := os.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("--user-tokens-file: %w", err)
+		return nil, nil, fmt.Errorf("--user-tokens-file: %w", err)
 	}
 	defer fh.Close()
 	var out []akahu.Token
+	var ids []string
+	anyID := false
 	seen := map[string]int{}
 	sc := bufio.NewScanner(fh)
 	for n := 1; sc.Scan(); n++ {
@@ -330,22 +335,34 @@ func userTokens(getenv env, file string) ([]akahu.Token, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if strings.ContainsAny(line, " \t") {
-			return nil, fmt.Errorf("--user-tokens-file %s line %d: a token must not contain spaces", file, n)
+		fields := strings.Fields(line)
+		if len(fields) > 2 {
+			return nil, nil, fmt.Errorf("--user-tokens-file %s line %d: want a token, then optionally its user id (user_…); a token must not contain spaces", file, n)
 		}
-		if prev, dup := seen[line]; dup {
-			return nil, fmt.Errorf("--user-tokens-file %s line %d: same token as line %d", file, n, prev)
+		tok, id := fields[0], ""
+		if len(fields) == 2 {
+			id, anyID = fields[1], true
+			if err := pipeline.CheckUserID(id); err != nil {
+				return nil, nil, fmt.Errorf("--user-tokens-file %s line %d, second column: %v", file, n, err)
+			}
 		}
-		seen[line] = n
-		out = append(out, akahu.Token(line))
+		if prev, dup := seen[tok]; dup {
+			return nil, nil, fmt.Errorf("--user-tokens-file %s line %d: same token as line %d", file, n, prev)
+		}
+		seen[tok] = n
+		out = append(out, akahu.Token(tok))
+		ids = append(ids, id)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--user-tokens-file %s: %w", file, err)
+		return nil, nil, fmt.Errorf("--user-tokens-file %s: %w", file, err)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("--user-tokens-file %s has no tokens (only blank or # comment lines)", file)
+		return nil, nil, fmt.Errorf("--user-tokens-file %s has no tokens (only blank or # comment lines)", file)
 	}
-	return out, nil
+	if !anyID {
+		ids = nil
+	}
+	return out, ids, nil
 }
 
 // openBucket opens a local directory or a gs://BUCKET/PREFIX location.
