@@ -11,6 +11,7 @@ import (
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
@@ -196,4 +197,54 @@ func mustList(t *testing.T, b bucket.Bucket, prefix string) []bucket.Attrs {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// TestPurgeKeepsDigests: a partition a purge rewrites keeps its day digests (the
+// footer key-value a daily run decides "unchanged" by without reading the rows), the
+// same a run writing only the remaining rows writes. A purge once wrote the file's
+// old digests back: they counted the purged rows, so no later daily run could use
+// them and each read the partition's columns instead.
+func TestPurgeKeepsDigests(t *testing.T) {
+	const key = "akahu_parquet.day_digests"
+	b := newLocal(t)
+	h := newHarness(t, b, smallPopulation())
+	from, to := h.opts.From, h.opts.To
+	h.run(from, to)
+	u2 := h.srv.Users()[1]
+	if _, err := pipeline.Purge(context.Background(), pipeline.PurgeConfig{Out: b, UserID: u2.ID, Now: h.now}); err != nil {
+		t.Fatal(err)
+	}
+	// The same range, user 1 alone, into another dataset.
+	alone := newLocal(t)
+	cfg := h.config(from, to)
+	cfg.Out, cfg.Users = alone, h.tokens[:1]
+	if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	digests := func(b bucket.Bucket, name string) (string, bool) {
+		data, _, err := b.Get(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := parquetsink.ReadMetadata(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		v, ok := md.KeyValue[key]
+		return v, ok
+	}
+	objs := mustList(t, b, "transactions/")
+	if len(objs) == 0 {
+		t.Fatal("no transactions objects after the purge")
+	}
+	for _, a := range objs {
+		got, ok := digests(b, a.Name)
+		if !ok {
+			t.Errorf("%s: no day digests after the purge", a.Name)
+			continue
+		}
+		if want, _ := digests(alone, a.Name); got != want {
+			t.Errorf("%s: day digests %q after the purge; a run of the remaining user writes %q", a.Name, got, want)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
+	parquetsink "github.com/akahu-etl/akahu-parquet/sinks/parquet"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
@@ -233,12 +234,23 @@ func (p *purger) purgeObject(ctx context.Context, kind, name string) (int64, *Ob
 		}
 		return removed, ow, nil
 	}
+	// The file's key-values come back as the schema's metadata: its day digests
+	// describe the rows before the purge. A transactions partition gets its
+	// remaining rows' digests, so daily runs can still tell it unchanged from its
+	// footer.
+	sch = schemaWithout(sch, digestsKey)
+	var opts []parquetsink.Option
+	if key, ok := parseTxObject(name); ok && checkTxSchema(sch) == nil {
+		if d, ok := digestRows(newTxCols(sch), t, keep, key.month); ok {
+			opts = append(opts, parquetsink.WithKeyValue(digestsKey, d.String()))
+		}
+	}
 	out, err := take(p.mem, sch, t, keep)
 	if err != nil {
 		return 0, nil, fmt.Errorf("build %s: %w", name, err)
 	}
 	defer out.Release()
-	buf, rows, err := encodeParquet(sch, []arrow.Record{out})
+	buf, rows, err := encodeParquet(sch, []arrow.Record{out}, opts...)
 	if err != nil {
 		return 0, nil, fmt.Errorf("encode %s: %w", name, err)
 	}
@@ -474,4 +486,20 @@ func (r *runner) purgeTargets() ([]string, []string) {
 	}
 	sort.Strings(ids)
 	return ids, notes
+}
+
+// schemaWithout returns sch without the metadata key (sch itself if it has none).
+func schemaWithout(sch *arrow.Schema, key string) *arrow.Schema {
+	md := sch.Metadata()
+	if md.FindKey(key) < 0 {
+		return sch
+	}
+	var keys, values []string
+	for i, k := range md.Keys() {
+		if k != key {
+			keys, values = append(keys, k), append(values, md.Values()[i])
+		}
+	}
+	kv := arrow.NewMetadata(keys, values)
+	return arrow.NewSchema(sch.Fields(), &kv)
 }
