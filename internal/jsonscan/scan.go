@@ -82,6 +82,9 @@ func (s *Scanner) Reset(b []byte, opts Options) {
 	*s = Scanner{b: b, opts: opts, frames: s.frames[:0], names: s.names[:0], arena: s.arena[:0]}
 }
 
+// Bytes returns the input.
+func (s *Scanner) Bytes() []byte { return s.b }
+
 // Offset is the number of bytes read so far.
 func (s *Scanner) Offset() int { return s.i }
 
@@ -343,6 +346,7 @@ func (s *Scanner) member(f *frame) (name, raw []byte, err error) {
 		return nil, nil, s.invalid("after an object member name (expecting ':')")
 	}
 	s.i++
+	s.ws()
 	return name, raw, nil
 }
 

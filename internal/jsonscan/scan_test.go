@@ -101,6 +101,7 @@ func TestScanErrors(t *testing.T) {
 		offset   int
 	}{
 		{"object", ` {"a":[1,-2.5e+3,true,false,null,"x\n\u00e9"],"b":{}} `, strict, "", false, 0},
+		{"whitespace everywhere", " \t{ \"a\" : [ 1 , { \"b\"\r\n:\nnull } ] , \"c\" : { } , \"d\" : [ ] }\n", strict, "", false, 0},
 		{"empty", ``, strict, "unexpected EOF", true, 0},
 		{"truncated object", `{"a":1`, strict, "unexpected EOF", true, 6},
 		{"truncated string", `{"a":"xy`, strict, "unexpected EOF", true, 8},
@@ -204,6 +205,7 @@ func TestScanAllocs(t *testing.T) {
 func FuzzScan(f *testing.F) {
 	for _, s := range []string{
 		`{"a":[1,-2.5e+3,true,false,null,"x\n\u00e9"],"b":{}}`,
+		" \t{ \"a\" : [ 1 , { \"b\"\r\n:\nnull } ] , \"c\" : { } , \"d\" : [ ] }\n",
 		`{"a":1,"a":2}`, `{"a":1,"\u0061":2}`, "\"caf\xe9\"", `"\ud83d\ude00"`, `"\ud800"`,
 		`[01]`, `1.e3`, `{"a" 1}`, `[{"a":1},{"a":1,"a":2}]`, ` 0 `, `-0.0e-0`, `"\u00"`,
 	} {

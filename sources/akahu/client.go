@@ -1,7 +1,6 @@
 package akahu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-json-experiment/json/jsontext"
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 )
 
 // maxErrorBody bounds how much of a non-2xx body is read for its message.
@@ -43,7 +42,7 @@ type Client struct {
 	jitter func() float64
 	now    func() time.Time
 
-	decoders sync.Pool // *jsontext.Decoder
+	decoders sync.Pool // *jsonscan.Scanner
 
 	// bodies are the page buffers of finished walks, for the next walks: at most
 	// MaxInFlight of them, none larger than maxPooledBody.
@@ -351,16 +350,16 @@ func (c *Client) attempt(ctx context.Context, cl *call, target string, attempt i
 }
 
 // putDecoder returns d to the pool without keeping the body it last read.
-func (c *Client) putDecoder(d *jsontext.Decoder) {
-	d.Reset(bytes.NewBuffer(nil))
+func (c *Client) putDecoder(d *jsonscan.Scanner) {
+	d.Reset(nil, jsonscan.Options{})
 	c.decoders.Put(d)
 }
 
-func (c *Client) getDecoder() *jsontext.Decoder {
-	if d, ok := c.decoders.Get().(*jsontext.Decoder); ok {
+func (c *Client) getDecoder() *jsonscan.Scanner {
+	if d, ok := c.decoders.Get().(*jsonscan.Scanner); ok {
 		return d
 	}
-	return new(jsontext.Decoder)
+	return new(jsonscan.Scanner)
 }
 
 // errorMessage extracts "message" from an error body, best effort.

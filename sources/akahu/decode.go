@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/go-json-experiment/json/jsontext"
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 )
 
 // envelope is the decoded shape of every Akahu response:
@@ -35,18 +35,22 @@ func (e *envelope) reset() {
 // errTrailingData reports bytes after the top-level object.
 var errTrailingData = errors.New("data after the top-level JSON object")
 
+// envelopeOptions: duplicate names are checked by hand at the top level and
+// items are passed through as served; bank text is passed through too (never
+// fail a page on one byte of invalid UTF-8).
+var envelopeOptions = jsonscan.Options{AllowDuplicateNames: true, AllowInvalidUTF8: true}
+
 // decodeEnvelope parses body into env without copying items: each item is a
-// sub-slice of body. It validates the whole body as JSON, requires a
-// top-level object, requires every item (and item) to be a JSON object, and
-// requires success to be a boolean and cursor.next a string or null.
-// Unknown top-level fields are skipped.
-func decodeEnvelope(d *jsontext.Decoder, body []byte, env *envelope) error {
+// sub-slice of body. It validates the whole body as JSON (items included:
+// a malformed item is an error naming items[i], so the page is retried),
+// requires a top-level object, requires every item (and item) to be a JSON
+// object, and requires success to be a boolean and cursor.next a string or
+// null. Unknown top-level fields are skipped. Items are only scanned, not
+// decoded: their readers (the schema package for transactions) decode them.
+func decodeEnvelope(s *jsonscan.Scanner, body []byte, env *envelope) error {
 	env.reset()
-	d.Reset(bytes.NewBuffer(body),
-		jsontext.AllowDuplicateNames(true), // checked by hand at the top level; items are passed through
-		jsontext.AllowInvalidUTF8(true),    // bank text is passed through; never fail a page on one byte
-	)
-	if err := expectDelim(d, '{', "body"); err != nil {
+	s.Reset(body, envelopeOptions)
+	if err := expectDelim(s, '{', "body"); err != nil {
 		return err
 	}
 	seen := 0
@@ -65,205 +69,170 @@ func decodeEnvelope(d *jsontext.Decoder, body []byte, env *envelope) error {
 		return nil
 	}
 	for {
-		kind, err := peek(d)
+		name, _, more, err := s.NextName()
 		if err != nil {
 			return err
 		}
-		if kind == '}' {
+		if !more {
 			break
 		}
-		tok, err := d.ReadToken()
-		if err != nil {
-			return err
-		}
-		name := tok.String()
-		switch name {
+		switch string(name) {
 		case "success":
-			if err := once(sawSuccess, name); err != nil {
+			if err := once(sawSuccess, "success"); err != nil {
 				return err
 			}
-			tok, err := d.ReadToken()
+			v, err := s.ReadValue()
 			if err != nil {
 				return err
 			}
-			switch tok.Kind() {
+			switch v[0] {
 			case 't', 'f':
-				env.success, env.hasSuccess = tok.Bool(), true
+				env.success, env.hasSuccess = v[0] == 't', true
 			default:
-				return fmt.Errorf("field success is %s, not a boolean", kindName(tok.Kind()))
+				return fmt.Errorf("field success is %s, not a boolean", kindName(v[0]))
 			}
 		case "items":
-			if err := once(sawItems, name); err != nil {
+			if err := once(sawItems, "items"); err != nil {
 				return err
 			}
-			if err := expectDelim(d, '[', "field items"); err != nil {
+			if err := expectDelim(s, '[', "field items"); err != nil {
 				return err
 			}
 			for i := 0; ; i++ {
-				kind, err := peek(d)
+				more, err := s.NextElem()
 				if err != nil {
-					return err
+					return fmt.Errorf("items[%d]: %w", i, err)
 				}
-				if kind == ']' {
+				if !more {
 					break
 				}
-				item, err := readObject(d, body)
+				item, err := readObject(s)
 				if err != nil {
 					return fmt.Errorf("items[%d]: %w", i, err)
 				}
 				env.items = append(env.items, item)
 			}
-			if _, err := d.ReadToken(); err != nil {
-				return err
-			}
 			env.hasItems = true
 		case "item":
-			if err := once(sawItem, name); err != nil {
+			if err := once(sawItem, "item"); err != nil {
 				return err
 			}
-			item, err := readObject(d, body)
+			item, err := readObject(s)
 			if err != nil {
 				return fmt.Errorf("item: %w", err)
 			}
 			env.item = item
 		case "cursor":
-			if err := once(sawCursor, name); err != nil {
+			if err := once(sawCursor, "cursor"); err != nil {
 				return err
 			}
-			if err := decodeCursor(d, env); err != nil {
+			if err := decodeCursor(s, env); err != nil {
 				return fmt.Errorf("cursor: %w", err)
 			}
 		case "message":
-			if err := once(sawMessage, name); err != nil {
+			if err := once(sawMessage, "message"); err != nil {
 				return err
 			}
-			v, err := d.ReadValue()
+			v, err := s.ReadValue()
 			if err != nil {
 				return err
 			}
-			if v.Kind() == '"' {
-				var s string
-				if err := json.Unmarshal(v, &s); err == nil {
-					env.message = s
+			if v[0] == '"' {
+				var m string
+				if err := json.Unmarshal(v, &m); err == nil {
+					env.message = m
 				}
 			}
 		default:
-			if err := d.SkipValue(); err != nil {
+			if _, err := s.ReadValue(); err != nil {
 				return err
 			}
 		}
 	}
-	if _, err := d.ReadToken(); err != nil { // the closing '}'
-		return err
-	}
-	if _, err := d.ReadToken(); err != io.EOF {
-		if err == nil {
-			return errTrailingData
-		}
-		return err
+	if s.End() != nil {
+		return errTrailingData
 	}
 	return nil
 }
 
 // decodeCursor reads null or {"next": "…"|null, …}.
-func decodeCursor(d *jsontext.Decoder, env *envelope) error {
-	kind, err := peek(d)
-	if err != nil {
+func decodeCursor(s *jsonscan.Scanner, env *envelope) error {
+	if s.PeekKind() == 'n' {
+		_, err := s.ReadValue()
 		return err
 	}
-	if kind == 'n' {
-		_, err := d.ReadToken()
-		return err
-	}
-	if err := expectDelim(d, '{', "cursor"); err != nil {
+	if err := expectDelim(s, '{', "cursor"); err != nil {
 		return err
 	}
 	sawNext := false
 	for {
-		kind, err := peek(d)
+		name, _, more, err := s.NextName()
+		if err != nil || !more {
+			return err
+		}
+		v, err := s.ReadValue()
 		if err != nil {
 			return err
 		}
-		if kind == '}' {
-			_, err := d.ReadToken()
-			return err
-		}
-		tok, err := d.ReadToken()
-		if err != nil {
-			return err
-		}
-		if tok.String() != "next" {
-			if err := d.SkipValue(); err != nil {
-				return err
-			}
+		if string(name) != "next" {
 			continue
 		}
 		if sawNext {
 			return errors.New(`duplicate field "next"`)
 		}
 		sawNext = true
-		tok, err = d.ReadToken()
-		if err != nil {
-			return err
-		}
-		switch tok.Kind() {
+		switch v[0] {
 		case 'n':
 			env.next, env.hasNext = "", false
 		case '"':
-			env.next, env.hasNext = tok.String(), true
+			next := v[1 : len(v)-1]
+			if bytes.IndexByte(next, '\\') >= 0 {
+				next = jsonscan.AppendUnquote(nil, v)
+			}
+			env.next, env.hasNext = string(next), true
 		default:
-			return fmt.Errorf("next is %s, not a string or null", kindName(tok.Kind()))
+			return fmt.Errorf("next is %s, not a string or null", kindName(v[0]))
 		}
 	}
 }
 
 // readObject reads one JSON value, which must be an object, and returns the
-// sub-slice of body holding it.
-func readObject(d *jsontext.Decoder, body []byte) (json.RawMessage, error) {
-	v, err := d.ReadValue()
+// sub-slice of the body holding it, capped so that an append cannot write
+// into the rest of the body.
+func readObject(s *jsonscan.Scanner) (json.RawMessage, error) {
+	v, err := s.ReadValue()
 	if err != nil {
 		return nil, err
 	}
-	if v.Kind() != '{' {
-		return nil, fmt.Errorf("%s, not a JSON object", kindName(v.Kind()))
+	if v[0] != '{' {
+		return nil, fmt.Errorf("%s, not a JSON object", kindName(v[0]))
 	}
-	end := d.InputOffset()
-	start := end - int64(len(v))
-	if start < 0 || end > int64(len(body)) {
-		return nil, errors.New("decoder offset outside the body") // cannot happen
-	}
-	return body[start:end:end], nil
+	return v[:len(v):len(v)], nil
 }
 
-func expectDelim(d *jsontext.Decoder, want jsontext.Kind, what string) error {
-	tok, err := d.ReadToken()
-	if err == io.EOF {
-		return fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF)
-	}
-	if err != nil {
+// expectDelim opens the object or array that must come next.
+func expectDelim(s *jsonscan.Scanner, want byte, what string) error {
+	switch k := s.PeekKind(); {
+	case k == want:
+		if want == '{' {
+			return s.BeginObject()
+		}
+		return s.BeginArray()
+	case k == 0:
+		if s.Offset() == len(s.Bytes()) {
+			return fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF)
+		}
+		_, err := s.ReadValue() // the syntax error at this byte
 		return err
-	}
-	if k := tok.Kind(); k != want {
+	default:
 		return fmt.Errorf("%s is %s, not %s", what, kindName(k), kindName(want))
 	}
-	return nil
 }
 
-// peek returns the next kind, or the decoder's error if there is none.
-func peek(d *jsontext.Decoder) (jsontext.Kind, error) {
-	if k := d.PeekKind(); k != 0 {
-		return k, nil
-	}
-	_, err := d.ReadToken()
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return 0, err
-}
-
-// kindName names a kind with its article, for messages.
-func kindName(k jsontext.Kind) string {
-	switch k {
+// kindName names the kind of a value (by its first byte, or a kind as
+// PeekKind returns it) with its article, for messages.
+func kindName(c byte) string {
+	switch c {
 	case '{':
 		return "an object"
 	case '[':
@@ -274,7 +243,7 @@ func kindName(k jsontext.Kind) string {
 		return "the end of an array"
 	case '"':
 		return "a string"
-	case '0':
+	case '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '-':
 		return "a number"
 	case 'n':
 		return "null"

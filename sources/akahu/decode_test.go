@@ -2,7 +2,9 @@ package akahu
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,7 +12,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -48,7 +52,7 @@ func TestDecodeEnvelopeGolden(t *testing.T) {
 	}
 	sort.Strings(files)
 	var out bytes.Buffer
-	d := new(jsontext.Decoder)
+	d := new(jsonscan.Scanner)
 	var env envelope
 	for _, f := range files {
 		body, err := os.ReadFile(f)
@@ -113,7 +117,7 @@ func within(buf, sub []byte) bool {
 
 func TestDecodeEnvelopeReuse(t *testing.T) {
 	t.Parallel()
-	d := new(jsontext.Decoder)
+	d := new(jsonscan.Scanner)
 	var env envelope
 	if err := decodeEnvelope(d, []byte(`{"success":true,"items":[{"a":1},{"b":2}],"cursor":{"next":"x"},"message":"m"}`), &env); err != nil {
 		t.Fatal(err)
@@ -135,7 +139,7 @@ func FuzzDecodePage(f *testing.F) {
 		}
 	}
 	f.Add(benchPage(3, 200))
-	d := new(jsontext.Decoder)
+	d := new(jsonscan.Scanner)
 	var env envelope
 	f.Fuzz(func(t *testing.T, body []byte) {
 		err := decodeEnvelope(d, body, &env)
@@ -144,9 +148,10 @@ func FuzzDecodePage(f *testing.F) {
 		}
 		checkItemsAlias(t, body, &env)
 		// Anything accepted is JSON the standard library agrees is valid
-		// (it, too, tolerates invalid UTF-8 and duplicate names).
-		if !json.Valid(body) {
-			t.Fatalf("accepted a body encoding/json rejects: %q", body)
+		// (it, too, tolerates invalid UTF-8 and duplicate names), and so
+		// does jsontext with the same tolerances.
+		if !json.Valid(body) || !jsontext.Value(body).IsValid(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)) {
+			t.Fatalf("accepted a body encoding/json or jsontext rejects: %q", body)
 		}
 		if env.hasNext && bytes.Count(body, []byte(`"next"`)) == 0 {
 			t.Fatalf("cursor from nowhere: %q", body)
@@ -176,7 +181,7 @@ func benchPage(n, size int) []byte {
 func BenchmarkDecodePage(b *testing.B) {
 	const items = 100
 	body := benchPage(items, 1024)
-	d := new(jsontext.Decoder)
+	d := new(jsonscan.Scanner)
 	var env envelope
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -190,4 +195,93 @@ func BenchmarkDecodePage(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*items)/b.Elapsed().Seconds(), "items/s")
 	b.ReportMetric(float64(len(body))/items, "B/item")
+}
+
+// Decoding a page into a reused envelope allocates nothing but the cursor
+// string: the items alias the body and the scratch state is reused.
+func TestDecodeEnvelopeAllocs(t *testing.T) {
+	body := benchPage(20, 600)
+	d := new(jsonscan.Scanner)
+	var env envelope
+	if err := decodeEnvelope(d, body, &env); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(50, func() {
+		if err := decodeEnvelope(d, body, &env); err != nil || len(env.items) != 20 {
+			t.Fatalf("err %v, %d items", err, len(env.items))
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("decoding a page allocates %v times (want only the cursor)", allocs)
+	}
+}
+
+// Every endpoint gets validated items: a syntax error inside one item is
+// ErrMalformed naming the item (and retried), whichever endpoint served it.
+func TestMalformedItemEachEndpoint(t *testing.T) {
+	t.Parallel()
+	const (
+		badItems = `{"success":true,"items":[{"_id":"acc_1","name":"ok"},{"_id":"acc_2","name": tru}]}`
+		badItem  = `{"success":true,"item":{"_id":"user_1","email":"a@b` + "\x01" + `"}}`
+	)
+	w := Window{Start: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC)}
+	noop := func(Page) error { return nil }
+	for _, tc := range []struct {
+		name, body, want string
+		call             func(context.Context, *Client) error
+	}{
+		{"accounts", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { _, err := c.Accounts(ctx, testUser); return err }},
+		{"pending", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { _, err := c.Pending(ctx, testUser, "acc_1"); return err }},
+		{"all pending", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { _, err := c.AllPending(ctx, testUser); return err }},
+		{"transactions", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { return c.Transactions(ctx, testUser, "acc_1", w, noop) }},
+		{"all transactions", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { return c.AllTransactions(ctx, testUser, w, noop) }},
+		{"me", badItem, `item: invalid character '\x01' in string`, func(ctx context.Context, c *Client) error { _, err := c.Me(ctx, testUser); return err }},
+		{"transaction", badItem, `item: invalid character '\x01' in string`, func(ctx context.Context, c *Client) error { _, err := c.Transaction(ctx, testUser, "trans_1"); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc2 := newTestClient(t, script(status(200, tc.body)))
+			err := tc.call(context.Background(), tc2.Client)
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrMalformed containing %q", err, tc.want)
+			}
+			if n := len(tc2.rec.requests()); n != 4 {
+				t.Errorf("%d requests, want 4 (a malformed body is retried)", n)
+			}
+		})
+	}
+}
+
+// FuzzDecodeItem puts arbitrary bytes where a page's items go: a valid JSON
+// object (as jsontext judges it, with the envelope's options) is passed
+// through exactly; anything the decoder accepts is valid JSON; a rejection
+// of the items names the item.
+func FuzzDecodeItem(f *testing.F) {
+	for _, s := range []string{`{"_id":"t"}`, `{"a": [1, {"b": null}]} `, `{"a":1,"a":2}`, "{\"d\":\"bad \xff\"}", `{"a":tru}`, `{"a":"\u00"}`, `{}, {}`, `[]`, `{"a":1}}`} {
+		f.Add([]byte(s))
+	}
+	s := new(jsonscan.Scanner)
+	var env envelope
+	lenient := []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+	f.Fuzz(func(t *testing.T, item []byte) {
+		body := append(append([]byte(`{"success":true,"items":[`), item...), `],"cursor":null}`...)
+		err := decodeEnvelope(s, body, &env)
+		trimmed := bytes.Trim(item, " \t\r\n")
+		if jsontext.Value(item).IsValid(lenient...) && len(trimmed) > 0 && trimmed[0] == '{' {
+			if err != nil || len(env.items) != 1 || !bytes.Equal(env.items[0], trimmed) {
+				t.Fatalf("valid object %q: err %v, items %q", item, err, env.items)
+			}
+			return
+		}
+		if err == nil {
+			if !jsontext.Value(body).IsValid(lenient...) {
+				t.Fatalf("accepted invalid JSON %q", body)
+			}
+			checkItemsAlias(t, body, &env)
+			return
+		}
+		if !strings.HasPrefix(err.Error(), "items[") && !strings.HasPrefix(err.Error(), "data after") {
+			t.Fatalf("error for items %q does not name the item: %v", item, err)
+		}
+	})
 }

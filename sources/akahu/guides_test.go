@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/go-json-experiment/json/jsontext"
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 )
 
 // TestDecodeGuideResponses decodes the list responses transcribed from
@@ -20,7 +20,7 @@ func TestDecodeGuideResponses(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no guide responses: %v", err)
 	}
-	d := new(jsontext.Decoder)
+	d := new(jsonscan.Scanner)
 	var env envelope
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
