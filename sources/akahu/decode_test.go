@@ -280,7 +280,8 @@ func FuzzDecodeItem(f *testing.F) {
 			checkItemsAlias(t, body, &env)
 			return
 		}
-		if !strings.HasPrefix(err.Error(), "items[") && !strings.HasPrefix(err.Error(), "data after") {
+		// A ']' may close the array early; otherwise the error is the item's.
+		if !bytes.Contains(item, []byte("]")) && !strings.HasPrefix(err.Error(), "items[") {
 			t.Fatalf("error for items %q does not name the item: %v", item, err)
 		}
 	})
