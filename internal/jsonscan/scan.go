@@ -92,15 +92,17 @@ func (s *Scanner) Offset() int { return s.i }
 func (s *Scanner) Depth() int { return len(s.frames) }
 
 func (s *Scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+	b, i := s.b, s.i
+	if i < len(b) && b[i] > ' ' { // the common case: no whitespace
+		return
 	}
+	for i < len(b) && isSpace[b[i]] {
+		i++
+	}
+	s.i = i
 }
+
+var isSpace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true}
 
 // PeekKind skips whitespace and returns the kind of the next value, as
 // jsontext names kinds: '{', '[', '"', 'n', 't', 'f', '0' for a number, or
@@ -153,7 +155,7 @@ func (s *Scanner) NextName() (name, raw []byte, more bool, err error) {
 	if !more || err != nil {
 		return nil, nil, false, err
 	}
-	name, raw, err = s.member(f)
+	name, raw, err = s.member(f, true)
 	return name, raw, err == nil, err
 }
 
@@ -210,7 +212,7 @@ func (s *Scanner) ReadValue() ([]byte, error) {
 				s.pop()
 				break
 			}
-			if _, _, err := s.member(&s.frames[len(s.frames)-1]); err != nil {
+			if _, _, err := s.member(&s.frames[len(s.frames)-1], !s.opts.AllowDuplicateNames); err != nil {
 				return nil, err
 			}
 			continue
@@ -265,7 +267,7 @@ func (s *Scanner) ReadValue() ([]byte, error) {
 				s.i++
 				s.ws()
 				if f.obj {
-					if _, _, err := s.member(f); err != nil {
+					if _, _, err := s.member(f, !s.opts.AllowDuplicateNames); err != nil {
 						return nil, err
 					}
 				}
@@ -312,8 +314,9 @@ func (s *Scanner) pop() {
 }
 
 // member reads a member name of object f and the ':' after it, checking it
-// is not a duplicate unless allowed.
-func (s *Scanner) member(f *frame) (name, raw []byte, err error) {
+// is not a duplicate unless allowed. With want false (and duplicates
+// allowed) it does not unescape the name and returns no name.
+func (s *Scanner) member(f *frame, want bool) (name, raw []byte, err error) {
 	s.ws()
 	if s.i >= len(s.b) {
 		return nil, nil, s.eof()
@@ -327,6 +330,9 @@ func (s *Scanner) member(f *frame) (name, raw []byte, err error) {
 		return nil, nil, err
 	}
 	raw = s.b[start:s.i]
+	if !want {
+		goto colon
+	}
 	name = raw[1 : len(raw)-1]
 	if escaped {
 		at := len(s.arena)
@@ -338,6 +344,7 @@ func (s *Scanner) member(f *frame) (name, raw []byte, err error) {
 			return nil, nil, err
 		}
 	}
+colon:
 	s.ws()
 	if s.i >= len(s.b) {
 		return nil, nil, s.eof()
