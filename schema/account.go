@@ -255,9 +255,9 @@ func (r *reader) members(field string, ref *xref, known func(name, raw []byte) (
 }
 
 func (r *reader) decodeAttributes(row *accountRow) error {
-	switch r.dec.PeekKind() {
+	switch r.sc.PeekKind() {
 	case '[':
-		if _, err := r.dec.ReadToken(); err != nil {
+		if err := r.sc.BeginArray(); err != nil {
 			return syntaxErr(err)
 		}
 	case 'n':
@@ -271,7 +271,14 @@ func (r *reader) decodeAttributes(row *accountRow) error {
 		return nil
 	}
 	row.hasAttributes = true
-	for r.dec.PeekKind() != ']' {
+	for {
+		more, err := r.sc.NextElem()
+		if err != nil {
+			return syntaxErr(err)
+		}
+		if !more {
+			return nil
+		}
 		v, err := r.value()
 		if err != nil {
 			return err
@@ -282,8 +289,4 @@ func (r *reader) decodeAttributes(row *accountRow) error {
 		}
 		row.attributes = append(row.attributes, r.unquote(v))
 	}
-	if _, err := r.dec.ReadToken(); err != nil {
-		return syntaxErr(err)
-	}
-	return nil
 }

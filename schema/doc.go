@@ -28,5 +28,7 @@
 // exactly like the number; pending amounts are known to arrive this way. A
 // missing description or type becomes "" (the columns are non-null).
 //
-// The package imports nothing else of this module.
+// Items are read by internal/jsonscan, a strict in-place JSON scanner (valid
+// UTF-8 and unique member names required, as with jsontext's defaults); the
+// package imports nothing else of this module.
 package schema

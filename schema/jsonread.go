@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 
-	"github.com/go-json-experiment/json/jsontext"
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 )
 
 // optStr is an optional string: ok is false when the field was absent or null.
@@ -36,12 +35,13 @@ type fieldError struct {
 	err   error
 }
 
-// reader streams one JSON object with jsontext and collects what it needs.
-// It is reused across items; nothing it returns survives the next reset.
+// reader streams one JSON object with a strict jsonscan.Scanner (valid
+// UTF-8, unique member names in every object, as RFC 7493 asks) and collects
+// what it needs. It is reused across items; nothing it returns survives the
+// next reset.
 type reader struct {
-	dec   jsontext.Decoder
-	in    bytes.Buffer
-	arena []byte // unescaped strings that had escapes
+	sc    jsonscan.Scanner
+	arena []byte // unescaped string values that had escapes
 	ferr  fieldError
 	extra extraTree
 	refs  txRefs
@@ -70,8 +70,7 @@ func (r *reader) resetRefs() {
 // reset prepares the reader for item, which must stay unmodified until the
 // row has been appended: decoded strings and raw values alias it.
 func (r *reader) reset(item []byte) {
-	r.in = *bytes.NewBuffer(item)
-	r.dec.Reset(&r.in)
+	r.sc.Reset(item, jsonscan.Options{})
 	r.resetRefs()
 	r.arena = r.arena[:0]
 	r.ferr = fieldError{}
@@ -97,20 +96,14 @@ func (r *reader) unquote(v []byte) []byte {
 		return in
 	}
 	start := len(r.arena)
-	out, err := jsontext.AppendUnquote(r.arena, v)
-	if err != nil { // cannot happen: the decoder validated v
-		return in
-	}
-	r.arena = out
-	return out[start:]
+	r.arena = jsonscan.AppendUnquote(r.arena, v) // v was validated by the scanner
+	return r.arena[start:]
 }
 
 // finish checks that nothing but whitespace follows the object.
 func (r *reader) finish() error {
-	if _, err := r.dec.ReadValue(); err == nil {
+	if err := r.sc.End(); err != nil {
 		return fmt.Errorf("trailing data after the object: %w", ErrInvalid)
-	} else if !errors.Is(err, io.EOF) {
-		return syntaxErr(err)
 	}
 	return nil
 }
@@ -121,38 +114,53 @@ func syntaxErr(err error) error {
 
 // openRoot reads the item's '{'.
 func (r *reader) openRoot() error {
-	switch k := r.dec.PeekKind(); k {
+	switch k := r.sc.PeekKind(); k {
 	case '{':
-		_, err := r.dec.ReadToken()
-		if err != nil {
+		if err := r.sc.BeginObject(); err != nil {
 			return syntaxErr(err)
 		}
 		return nil
-	case jsontext.KindInvalid:
-		_, err := r.dec.ReadToken()
+	case 0, '}', ']':
+		_, err := r.sc.ReadValue()
 		return syntaxErr(err)
 	default:
-		return fmt.Errorf("%w (got %v): %w", errNotObject, k, ErrInvalid)
+		return fmt.Errorf("%w (got %s): %w", errNotObject, kindName(k), ErrInvalid)
 	}
+}
+
+// kindName names a kind as Scanner.PeekKind returns it.
+func kindName(k byte) string {
+	switch k {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "an object"
 }
 
 // openObject reads the start of an object-valued field. It reports false for
 // null and for values of another type (recording a semantic error).
 func (r *reader) openObject(field string) (bool, error) {
-	switch r.dec.PeekKind() {
+	switch r.sc.PeekKind() {
 	case '{':
-		if _, err := r.dec.ReadToken(); err != nil {
+		if err := r.sc.BeginObject(); err != nil {
 			return false, syntaxErr(err)
 		}
 		return true, nil
 	case 'n':
-		_, err := r.dec.ReadValue()
-		if err != nil {
+		if _, err := r.sc.ReadValue(); err != nil {
 			return false, syntaxErr(err)
 		}
 		return false, nil
 	default:
-		if _, err := r.dec.ReadValue(); err != nil {
+		if _, err := r.sc.ReadValue(); err != nil {
 			return false, syntaxErr(err)
 		}
 		r.fail(field, fmt.Errorf("%w: want an object", errType))
@@ -163,22 +171,16 @@ func (r *reader) openObject(field string) (bool, error) {
 // nextName returns the next member name of the open object (unquoted and as
 // written), or more=false after consuming the closing '}'.
 func (r *reader) nextName() (name, raw []byte, more bool, err error) {
-	if r.dec.PeekKind() == '}' {
-		if _, err := r.dec.ReadToken(); err != nil {
-			return nil, nil, false, syntaxErr(err)
-		}
-		return nil, nil, false, nil
-	}
-	raw, err = r.dec.ReadValue()
+	name, raw, more, err = r.sc.NextName()
 	if err != nil {
 		return nil, nil, false, syntaxErr(err)
 	}
-	return r.unquote(raw), raw, true, nil
+	return name, raw, more, nil
 }
 
 // value reads the next raw value.
 func (r *reader) value() ([]byte, error) {
-	v, err := r.dec.ReadValue()
+	v, err := r.sc.ReadValue()
 	if err != nil {
 		return nil, syntaxErr(err)
 	}

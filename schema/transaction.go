@@ -385,6 +385,7 @@ type TransactionBuilder struct {
 	row       txRow
 	runID     []byte
 	extracted int64
+	accounts  map[string]string // AppendOf's account ids, so that each is allocated once
 
 	id, user, account, connection, description, currency, typ *array.StringBuilder
 	merchantID, merchantName, merchantWebsite                 *array.StringBuilder
@@ -439,7 +440,7 @@ func (b *TransactionBuilder) AppendOf(item []byte, account func(id string) (curr
 	if err := b.r.decodeTx(item, &b.row, false); err != nil {
 		return false, err
 	}
-	currency, ok := account(string(b.row.account.b))
+	currency, ok := account(b.accountID(b.row.account.b))
 	if !ok {
 		return false, nil
 	}
@@ -448,6 +449,24 @@ func (b *TransactionBuilder) AppendOf(item []byte, account func(id string) (curr
 	}
 	b.appendRow(&b.row, currency)
 	return true, nil
+}
+
+// maxAccountIDs bounds the builder's account ids; a walk serves a user's
+// few accounts, so the bound is only reached by a builder shared across
+// many users, which then starts over.
+const maxAccountIDs = 1024
+
+// accountID returns id as a string, allocating it only the first time.
+func (b *TransactionBuilder) accountID(id []byte) string {
+	if s, ok := b.accounts[string(id)]; ok { // the lookup does not allocate
+		return s
+	}
+	if b.accounts == nil || len(b.accounts) >= maxAccountIDs {
+		b.accounts = make(map[string]string)
+	}
+	s := string(id)
+	b.accounts[s] = s
+	return s
 }
 
 func (b *TransactionBuilder) appendRow(row *txRow, currency string) {

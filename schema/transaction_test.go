@@ -395,3 +395,33 @@ func TestAccountBuilder(t *testing.T) {
 		t.Fatalf("%d rows", rec.NumRows())
 	}
 }
+
+// AppendOf hands the item's _account to the caller without allocating a
+// string per item: a page costs no more allocations than with Append.
+func TestAppendOfAllocsLikeAppend(t *testing.T) {
+	items := syntheticItems(100, 7) // three accounts, interleaved
+	b := NewTransactionBuilder(memory.NewGoAllocator(), testOptions()) // a checked allocator allocates as it tracks
+	defer b.Release()
+	currency := func(id string) (string, bool) { return "NZD", strings.HasPrefix(id, "acc_") }
+	page := func(of bool) {
+		for _, it := range items {
+			var err error
+			if of {
+				_, err = b.AppendOf(it, currency)
+			} else {
+				err = b.Append(it, "NZD")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.NewRecord().Release()
+	}
+	page(true) // warm up: buffers sized by the first batch
+	page(false)
+	withAppend := testing.AllocsPerRun(20, func() { page(false) })
+	withAppendOf := testing.AllocsPerRun(20, func() { page(true) })
+	if withAppendOf > withAppend {
+		t.Errorf("a page of 100 items allocates %v times with AppendOf, %v with Append", withAppendOf, withAppend)
+	}
+}
