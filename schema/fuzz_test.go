@@ -5,10 +5,13 @@ import (
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // FuzzTransactionAppend: Append never panics; a failure appends nothing and
-// is classified; a success yields exactly one more row in a valid record.
+// is classified; a success yields exactly one more row in a valid record,
+// and only JSON that jsontext (strict: valid UTF-8, unique names) accepts
+// can succeed.
 func FuzzTransactionAppend(f *testing.F) {
 	for _, name := range []string{local("enriched_transactions.json"), guide("seed001_transactions.json"), guide("seed004_transactions.json")} {
 		for _, it := range loadItems(f, name) {
@@ -37,6 +40,9 @@ func FuzzTransactionAppend(f *testing.F) {
 		}
 		if b.Len() != before+1 {
 			t.Fatalf("Len %d -> %d", before, b.Len())
+		}
+		if !jsontext.Value(item).IsValid() {
+			t.Fatalf("accepted an item jsontext rejects: %q", item)
 		}
 		rec := b.NewRecord()
 		defer rec.Release()
