@@ -49,12 +49,19 @@ func (e *Error) Unwrap() error {
 // ErrTrailingData is End's error for bytes after the top-level value.
 var ErrTrailingData = errors.New("data after the top-level JSON value")
 
-// frame is an open object or array.
+// frame is an open object or array. It holds no pointers, nor do the names,
+// so that pushing and popping costs no GC write barriers.
 type frame struct {
-	obj   bool
-	first bool // no member or element read yet (token API)
-	names int  // index into Scanner.names where this object's names start
-	set   map[string]struct{}
+	obj    bool
+	first  bool // no member or element read yet (token API)
+	hasSet bool // the object's names are in Scanner.sets[depth]
+	names  int  // index into Scanner.names where this object's names start
+}
+
+// span is a member name: input[off:end], or arena[off:end] if it had escapes.
+type span struct {
+	off, end int
+	arena    bool
 }
 
 // manyNames is the member count above which an object's names are checked
@@ -70,16 +77,16 @@ type Scanner struct {
 	i      int
 	opts   Options
 	frames []frame
-	names  [][]byte // unescaped names of the open objects' members, innermost last
-	arena  []byte   // unescaped names that had escapes
+	names  []span                // unescaped names of the open objects' members, innermost last
+	arena  []byte                // unescaped names that had escapes
+	sets   []map[string]struct{} // by depth: the names of an object with many
 }
 
 // Reset starts reading b. Slices handed out before stay valid (they alias
 // their input), except names unescaped into the arena, which die here.
 func (s *Scanner) Reset(b []byte, opts Options) {
-	clear(s.frames) // drop maps of an abandoned read
-	clear(s.names)  // drop references to the previous input
-	*s = Scanner{b: b, opts: opts, frames: s.frames[:0], names: s.names[:0], arena: s.arena[:0]}
+	s.b, s.i, s.opts = b, 0, opts
+	s.frames, s.names, s.arena = s.frames[:0], s.names[:0], s.arena[:0]
 }
 
 // Bytes returns the input.
@@ -306,10 +313,8 @@ func (s *Scanner) push(obj bool) error {
 func (s *Scanner) pop() {
 	f := &s.frames[len(s.frames)-1]
 	if f.obj {
-		clear(s.names[f.names:])
 		s.names = s.names[:f.names]
 	}
-	*f = frame{}
 	s.frames = s.frames[:len(s.frames)-1]
 }
 
@@ -333,15 +338,18 @@ func (s *Scanner) member(f *frame, want bool) (name, raw []byte, err error) {
 	if !want {
 		goto colon
 	}
-	name = raw[1 : len(raw)-1]
-	if escaped {
-		at := len(s.arena)
-		s.arena = AppendUnquote(s.arena, raw)
-		name = s.arena[at:]
-	}
-	if !s.opts.AllowDuplicateNames {
-		if err := s.unique(f, name, start); err != nil {
-			return nil, nil, err
+	{
+		n := span{off: start + 1, end: s.i - 1}
+		if escaped {
+			n = span{off: len(s.arena), arena: true}
+			s.arena = AppendUnquote(s.arena, raw)
+			n.end = len(s.arena)
+		}
+		name = s.name(n)
+		if !s.opts.AllowDuplicateNames {
+			if err := s.unique(f, n, start); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 colon:
@@ -357,29 +365,48 @@ colon:
 	return name, raw, nil
 }
 
-func (s *Scanner) unique(f *frame, name []byte, at int) error {
-	if f.set != nil {
-		if _, dup := f.set[string(name)]; dup {
+func (s *Scanner) name(n span) []byte {
+	if n.arena {
+		return s.arena[n.off:n.end]
+	}
+	return s.b[n.off:n.end]
+}
+
+func (s *Scanner) unique(f *frame, n span, at int) error {
+	name := s.name(n)
+	if f.hasSet {
+		set := s.sets[len(s.frames)-1]
+		if _, dup := set[string(name)]; dup {
 			return s.duplicate(name, at)
 		}
-		f.set[string(name)] = struct{}{}
+		set[string(name)] = struct{}{}
 		return nil
 	}
 	seen := s.names[f.names:]
-	for _, n := range seen {
-		if string(n) == string(name) {
+	for _, o := range seen {
+		if string(s.name(o)) == string(name) {
 			return s.duplicate(name, at)
 		}
 	}
-	if len(seen) >= manyNames {
-		f.set = make(map[string]struct{}, 2*len(seen))
-		for _, n := range seen {
-			f.set[string(n)] = struct{}{}
-		}
-		f.set[string(name)] = struct{}{}
+	if len(seen) < manyNames {
+		s.names = append(s.names, n)
 		return nil
 	}
-	s.names = append(s.names, name)
+	d := len(s.frames) - 1
+	for len(s.sets) <= d {
+		s.sets = append(s.sets, nil)
+	}
+	set := s.sets[d]
+	if set == nil {
+		set = make(map[string]struct{}, 4*manyNames)
+		s.sets[d] = set
+	}
+	clear(set)
+	for _, o := range seen {
+		set[string(s.name(o))] = struct{}{}
+	}
+	set[string(name)] = struct{}{}
+	f.hasSet = true
 	return nil
 }
 
