@@ -53,9 +53,10 @@ var ErrTrailingData = errors.New("data after the top-level JSON value")
 // so that pushing and popping costs no GC write barriers.
 type frame struct {
 	obj    bool
-	first  bool // no member or element read yet (token API)
-	hasSet bool // the object's names are in Scanner.sets[depth]
-	names  int  // index into Scanner.names where this object's names start
+	first  bool   // no member or element read yet (token API)
+	hasSet bool   // the object's names are in Scanner.sets[depth]
+	names  int    // index into Scanner.names where this object's names start
+	bloom  uint64 // one bit per name seen, by nameBit: most names need no comparison
 }
 
 // span is a member name: input[off:end], or arena[off:end] if it had escapes.
@@ -383,9 +384,13 @@ func (s *Scanner) unique(f *frame, n span, at int) error {
 		return nil
 	}
 	seen := s.names[f.names:]
-	for _, o := range seen {
-		if string(s.name(o)) == string(name) {
-			return s.duplicate(name, at)
+	if bit := nameBit(name); f.bloom&bit == 0 {
+		f.bloom |= bit // a new name: no earlier one has its bit
+	} else {
+		for _, o := range seen {
+			if string(s.name(o)) == string(name) {
+				return s.duplicate(name, at)
+			}
 		}
 	}
 	if len(seen) < manyNames {
@@ -408,6 +413,16 @@ func (s *Scanner) unique(f *frame, n span, at int) error {
 	set[string(name)] = struct{}{}
 	f.hasSet = true
 	return nil
+}
+
+// nameBit picks a name's bit in frame.bloom from its length and end bytes.
+func nameBit(name []byte) uint64 {
+	h := uint(len(name))
+	if len(name) > 0 {
+		h = h*31 + uint(name[0])
+		h = h*31 + uint(name[len(name)-1])
+	}
+	return 1 << (h & 63)
 }
 
 func (s *Scanner) duplicate(name []byte, at int) error {
