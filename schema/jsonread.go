@@ -54,17 +54,25 @@ type txRefs struct {
 	connection, balance, refreshed             xref
 }
 
+// resetRefs forgets the refs' nodes of the previous item. Their names and
+// parents are set once (again if the reader was copied, as the parents
+// point into it), so that an item costs no pointer writes here.
 func (r *reader) resetRefs() {
 	x := &r.refs
-	x.merchant = newRef(nil, qMerchant)
-	x.category = newRef(nil, qCategory)
-	x.groups = newRef(&x.category, qGroups)
-	x.pf = newRef(&x.groups, qPersonalFinance)
-	x.meta = newRef(nil, qMeta)
-	x.conv = newRef(&x.meta, qConversion)
-	x.connection = newRef(nil, qConnection)
-	x.balance = newRef(nil, qBalance)
-	x.refreshed = newRef(nil, qRefreshed)
+	if x.groups.parent != &x.category {
+		x.merchant = newRef(nil, qMerchant)
+		x.category = newRef(nil, qCategory)
+		x.groups = newRef(&x.category, qGroups)
+		x.pf = newRef(&x.groups, qPersonalFinance)
+		x.meta = newRef(nil, qMeta)
+		x.conv = newRef(&x.meta, qConversion)
+		x.connection = newRef(nil, qConnection)
+		x.balance = newRef(nil, qBalance)
+		x.refreshed = newRef(nil, qRefreshed)
+		return
+	}
+	x.merchant.id, x.category.id, x.groups.id, x.pf.id, x.meta.id = -1, -1, -1, -1, -1
+	x.conv.id, x.connection.id, x.balance.id, x.refreshed.id = -1, -1, -1, -1
 }
 
 // reset prepares the reader for item, which must stay unmodified until the

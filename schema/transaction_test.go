@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -399,7 +400,7 @@ func TestAccountBuilder(t *testing.T) {
 // AppendOf hands the item's _account to the caller without allocating a
 // string per item: a page costs no more allocations than with Append.
 func TestAppendOfAllocsLikeAppend(t *testing.T) {
-	items := syntheticItems(100, 7) // three accounts, interleaved
+	items := syntheticItems(100, 7)                                    // three accounts, interleaved
 	b := NewTransactionBuilder(memory.NewGoAllocator(), testOptions()) // a checked allocator allocates as it tracks
 	defer b.Release()
 	currency := func(id string) (string, bool) { return "NZD", strings.HasPrefix(id, "acc_") }
@@ -423,5 +424,39 @@ func TestAppendOfAllocsLikeAppend(t *testing.T) {
 	withAppendOf := testing.AllocsPerRun(20, func() { page(true) })
 	if withAppendOf > withAppend {
 		t.Errorf("a page of 100 items allocates %v times with AppendOf, %v with Append", withAppendOf, withAppend)
+	}
+}
+
+// A builder's reader is reused across items: each row, extra included, is
+// what a fresh builder makes of the item alone, whatever came before it.
+func TestReusedReaderRowsLikeFresh(t *testing.T) {
+	t.Parallel()
+	conv := func(unknownIn string) string {
+		return strings.Replace(minimalTx, `"amount"`, `"merchant":{"name":"m"`+unknownIn+`},"meta":{"conversion":{"rate":0.5,"z":1}},"category":{"groups":{"personal_finance":{"name":"g","q":2}}},"amount"`, 1)
+	}
+	items := []string{conv(`,"logo":"l"`), minimalTx, conv(""), conv(`,"logo":"k"`), strings.Replace(minimalTx, `"amount"`, `"top":true,"amount"`, 1), conv("")}
+	for _, it := range loadItems(t, local("enriched_transactions.json")) {
+		items = append(items, string(it), minimalTx)
+	}
+	reused := newTxBuilder(t, testOptions())
+	for i, it := range items {
+		if err := reused.Append([]byte(it), "NZD"); err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	rec := reused.NewRecord()
+	defer rec.Release()
+	got := splitLines(dumpRecord(t, rec))
+	for i, it := range items {
+		want := oneRow(t, newTxBuilder(t, testOptions()), it)
+		var row map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(got[i]), &row); err != nil {
+			t.Fatalf("row %d: %v: %s", i, err, got[i])
+		}
+		for col, w := range want {
+			if string(row[col]) != w {
+				t.Errorf("row %d %s = %s, alone %s", i, col, row[col], w)
+			}
+		}
 	}
 }
