@@ -236,7 +236,10 @@ func TestMalformedItemEachEndpoint(t *testing.T) {
 		{"transactions", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { return c.Transactions(ctx, testUser, "acc_1", w, noop) }},
 		{"all transactions", badItems, "items[1]: invalid character", func(ctx context.Context, c *Client) error { return c.AllTransactions(ctx, testUser, w, noop) }},
 		{"me", badItem, `item: invalid character '\x01' in string`, func(ctx context.Context, c *Client) error { _, err := c.Me(ctx, testUser); return err }},
-		{"transaction", badItem, `item: invalid character '\x01' in string`, func(ctx context.Context, c *Client) error { _, err := c.Transaction(ctx, testUser, "trans_1"); return err }},
+		{"transaction", badItem, `item: invalid character '\x01' in string`, func(ctx context.Context, c *Client) error {
+			_, err := c.Transaction(ctx, testUser, "trans_1")
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
