@@ -127,6 +127,8 @@ func TestScanErrors(t *testing.T) {
 		{"duplicate name", `{"a":1,"b":{"a":2},"a":3}`, strict, `duplicate object member name "a"`, false, 19},
 		{"duplicate name by escape", `{"a":1,"\u0061":2}`, strict, `duplicate object member name "a"`, false, 7},
 		{"duplicate in array of objects", `[{"a":1},{"a":1,"a":2}]`, strict, `duplicate object member name "a"`, false, 16},
+		{"names sharing a bloom bit", `{"axb":1,"ayb":2}`, strict, "", false, 0},
+		{"duplicate after a bloom collision", `{"axb":1,"ayb":2,"axb":3}`, strict, `duplicate object member name "axb"`, false, 17},
 		{"same name in sibling objects", `[{"a":1},{"a":1}]`, strict, "", false, 0},
 		{"duplicate allowed", `{"a":1,"a":2}`, lenient, "", false, 0},
 		{"duplicate among many names", many("n7"), strict, `duplicate object member name "n7"`, false, len(many("n7")) - 7},
