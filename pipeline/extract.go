@@ -23,30 +23,55 @@ import (
 // windows, one window's extraction and validation, and the pending transactions.
 
 // windowResult is what one walk extracted for one partition: the rows of its
-// windows in that partition, in memory (recs) or in the spill (seg).
+// windows in that partition, in memory (rows) or in the spill (seg).
 type windowResult struct {
 	ws   []*window
-	recs []arrow.Record
+	rows []rowRange
 	seg  *segment
 	size int64 // memory the rows hold (their share of the walk's records)
-	held int64 // bytes of recs counted against the spill budget
+	held int64 // bytes of rows counted against the spill budget
 	err  error
-	// gathered: recs is one record gathered from slices (compactTogether); it is not
-	// gathered again, only spilled.
+	// gathered: rows is all of one record gathered from ranges (compactTogether); it
+	// is not gathered again, only spilled.
 	gathered bool
 }
+
+// release releases the references the result's rows hold.
+func (res windowResult) release() { releaseRanges(res.rows) }
+
+// rowRange is rows lo to hi-1 of one of a walk's records. It holds one reference to
+// rec, which whoever consumes the range (gather, the merge) releases: a walk's rows
+// wait for their partitions as ranges of the walk's records, not as record slices,
+// which would cost a few dozen arrays per contiguous run of rows.
+type rowRange struct {
+	rec    arrow.Record
+	lo, hi int32
+}
+
+// whole reports whether the range is all of its record's rows.
+func (g rowRange) whole() bool { return g.lo == 0 && int64(g.hi) == g.rec.NumRows() }
+
+// releaseRanges releases the reference each range holds.
+func releaseRanges(rs []rowRange) {
+	for _, g := range rs {
+		g.rec.Release()
+	}
+}
+
+// rangeOverhead is what a range costs beyond its share of its record's buffers.
+const rangeOverhead = 64
 
 // partState collects the windows of one partition until all are in.
 type partState struct {
 	key       partKey
 	remaining int
 	results   []windowResult
-	slices    int // records of the results waiting in memory, not yet gathered
+	ranges    int // ranges of the results waiting in memory, not yet gathered
 }
 
-// compactSlices is how many records a partition's rows may wait in before they are
-// concatenated into one (compactTogether).
-const compactSlices = 64
+// compactRanges is how many ranges a partition's rows may wait in before they are
+// gathered into one record (compactTogether), so the walks' records they keep go.
+const compactRanges = 64
 
 // takeWaiting removes the results whose rows wait in memory and returns them, but
 // for gathering (spill false) not those gathered already, so that no row is copied
@@ -56,7 +81,7 @@ func (ps *partState) takeWaiting(spill bool) []windowResult {
 	batch := []windowResult{}
 	kept := ps.results[:0]
 	for _, h := range ps.results {
-		if h.err == nil && h.seg == nil && len(h.recs) > 0 && (spill || !h.gathered) {
+		if h.err == nil && h.seg == nil && len(h.rows) > 0 && (spill || !h.gathered) {
 			batch = append(batch, h)
 			ps.remaining += len(h.ws)
 		} else {
@@ -64,7 +89,7 @@ func (ps *partState) takeWaiting(spill bool) []windowResult {
 		}
 	}
 	ps.results = kept
-	ps.slices = 0
+	ps.ranges = 0
 	return batch
 }
 
@@ -176,12 +201,12 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 				if waits && res.err == nil {
 					if r.spill.reserve(res.size) {
 						res.held = res.size // waits in memory
-						// Many small slices (a quiet user's walk leaves a row or two a
-						// month) cost more than their rows: past compactSlices, the
+						// Many small ranges (a quiet user's walk leaves a row or two a
+						// month) keep many walks' records: past compactRanges, the
 						// partition's waiting rows become one record.
 						var batch []windowResult
 						mu.Lock()
-						if ps.slices+len(res.recs) >= compactSlices {
+						if ps.ranges+len(res.rows) >= compactRanges {
 							batch = ps.takeWaiting(false)
 						}
 						mu.Unlock()
@@ -203,7 +228,7 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 				mu.Lock()
 				ps.results = append(ps.results, res)
 				if res.err == nil && res.seg == nil && !res.gathered {
-					ps.slices += len(res.recs)
+					ps.ranges += len(res.rows)
 				}
 				ps.remaining -= len(res.ws)
 				last := ps.remaining == 0
@@ -237,17 +262,17 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	return ctx.Err()
 }
 
-// spillTogether writes the records of results (all of one partition, none failed)
+// spillTogether writes the rows of results (all of one partition, none failed)
 // to the spill as one record and returns one result for all their windows; on an
 // error the result carries it and the windows' accounts fail (their old rows stay).
 func (r *runner) spillTogether(results []windowResult) windowResult {
 	return r.together(results, false)
 }
 
-// compactTogether gathers the records of results (all of one partition, none failed,
+// compactTogether gathers the rows of results (all of one partition, none failed,
 // waiting in memory) into one record with buffers of its own, which waits in memory
 // if the budget allows and in the spill otherwise; it returns one result for all
-// their windows. The slices' records (a walk's rows) are released.
+// their windows. The ranges' references to the walks' records are released.
 func (r *runner) compactTogether(results []windowResult) windowResult {
 	return r.together(results, true)
 }
@@ -256,21 +281,19 @@ func (r *runner) compactTogether(results []windowResult) windowResult {
 // budget allows) or in the spill.
 func (r *runner) together(results []windowResult, keep bool) windowResult {
 	out := windowResult{}
-	var recs []arrow.Record
+	var rows []rowRange
 	var held int64
 	for _, res := range results {
 		out.ws = append(out.ws, res.ws...)
-		recs = append(recs, res.recs...)
+		rows = append(rows, res.rows...)
 		held += res.held
 	}
-	one, err := gather(r.mem, r.txSch, recs)
-	for _, rec := range recs {
-		rec.Release()
-	}
+	one, err := gather(r.mem, r.txSch, rows)
+	releaseRanges(rows)
 	r.spill.free(held)
 	if err == nil && keep {
 		if size := recordSize(one); r.spill.reserve(size) {
-			out.recs, out.size, out.held, out.gathered = []arrow.Record{one}, size, size, true
+			out.rows, out.size, out.held, out.gathered = []rowRange{{one, 0, int32(one.NumRows())}}, size, size, true
 			return out
 		}
 	}
@@ -285,14 +308,20 @@ func (r *runner) together(results []windowResult, keep bool) windowResult {
 	return out
 }
 
-// gather copies the rows of recs, in order, into one record with buffers of its own.
-// For the many small slices of a quiet fleet's walks it is about three times as fast
-// as concatenating them array by array (concatRecords), with half the allocations.
-func gather(mem memory.Allocator, sch *arrow.Schema, recs []arrow.Record) (arrow.Record, error) {
-	t := &table{schema: sch, recs: recs}
-	var rows []rowRef
-	for s, rec := range recs {
-		for i := range int32(rec.NumRows()) {
+// gather copies the rows of the ranges rs, in order, into one record with buffers of
+// its own; the ranges keep their references. For the many small runs of a quiet
+// fleet's walks it is about three times as fast as concatenating slices of them array
+// by array (concatRecords), with half the allocations.
+func gather(mem memory.Allocator, sch *arrow.Schema, rs []rowRange) (arrow.Record, error) {
+	t := &table{schema: sch, recs: make([]arrow.Record, len(rs))}
+	n := 0
+	for _, g := range rs {
+		n += int(g.hi - g.lo)
+	}
+	rows := make([]rowRef, 0, n)
+	for s, g := range rs {
+		t.recs[s] = g.rec
+		for i := g.lo; i < g.hi; i++ {
 			rows = append(rows, rowRef{int32(s), i})
 		}
 	}
@@ -479,13 +508,13 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk, spawn func([]*walk))
 		return fail(fmt.Errorf("%s, window %s..%s: %w", what, wk.span.from, wk.span.to, err))
 	}
 	for _, rec := range recs {
-		rec.Release() // the results hold them or copies
+		rec.Release() // the results' ranges hold references of their own
 	}
 	perAcct := map[*acctRun]int64{}
 	for _, res := range results {
-		for _, rec := range res.recs {
-			for i := 0; i < int(rec.NumRows()); i++ {
-				perAcct[accountOfRow(rec, r.cols.account, i, res.ws)]++
+		for _, g := range res.rows {
+			for i := g.lo; i < g.hi; i++ {
+				perAcct[accountOfRow(g.rec, r.cols.account, int(i), res.ws)]++
 			}
 		}
 	}
@@ -526,7 +555,7 @@ func (r *runner) extractEach(ctx context.Context, wk *walk) []windowResult {
 			// Results of one partition combine: the failed accounts' windows keep their
 			// error on the accounts (acctRun.fail), and the merge skips them.
 			out[i].ws = append(out[i].ws, res.ws...)
-			out[i].recs = append(out[i].recs, res.recs...)
+			out[i].rows = append(out[i].rows, res.rows...)
 			out[i].size += res.size
 			if out[i].err != nil && res.err == nil {
 				out[i].err = nil
@@ -553,10 +582,18 @@ func accountOfRow(rec arrow.Record, col, i int, ws []*window) *acctRun {
 // splitWalk checks what the client cannot (every row belongs to an account of the
 // walk and is dated inside the walk) and cuts the records into one result per
 // partition. Rows arrive newest first, so each partition's rows are a few
-// contiguous runs: zero-copy slices of the walk's records. (Copies would cost a
-// few dozen arrays per month of a quiet account: most of a backfill's memory.)
-func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error) {
+// contiguous runs: ranges of the walk's records, each holding a reference to its
+// record (copies, or record slices, would cost a few dozen arrays per month of a
+// quiet account). On an error no range is left holding a reference.
+func (r *runner) splitWalk(wk *walk, recs []arrow.Record) (_ []windowResult, err error) {
 	results := r.splitResults(wk, nil)
+	defer func() {
+		if err != nil {
+			for _, res := range results {
+				res.release()
+			}
+		}
+	}()
 	index := map[partKey]int{}
 	for i, res := range results {
 		index[res.ws[0].part] = i
@@ -591,10 +628,10 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) ([]windowResult, error
 			if i > 0 && (i == n || key != cur || skip != curSkip) {
 				if !curSkip {
 					k := index[cur]
-					results[k].recs = append(results[k].recs, rec.NewSlice(int64(start), int64(i)))
-					// A slice shares its record's buffers: each slice counts its share,
-					// and the arrays of its own.
-					results[k].size += size*int64(i-start)/int64(n) + int64(rec.NumCols())*arrayOverhead
+					rec.Retain()
+					results[k].rows = append(results[k].rows, rowRange{rec, int32(start), int32(i)})
+					// Ranges share their record's buffers: each counts its share.
+					results[k].size += size*int64(i-start)/int64(n) + rangeOverhead
 				}
 				start = i
 			}

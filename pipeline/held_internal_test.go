@@ -116,16 +116,16 @@ func TestPendingRowsWaitInBatches(t *testing.T) {
 	}
 }
 
-// TestTakeWaitingGathersEachRowOnce: gathering a partition's waiting slices leaves the
+// TestTakeWaitingGathersEachRowOnce: gathering a partition's waiting ranges leaves the
 // records gathered before where they are (a partition of 1,250 quiet users would
 // otherwise copy its first rows twenty times over), while a spill takes every result
 // that waits in memory; failed and spilled results stay either way.
 func TestTakeWaitingGathersEachRowOnce(t *testing.T) {
-	rec := func() arrow.Record {
+	rec := func() []rowRange {
 		b := array.NewRecordBuilder(memory.DefaultAllocator, arrow.NewSchema([]arrow.Field{{Name: "x", Type: arrow.PrimitiveTypes.Int64}}, nil))
 		defer b.Release()
 		b.Field(0).(*array.Int64Builder).Append(1)
-		return b.NewRecord()
+		return []rowRange{{b.NewRecord(), 0, 1}}
 	}
 	w := func() []*window { return []*window{{}} }
 	for _, c := range []struct {
@@ -138,12 +138,12 @@ func TestTakeWaitingGathersEachRowOnce(t *testing.T) {
 			names[res.ws[0]] = name
 			return res
 		}
-		ps := &partState{remaining: 1, slices: 2, results: []windowResult{
-			mk("gathered", windowResult{recs: []arrow.Record{rec()}, gathered: true}),
-			mk("slice 1", windowResult{recs: []arrow.Record{rec()}}),
+		ps := &partState{remaining: 1, ranges: 2, results: []windowResult{
+			mk("gathered", windowResult{rows: rec(), gathered: true}),
+			mk("slice 1", windowResult{rows: rec()}),
 			mk("failed", windowResult{err: errSkipped}),
 			mk("spilled", windowResult{seg: &segment{}}),
-			mk("slice 2", windowResult{recs: []arrow.Record{rec()}}),
+			mk("slice 2", windowResult{rows: rec()}),
 		}}
 		var got []string
 		for _, res := range ps.takeWaiting(c.spill) {
@@ -152,8 +152,8 @@ func TestTakeWaitingGathersEachRowOnce(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("spill %v: took %v, want %v", c.spill, got, c.want)
 		}
-		if want := 1 + len(c.want); ps.remaining != want || ps.slices != 0 {
-			t.Errorf("spill %v: remaining %d, slices %d; want %d, 0", c.spill, ps.remaining, ps.slices, want)
+		if want := 1 + len(c.want); ps.remaining != want || ps.ranges != 0 {
+			t.Errorf("spill %v: remaining %d, ranges %d; want %d, 0", c.spill, ps.remaining, ps.ranges, want)
 		}
 		if want := 5 - len(c.want); len(ps.results) != want {
 			t.Errorf("spill %v: %d results left, want %d", c.spill, len(ps.results), want)

@@ -261,9 +261,10 @@ func (m *mergeResult) final(cols txCols, drop map[string]bool) (rows []rowRef, c
 }
 
 // compact copies the fresh records of a partition about to be held into one record
-// and points its rows there. The walks hand a partition many small records (one per
-// user in a daily run, each a slice sharing the buffers of its walk's record); held
-// until the end of the run, they would keep memory growing with the users.
+// and points its rows there. A partition's rows can come as many small records (in a
+// daily run, a walk's record whose rows are all of the partition, one per user, and
+// batches read back from the spill); held until the end of the run, they would keep
+// memory growing with the users.
 func (m *mergeResult) compact(mem memory.Allocator) error {
 	fresh := m.t.recs[m.oldRecs:]
 	if len(fresh) < 2 {
@@ -305,30 +306,22 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		return err
 	}
 	reread := map[string]span{}
-	var fresh []arrow.Record
 	var held int64
 	defer func() { r.spill.free(held) }()
+	fresh, err := r.freshRecords(ps.results)
+	if err != nil {
+		return fmt.Errorf("merge %s: %w", txObject(ps.key), err)
+	}
 	for _, res := range ps.results {
 		if res.err != nil {
 			continue
 		}
 		held += res.held
-		recs := res.recs
-		if res.seg != nil {
-			var err error
-			if recs, err = r.spill.read(res.seg); err != nil {
-				for _, rec := range fresh {
-					rec.Release()
-				}
-				return err
-			}
-		}
 		for _, w := range res.ws {
 			if !w.acct.failed() {
 				reread[w.acct.acct.ID] = w.span
 			}
 		}
-		fresh = append(fresh, recs...)
 	}
 	if len(reread) == 0 {
 		for _, rec := range fresh {
@@ -397,6 +390,58 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		return nil
 	}
 	return r.writeTx(ctx, ps.key, res.t, rows, prev)
+}
+
+// freshRecords returns the rows of a partition's results (the failed ones skipped) as
+// records, in the results' order: a range that is all of its record (a gathered one)
+// as that record, each run of other ranges gathered into one record, and a spilled
+// result as the records read back. The ranges' references go to the records returned
+// or are released, also when it fails; the caller releases the records.
+func (r *runner) freshRecords(results []windowResult) ([]arrow.Record, error) {
+	var fresh, partial []rowRange
+	var err error
+	flush := func() {
+		if len(partial) > 0 && err == nil {
+			var one arrow.Record
+			if one, err = gather(r.mem, r.txSch, partial); err == nil {
+				fresh = append(fresh, rowRange{rec: one})
+			}
+		}
+		releaseRanges(partial)
+		partial = partial[:0]
+	}
+	for _, res := range results {
+		if res.err != nil {
+			continue
+		}
+		for _, g := range res.rows {
+			if g.whole() {
+				flush()
+				fresh = append(fresh, g)
+			} else {
+				partial = append(partial, g)
+			}
+		}
+		if res.seg != nil && err == nil {
+			flush()
+			var recs []arrow.Record
+			if recs, err = r.spill.read(res.seg); err == nil {
+				for _, rec := range recs {
+					fresh = append(fresh, rowRange{rec: rec})
+				}
+			}
+		}
+	}
+	flush()
+	if err != nil {
+		releaseRanges(fresh)
+		return nil, err
+	}
+	out := make([]arrow.Record, len(fresh))
+	for i, g := range fresh {
+		out[i] = g.rec
+	}
+	return out, nil
 }
 
 // noteMerge counts one merge into a partition and records the ids new to it (and,

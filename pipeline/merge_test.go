@@ -185,7 +185,7 @@ func resultIDs(res *mergeResult, cols txCols) (ids, cands []string) {
 
 // TestHeldPartitionCompact: a partition held back to the end of the run (it may lose
 // rows) keeps its fresh rows as one record, not the many small records its walks
-// handed it (one per user in a daily run, each a slice sharing a walk's buffers): a
+// handed it (one per user in a daily run, each a range of a walk's record): a
 // shard's held partitions would otherwise grow with its users. The held rows,
 // candidates and new ids are those of the merge.
 func TestHeldPartitionCompact(t *testing.T) {
@@ -214,7 +214,7 @@ func TestHeldPartitionCompact(t *testing.T) {
 	if _, err := r.b.Put(context.Background(), txObject(key), data, bucket.Condition{}); err != nil {
 		t.Fatal(err)
 	}
-	// One walk per account: each hands the partition a slice of a record of its own.
+	// One walk per account: each hands the partition a record of its own.
 	ps := &partState{key: key}
 	var wantIDs []string
 	for i := range walks {
@@ -227,9 +227,7 @@ func TestHeldPartitionCompact(t *testing.T) {
 		}
 		wantIDs = append(wantIDs, fresh[0].id)
 		recs := records(t, "run_new", fresh...)
-		slice := recs[0].NewSlice(0, recs[0].NumRows())
-		recs[0].Release()
-		ps.results = append(ps.results, windowResult{ws: []*window{{acct: a, part: key, span: feb}}, recs: []arrow.Record{slice}})
+		ps.results = append(ps.results, windowResult{ws: []*window{{acct: a, part: key, span: feb}}, rows: []rowRange{{recs[0], 0, int32(recs[0].NumRows())}}})
 	}
 	ps.remaining = 0
 	if err := r.mergeAndWrite(context.Background(), ps); err != nil {
