@@ -392,11 +392,17 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 	return r.writeTx(ctx, ps.key, res.t, rows, prev)
 }
 
+// sliceMinRows is the length from which a range goes to the merge as a record slice
+// (a few dozen arrays sharing its record's buffers) rather than copied: a dense
+// account's month is cheaper sliced, a quiet account's row or two cheaper copied.
+const sliceMinRows = 32
+
 // freshRecords returns the rows of a partition's results (the failed ones skipped) as
 // records, in the results' order: a range that is all of its record (a gathered one)
-// as that record, each run of other ranges gathered into one record, and a spilled
-// result as the records read back. The ranges' references go to the records returned
-// or are released, also when it fails; the caller releases the records.
+// as that record, a range of sliceMinRows rows or more as a slice of its record, each
+// run of the other ranges gathered into one record, and a spilled result as the
+// records read back. The ranges' references go to the records returned or are
+// released, also when it fails; the caller releases the records.
 func (r *runner) freshRecords(results []windowResult) ([]arrow.Record, error) {
 	var fresh, partial []rowRange
 	var err error
@@ -415,10 +421,15 @@ func (r *runner) freshRecords(results []windowResult) ([]arrow.Record, error) {
 			continue
 		}
 		for _, g := range res.rows {
-			if g.whole() {
+			switch {
+			case g.whole():
 				flush()
 				fresh = append(fresh, g)
-			} else {
+			case g.hi-g.lo >= sliceMinRows:
+				flush()
+				fresh = append(fresh, rowRange{rec: g.rec.NewSlice(int64(g.lo), int64(g.hi))})
+				g.rec.Release()
+			default:
 				partial = append(partial, g)
 			}
 		}

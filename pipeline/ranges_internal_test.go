@@ -194,8 +194,9 @@ func TestMergeReleasesRowsWhenSpillReadFails(t *testing.T) {
 
 // TestFreshRecordsKeepOrder: the merge gets a partition's rows in the order its
 // results hold them (the first of two rows with one id is the one kept): a range that
-// is all of its record as that record, the other ranges between gathered into one
-// record, spilled rows as read back; the ranges' references go with them.
+// is all of its record as that record, a long range as a slice of its record, the
+// other ranges between gathered into one record, spilled rows as read back; the
+// ranges' references go with them.
 func TestFreshRecordsKeepOrder(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	r := rangesRunner(t, mem)
@@ -208,8 +209,14 @@ func TestFreshRecordsKeepOrder(t *testing.T) {
 		}
 		return walkRecords(t, mem, len(ids), txs...)[0]
 	}
-	whole, walk := rec("w1", "w2"), rec("x0", "p1", "p2", "x3", "p3")
-	walk.Retain() // two ranges
+	long := []string{"x0", "p1", "p2", "x3", "p3"}
+	for i := range sliceMinRows {
+		long = append(long, fmt.Sprintf("l%02d", i))
+	}
+	whole, walk := rec("w1", "w2"), rec(append(long, "x4", "q1")...)
+	walk.Retain() // four ranges
+	walk.Retain()
+	walk.Retain()
 	spilled := rec("s1")
 	seg, err := r.spill.write([]arrow.Record{spilled})
 	spilled.Release()
@@ -222,6 +229,7 @@ func TestFreshRecordsKeepOrder(t *testing.T) {
 		{ws: w, err: errSkipped},
 		{ws: w, rows: []rowRange{{walk, 4, 5}, {whole, 0, 2}}},
 		{ws: w, seg: seg},
+		{ws: w, rows: []rowRange{{walk, 5, 5 + sliceMinRows}, {walk, 6 + sliceMinRows, 7 + sliceMinRows}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +246,7 @@ func TestFreshRecordsKeepOrder(t *testing.T) {
 		}
 		rec.Release()
 	}
-	want := [][]string{{"p1", "p2", "p3"}, {"w1", "w2"}, {"s1"}}
+	want := [][]string{{"p1", "p2", "p3"}, {"w1", "w2"}, {"s1"}, long[5:], {"q1"}}
 	if !slices.EqualFunc(ids, want, slices.Equal) {
 		t.Errorf("records %v, want %v", ids, want)
 	}
