@@ -112,6 +112,9 @@ func TestBadResponses(t *testing.T) {
 		{"amount with more decimals than the column", set("amount", raw("1.00001")), "amount"},
 		{"amount too large for DECIMAL(18,4)", set("amount", raw("123456789012345678")), "amount"},
 		{"transaction of another account", set("_account", raw(`"acc_somebodyelse000000000000"`)), "belongs to account"},
+		// Layout 2 files a user's rows by the token's user: a row of another user
+		// would land in a bucket a purge of that user never reads.
+		{"transaction of another user", set("_user", raw(`"user_somebodyelse00000000000"`)), "belongs to user user_somebodyelse00000000000"},
 		{"transaction dated outside the window", set("date", raw(`"1999-12-31T11:00:00.000Z"`)), "outside the window"},
 		// Tolerances: a settled amount sent as a string parses exactly like the number;
 		// an id twice in one response keeps the first copy and is counted.

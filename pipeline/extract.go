@@ -491,6 +491,9 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk, spawn func([]*walk))
 	}
 	var results []windowResult
 	if err == nil {
+		err = checkUser(recs, r.cols, wk.user.me.ID)
+	}
+	if err == nil {
 		results, err = r.splitWalk(wk, recs)
 	}
 	if err != nil {
