@@ -677,22 +677,18 @@ func (r *runner) extractPending(ctx context.Context, a *acctRun) {
 }
 
 // keepPending replaces the account's pending rows by items: an empty list is an
-// answer too, and replaces them by none. The items are checked first, so a bad one
-// leaves nothing of the account in its bucket's rows.
+// answer too, and replaces them by none. The items are checked first (decoded, not
+// appended: no builder's buffers or record), so a bad one leaves nothing of the
+// account in its bucket's rows.
 func (r *runner) keepPending(a *acctRun, items []json.RawMessage) {
-	opts := schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started}
 	check, _ := r.pend.check.Get().(*schema.PendingBuilder)
 	if check == nil {
-		check = schema.NewPendingBuilder(r.mem, opts)
+		// It only checks: its columns never get a row, so never a buffer.
+		check = schema.NewPendingBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
 	}
-	defer func() {
-		if check.Len() > 0 {
-			check.NewRecord().Release()
-		}
-		r.pend.check.Put(check)
-	}()
+	defer r.pend.check.Put(check)
 	for i, it := range items {
-		if err := check.Append(it, a.acct.Currency); err != nil {
+		if err := check.Check(it, a.acct.Currency); err != nil {
 			r.pendingFailed(a, fmt.Errorf("%w: pending item %d: %w", ErrBadResponse, i, err))
 			return
 		}

@@ -52,7 +52,7 @@ type pendingRows struct {
 	rows    map[int]*heldRows
 	n       int // rows in the builders (not yet spilled)
 	fetched map[int][]string
-	check   sync.Pool // *schema.PendingBuilder: validates an account's items first
+	check   sync.Pool // *schema.PendingBuilder: checks an account's items first (PendingBuilder.Check)
 }
 
 // release frees the rows kept in memory.

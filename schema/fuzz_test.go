@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
@@ -50,14 +51,23 @@ func FuzzTransactionAppend(f *testing.F) {
 	})
 }
 
-// FuzzPendingAppend is the same property for pending items.
+// FuzzPendingAppend is the same property for pending items; Check gives the
+// error Append gives, and appends nothing.
 func FuzzPendingAppend(f *testing.F) {
 	for _, it := range loadItems(f, local("pending_transactions.json")) {
 		f.Add([]byte(it))
 	}
 	b := NewPendingBuilder(memory.NewGoAllocator(), testOptions())
 	f.Fuzz(func(t *testing.T, item []byte) {
-		if err := b.Append(item, "NZD"); err != nil {
+		cerr := b.Check(item, "NZD")
+		if b.Len() != 0 {
+			t.Fatal("Check appended")
+		}
+		err := b.Append(item, "NZD")
+		if fmt.Sprint(cerr) != fmt.Sprint(err) {
+			t.Fatalf("Check says %v, Append %v", cerr, err)
+		}
+		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrOverflow) {
 				t.Fatalf("unclassified error: %v", err)
 			}

@@ -581,6 +581,19 @@ func (b *PendingBuilder) Append(item []byte, currency string) error {
 	return nil
 }
 
+// Check reports the error Append would return for item and currency, without
+// appending anything: a caller that must append a list of items all or none
+// checks each first (a builder cannot take rows back).
+func (b *PendingBuilder) Check(item []byte, currency string) error {
+	if err := b.r.decodeTx(item, &b.row, true); err != nil {
+		return err
+	}
+	if currency == "" {
+		return txError(&b.row, true, "currency", fmt.Errorf("%w: %w", errMissing, ErrInvalid))
+	}
+	return nil
+}
+
 // Len returns the number of rows appended since the last NewRecord.
 func (b *PendingBuilder) Len() int { return b.cols.len() }
 

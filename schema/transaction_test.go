@@ -332,13 +332,26 @@ func TestPendingBuilder(t *testing.T) {
 		strings.Replace(base, "AMT", `"-11.5.0"`, 1),
 		strings.Replace(base, "AMT", `null`, 1),
 	} {
+		cerr := b.Check([]byte(bad), "NZD")
 		err := b.Append([]byte(bad), "NZD")
 		if !errors.Is(err, ErrInvalid) {
 			t.Fatalf("%s: err = %v", bad, err)
 		}
+		if cerr == nil || cerr.Error() != err.Error() {
+			t.Fatalf("%s: Check says %v, Append %v", bad, cerr, err)
+		}
 		if strings.Contains(bad, "acc_1") && !strings.Contains(err.Error(), "acc_1") {
 			t.Fatalf("error %v does not name the account", err)
 		}
+	}
+	if err := b.Check([]byte(withID), "NZD"); err != nil {
+		t.Fatalf("Check of a good item: %v", err)
+	}
+	if err := b.Check([]byte(withID), ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Check without a currency: %v", err)
+	}
+	if b.Len() != 4 {
+		t.Fatalf("Check appended: %d rows, want 4", b.Len())
 	}
 	rec := b.NewRecord()
 	defer rec.Release()
