@@ -96,8 +96,10 @@ func (c *Client) Accounts(ctx context.Context, user Token) ([]Account, error) {
 		return nil, err
 	}
 	accounts := make([]Account, 0, len(raws))
+	s := c.getDecoder()
+	defer c.putDecoder(s)
 	for i, raw := range raws {
-		a, err := decodeAccount(raw)
+		a, err := decodeAccount(s, raw)
 		if err != nil {
 			return nil, cl.errorf(ErrMalformed, 200, 0, "", fmt.Errorf("items[%d]: %w", i, err))
 		}
@@ -310,56 +312,4 @@ func checkAccount(cl *call) error {
 		return cl.errorf(ErrBadRequest, 0, 0, "", fmt.Errorf("empty account id"))
 	}
 	return nil
-}
-
-// decodeAccount types the fields the pipeline needs. connection may be an
-// object {_id,name} or, in older responses, a bare id string.
-func decodeAccount(raw json.RawMessage) (Account, error) {
-	var w struct {
-		ID            string          `json:"_id"`
-		Authorisation string          `json:"_authorisation"`
-		Name          string          `json:"name"`
-		Status        string          `json:"status"`
-		Type          string          `json:"type"`
-		Attributes    []string        `json:"attributes"`
-		Connection    json.RawMessage `json:"connection"`
-		Balance       *struct {
-			Currency string `json:"currency"`
-		} `json:"balance"`
-		Refreshed *struct {
-			Transactions json.RawMessage `json:"transactions"`
-		} `json:"refreshed"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return Account{}, err
-	}
-	if w.ID == "" {
-		return Account{}, fmt.Errorf(`account has no "_id"`)
-	}
-	a := Account{
-		ID: w.ID, Name: w.Name, Status: w.Status, Type: w.Type,
-		AuthorisationID: w.Authorisation, Attributes: w.Attributes, Raw: raw,
-	}
-	if w.Balance != nil {
-		a.Currency = w.Balance.Currency
-	}
-	if w.Refreshed != nil {
-		// A timestamp Akahu renders oddly is not worth failing the user's accounts for.
-		var s string
-		if json.Unmarshal(w.Refreshed.Transactions, &s) == nil {
-			a.TransactionsRefreshed, _ = time.Parse(time.RFC3339Nano, s)
-		}
-	}
-	if len(w.Connection) > 0 {
-		var conn struct {
-			ID   string `json:"_id"`
-			Name string `json:"name"`
-		}
-		if err := json.Unmarshal(w.Connection, &conn); err == nil {
-			a.ConnectionID, a.ConnectionName = conn.ID, conn.Name
-		} else if err := json.Unmarshal(w.Connection, &a.ConnectionID); err != nil {
-			return Account{}, fmt.Errorf("account %s: connection is neither an object nor a string", w.ID)
-		}
-	}
-	return a, nil
 }
