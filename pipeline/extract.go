@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/sourcegraph/conc/pool"
 
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 	"github.com/akahu-etl/akahu-parquet/schema"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
@@ -738,15 +739,14 @@ func (r *runner) extractUserPending(ctx context.Context, accts []*acctRun) {
 	}
 	byAcct := map[string][]json.RawMessage{}
 	if err == nil {
+		var s jsonscan.Scanner
 		for i, it := range items {
-			var head struct {
-				Account string `json:"_account"`
-			}
-			if jerr := json.Unmarshal(it, &head); jerr != nil || head.Account == "" {
+			acct, ok := pendingAccount(&s, it)
+			if !ok || acct == "" {
 				err = fmt.Errorf("%w: pending item %d has no _account", ErrBadResponse, i)
 				break
 			}
-			byAcct[head.Account] = append(byAcct[head.Account], it)
+			byAcct[acct] = append(byAcct[acct], it)
 		}
 	}
 	for _, a := range accts {
