@@ -492,9 +492,6 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk, spawn func([]*walk))
 	}
 	var results []windowResult
 	if err == nil {
-		err = checkUser(recs, r.cols, wk.user.me.ID)
-	}
-	if err == nil {
 		results, err = r.splitWalk(wk, recs)
 	}
 	if err != nil {
@@ -583,9 +580,9 @@ func accountOfRow(rec arrow.Record, col, i int, ws []*window) *acctRun {
 	return nil
 }
 
-// splitWalk checks what the client cannot (every row belongs to an account of the
-// walk and is dated inside the walk) and cuts the records into one result per
-// partition. Rows arrive newest first, so each partition's rows are a few
+// splitWalk checks what the client cannot (every row belongs to the token's user
+// and an account of the walk, and is dated inside the walk) and cuts the records
+// into one result per partition. Rows arrive newest first, so each partition's rows are a few
 // contiguous runs: ranges of the walk's records, each holding a reference to its
 // record (copies, or record slices, would cost a few dozen arrays per month of a
 // quiet account). On an error no range is left holding a reference.
@@ -614,6 +611,11 @@ func (r *runner) splitWalk(wk *walk, recs []arrow.Record) (_ []windowResult, err
 			skip := false // a row of another sub-walk's windows (walk.cut)
 			if i < n {
 				ref := rowRef{int32(s), int32(i)}
+				if u := t.str(ref, r.cols.user); u != wk.user.me.ID && wk.user.me.ID != "" {
+					// Layout 2 files the rows by the token's user: a row of another
+					// user would land where a purge of that user never looks.
+					return nil, fmt.Errorf("%w: transaction %s belongs to user %s, not the token's user %s", ErrBadResponse, t.str(ref, r.cols.id), u, wk.user.me.ID)
+				}
 				acc := t.str(ref, r.cols.account)
 				d := day(t.i64(ref, r.cols.dateLocal))
 				w := wk.windowFor(acc, d)
@@ -741,7 +743,7 @@ func (r *runner) extractUserPending(ctx context.Context, accts []*acctRun) {
 	if err == nil {
 		var s jsonscan.Scanner
 		for i, it := range items {
-			acct, ok := pendingAccount(&s, it)
+			acct, ok := akahu.PendingAccount(&s, it)
 			if !ok || acct == "" {
 				err = fmt.Errorf("%w: pending item %d has no _account", ErrBadResponse, i)
 				break

@@ -2,14 +2,10 @@ package pipeline
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/apache/arrow/go/v17/arrow/array"
 )
 
 // This file holds how planned windows become cursor walks: the requests of a run
@@ -323,24 +319,4 @@ func (r *runner) pendingPlan(perUser bool) (users [][]*acctRun, single []*acctRu
 		}
 	}
 	return users, single
-}
-
-// checkUser checks what the client cannot: every row of a walk belongs to the user
-// whose token asked for it (want; "" when the run does not know the user). A
-// dataset bucketed by user files the rows by the token's user, so a row of another
-// user would land where a purge of that user never looks.
-func checkUser(recs []arrow.Record, c txCols, want string) error {
-	if want == "" {
-		return nil
-	}
-	for _, rec := range recs {
-		users := rec.Column(c.user).(*array.String)
-		for i := range users.Len() {
-			if got := users.Value(i); got != want {
-				ids := rec.Column(c.id).(*array.String)
-				return fmt.Errorf("%w: transaction %s belongs to user %s, not the token's user %s", ErrBadResponse, ids.Value(i), got, want)
-			}
-		}
-	}
-	return nil
 }

@@ -553,11 +553,8 @@ func NewPendingBuilder(mem memory.Allocator, opts Options) *PendingBuilder {
 // account's currency. On error nothing is appended; the error wraps
 // ErrInvalid or ErrOverflow and names the field and the account.
 func (b *PendingBuilder) Append(item []byte, currency string) error {
-	if err := b.r.decodeTx(item, &b.row, true); err != nil {
+	if err := b.Check(item, currency); err != nil {
 		return err
-	}
-	if currency == "" {
-		return txError(&b.row, true, "currency", fmt.Errorf("%w: %w", errMissing, ErrInvalid))
 	}
 	row := &b.row
 	b.user.BinaryBuilder.Append(row.user.b)

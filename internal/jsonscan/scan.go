@@ -466,18 +466,10 @@ func (s *Scanner) number() error {
 		s.i = i
 		return s.invalid("in number (expecting a digit)")
 	}
+	var err error
 	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) {
-			s.i = i
-			return s.eof()
-		}
-		if !isDigit(b[i]) {
-			s.i = i
-			return s.invalid("in number (expecting a digit)")
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
+		if i, err = s.digits(i + 1); err != nil {
+			return err
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -485,20 +477,30 @@ func (s *Scanner) number() error {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		if i >= len(b) {
-			s.i = i
-			return s.eof()
-		}
-		if !isDigit(b[i]) {
-			s.i = i
-			return s.invalid("in number (expecting a digit)")
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
+		if i, err = s.digits(i); err != nil {
+			return err
 		}
 	}
 	s.i = i
 	return nil
+}
+
+// digits consumes the one or more digits a fraction or an exponent needs at
+// s.b[i:] and returns where they end.
+func (s *Scanner) digits(i int) (int, error) {
+	b := s.b
+	switch {
+	case i >= len(b):
+		s.i = i
+		return i, s.eof()
+	case !isDigit(b[i]):
+		s.i = i
+		return i, s.invalid("in number (expecting a digit)")
+	}
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i, nil
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

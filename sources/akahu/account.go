@@ -95,21 +95,11 @@ var (
 // encoding/json would refuse. Unknown members are skipped.
 func fastAccount(s *jsonscan.Scanner, raw []byte) (a Account, ok bool) {
 	s.Reset(raw, jsonscan.Options{AllowDuplicateNames: true, AllowInvalidUTF8: true})
-	if s.PeekKind() != '{' || s.BeginObject() != nil {
+	if s.PeekKind() != '{' {
 		return Account{}, false
 	}
-	seen := 0
-	for {
-		i, more, ok := knownMember(s, accountNames, &seen)
-		if !ok {
-			return Account{}, false
-		}
-		if !more {
-			break
-		}
+	ok = members(s, accountNames, func(i int) (ok bool) {
 		switch i {
-		case -1:
-			ok = skipValue(s)
 		case 0:
 			a.ID, ok = plainString(s)
 		case 1:
@@ -128,10 +118,13 @@ func fastAccount(s *jsonscan.Scanner, raw []byte) (a Account, ok bool) {
 			ok = fastBalance(s, &a)
 		case 8:
 			ok = fastRefreshed(s, &a)
+		default:
+			ok = skipValue(s)
 		}
-		if !ok {
-			return Account{}, false
-		}
+		return ok
+	})
+	if !ok {
+		return Account{}, false
 	}
 	if s.End() != nil {
 		return Account{}, false
@@ -174,6 +167,28 @@ func knownMember(s *jsonscan.Scanner, names []string, seen *int) (i int, more, o
 		}
 	}
 	return -1, true, true
+}
+
+// members reads the object that starts at the scanner, calling value for each
+// member with its index in names (-1 for an unknown name) to read or skip its
+// value; false where knownMember or value stops the fast path.
+func members(s *jsonscan.Scanner, names []string, value func(i int) bool) bool {
+	if s.BeginObject() != nil {
+		return false
+	}
+	seen := 0
+	for {
+		i, more, ok := knownMember(s, names, &seen)
+		if !ok {
+			return false
+		}
+		if !more {
+			return true
+		}
+		if !value(i) {
+			return false
+		}
+	}
 }
 
 // skipValue reads and drops the next value.
@@ -245,30 +260,17 @@ func fastConnection(s *jsonscan.Scanner, a *Account) bool {
 	default:
 		return false
 	}
-	if s.BeginObject() != nil {
-		return false
-	}
-	seen := 0
-	for {
-		i, more, ok := knownMember(s, connectionNames, &seen)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
+	return members(s, connectionNames, func(i int) (ok bool) {
 		switch i {
-		case -1:
-			ok = skipValue(s)
 		case 0:
 			a.ConnectionID, ok = plainString(s)
 		case 1:
 			a.ConnectionName, ok = plainString(s)
+		default:
+			ok = skipValue(s)
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
 // fastBalance reads null or an object whose currency is the account's.
@@ -280,27 +282,13 @@ func fastBalance(s *jsonscan.Scanner, a *Account) bool {
 	default:
 		return false
 	}
-	if s.BeginObject() != nil {
-		return false
-	}
-	seen := 0
-	for {
-		i, more, ok := knownMember(s, balanceNames, &seen)
-		if !ok {
-			return false
+	return members(s, balanceNames, func(i int) (ok bool) {
+		if i != 0 {
+			return skipValue(s)
 		}
-		if !more {
-			return true
-		}
-		if i == 0 {
-			a.Currency, ok = plainString(s)
-		} else {
-			ok = skipValue(s)
-		}
-		if !ok {
-			return false
-		}
-	}
+		a.Currency, ok = plainString(s)
+		return ok
+	})
 }
 
 // fastRefreshed reads null or an object whose transactions, when an RFC 3339
@@ -313,23 +301,9 @@ func fastRefreshed(s *jsonscan.Scanner, a *Account) bool {
 	default:
 		return false
 	}
-	if s.BeginObject() != nil {
-		return false
-	}
-	seen := 0
-	for {
-		i, more, ok := knownMember(s, refreshedNames, &seen)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
+	return members(s, refreshedNames, func(i int) bool {
 		if i != 0 {
-			if !skipValue(s) {
-				return false
-			}
-			continue
+			return skipValue(s)
 		}
 		v, err := s.ReadValue()
 		if err != nil {
@@ -342,5 +316,42 @@ func fastRefreshed(s *jsonscan.Scanner, a *Account) bool {
 			}
 			a.TransactionsRefreshed, _ = time.Parse(time.RFC3339Nano, string(in))
 		}
+		return true
+	})
+}
+
+// pendingNames are the members of a pending item PendingAccount reads.
+var pendingNames = []string{"_account"}
+
+// PendingAccount returns the _account of a pending item of a user's list
+// (AllPending), as encoding/json reads it into a string field
+// (pendingAccountJSON): "" when it has none, or ok false when the item is not a
+// JSON object encoding/json accepts or _account is not a string. Items of the
+// usual shape are read with the jsonscan scanner, s, looking only at the
+// top-level names; an item that might read otherwise under encoding/json's rules
+// (see knownMember and plainString) goes to encoding/json.
+func PendingAccount(s *jsonscan.Scanner, item []byte) (string, bool) {
+	s.Reset(item, jsonscan.Options{AllowDuplicateNames: true, AllowInvalidUTF8: true})
+	var acct string
+	if s.PeekKind() == '{' && members(s, pendingNames, func(i int) (ok bool) {
+		if i != 0 {
+			return skipValue(s)
+		}
+		acct, ok = plainString(s)
+		return ok
+	}) && s.End() == nil {
+		return acct, true
 	}
+	return pendingAccountJSON(item)
+}
+
+// pendingAccountJSON is PendingAccount with encoding/json: the reference.
+func pendingAccountJSON(item []byte) (string, bool) {
+	var head struct {
+		Account string `json:"_account"`
+	}
+	if err := json.Unmarshal(item, &head); err != nil {
+		return "", false
+	}
+	return head.Account, true
 }

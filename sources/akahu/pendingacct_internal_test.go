@@ -1,4 +1,4 @@
-package pipeline
+package akahu
 
 import (
 	"testing"
@@ -34,26 +34,26 @@ var pendingAccountSeeds = []string{
 func TestPendingAccountAsEncodingJSON(t *testing.T) {
 	var s jsonscan.Scanner
 	for _, item := range pendingAccountSeeds {
-		got, gok := pendingAccount(&s, []byte(item))
+		got, gok := PendingAccount(&s, []byte(item))
 		want, wok := pendingAccountJSON([]byte(item))
 		if got != want || gok != wok {
 			t.Errorf("%s: account %q ok %v; encoding/json %q ok %v", item, got, gok, want, wok)
 		}
 	}
 	usual := []byte(pendingAccountSeeds[0])
-	if got := testing.AllocsPerRun(100, func() { _, _ = pendingAccount(&s, usual) }); got > 1 {
-		t.Errorf("pendingAccount: %v allocations an item, want at most 1", got)
+	if got := testing.AllocsPerRun(100, func() { _, _ = PendingAccount(&s, usual) }); got > 1 {
+		t.Errorf("PendingAccount: %v allocations an item, want at most 1", got)
 	}
 }
 
-// FuzzPendingAccount: pendingAccount agrees with encoding/json on any input.
+// FuzzPendingAccount: PendingAccount agrees with encoding/json on any input.
 func FuzzPendingAccount(f *testing.F) {
 	for _, item := range pendingAccountSeeds {
 		f.Add([]byte(item))
 	}
 	var s jsonscan.Scanner
 	f.Fuzz(func(t *testing.T, item []byte) {
-		got, gok := pendingAccount(&s, item)
+		got, gok := PendingAccount(&s, item)
 		want, wok := pendingAccountJSON(item)
 		if got != want || gok != wok {
 			t.Fatalf("%q: account %q ok %v; encoding/json %q ok %v", item, got, gok, want, wok)
