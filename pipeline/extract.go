@@ -705,11 +705,12 @@ func (r *runner) keepPending(a *acctRun, items []json.RawMessage) {
 	b := h.builder(r.newPendingBuilder).(*schema.PendingBuilder)
 	for _, it := range items {
 		_ = b.Append(it, a.acct.Currency) // checked above
+		r.pend.bytes += len(it)
 	}
 	r.pend.fetched[a.bucket] = append(r.pend.fetched[a.bucket], a.acct.ID)
-	if r.pend.n += len(items); r.pend.n >= heldSpillRows {
+	if r.pend.n += len(items); r.pend.n >= heldSpillRows || r.pend.bytes >= heldSpillBytes {
 		r.spillHeld("pending", r.pend.rows, schema.Pending())
-		r.pend.n = 0
+		r.pend.n, r.pend.bytes = 0, 0
 	}
 	r.pend.mu.Unlock()
 	a.setPending("fetched")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 
 // TestPendingRowsWaitInBatches: the pending rows a run fetches wait for the end of the
 // run (the snapshot of each bucket is written once), but not in memory: at most
-// heldSpillRows of them are in the builders at any time, whatever the number of
-// accounts of the shard; the rest wait in the spill file. The snapshot written at the
+// heldSpillRows of them, or heldSpillBytes of their JSON, are in the builders at any
+// time, whatever the number of accounts of the shard; the rest wait in the spill file. The snapshot written at the
 // end has every row of every fetched account, whether its rows were spilled, kept in
 // memory because the spill failed, or still in a builder.
 func TestPendingRowsWaitInBatches(t *testing.T) {
@@ -31,15 +32,17 @@ func TestPendingRowsWaitInBatches(t *testing.T) {
 		name      string
 		spillDir  func(t *testing.T) string
 		wantSpill bool
+		pad       int // bytes added to each item's description
 	}{
-		{"spilled", func(t *testing.T) string { return t.TempDir() }, true},
+		{"spilled", func(t *testing.T) string { return t.TempDir() }, true, 0},
+		{"big items spilled", func(t *testing.T) string { return t.TempDir() }, true, 2000},
 		{"spill fails", func(t *testing.T) string {
 			f := filepath.Join(t.TempDir(), "file")
 			if err := os.WriteFile(f, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			return filepath.Join(f, "sub") // a directory under a file: every spill fails
-		}, false},
+		}, false, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			loc := mustZone(t)
@@ -53,12 +56,12 @@ func TestPendingRowsWaitInBatches(t *testing.T) {
 
 			const accounts, perAccount = 90, 70 // 6,300 rows: more than heldSpillRows
 			want := map[int][]string{}
-			maxHeld := 0
+			maxHeld, minItem, maxItem := 0, 1<<30, 0
 			for i := range accounts {
 				a := &acctRun{user: &userRun{}, acct: acctInfo{ID: fmt.Sprintf("acc_%03d", i), Currency: "NZD"}, bucket: i % 3}
 				var items []json.RawMessage
 				for k := range perAccount {
-					desc := fmt.Sprintf("%s pending %d", a.acct.ID, k)
+					desc := fmt.Sprintf("%s pending %d%s", a.acct.ID, k, strings.Repeat(".", c.pad))
 					amount := any(-1.25)
 					if k%2 == 0 {
 						amount = "-11.50" // Akahu sometimes sends a string
@@ -67,6 +70,7 @@ func TestPendingRowsWaitInBatches(t *testing.T) {
 						"updated_at": "2026-02-28T10:00:00.000Z", "date": "2026-02-27T11:00:00.000Z",
 						"description": desc, "amount": amount, "type": "EFTPOS"})
 					items = append(items, item)
+					minItem, maxItem = min(minItem, len(item)), max(maxItem, len(item))
 					want[a.bucket] = append(want[a.bucket], desc)
 				}
 				r.keepPending(a, items)
@@ -83,6 +87,9 @@ func TestPendingRowsWaitInBatches(t *testing.T) {
 			}
 			if maxHeld >= heldSpillRows+perAccount {
 				t.Errorf("%d pending rows in the builders at once; want fewer than %d", maxHeld, heldSpillRows+perAccount)
+			}
+			if held := maxHeld * minItem; held >= heldSpillBytes+perAccount*maxItem {
+				t.Errorf("%d bytes of pending JSON in the builders at once; want fewer than %d", held, heldSpillBytes+perAccount*maxItem)
 			}
 			if got := r.spill.size > 0; got != c.wantSpill {
 				t.Errorf("spilled %d bytes; want spilled %v", r.spill.size, c.wantSpill)

@@ -256,9 +256,27 @@ func (r *runner) userBatches() iter.Seq[[]*window] {
 // when they run at once. A refused or failing token marks that user alone;
 // a token /me did not resolve is named by the earlier run that recorded its
 // fingerprint, if any. Users other shards own leave the run.
-func (r *runner) discover(ctx context.Context) {
+func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
+	// Users are handed to found in their order as soon as they are discovered, at
+	// most discoverAhead behind the requests: a shard holds the listings of the
+	// users in flight, not of all its users.
+	var queue []discovering
+	next := func() {
+		d := queue[0]
+		queue = queue[1:]
+		if d.done != nil {
+			<-d.done
+		}
+		if d.u.status != statusElsewhere {
+			found(d.u)
+		}
+	}
 	for _, u := range r.users {
+		for len(queue) >= discoverAhead {
+			next()
+		}
+		queue = append(queue, discovering{u: u})
 		id, known := r.directory[u.fp]
 		switch {
 		case known && !r.ownsUser(id):
@@ -274,7 +292,10 @@ func (r *runner) discover(ctx context.Context) {
 			u.status = statusElsewhere
 			continue
 		}
+		done := make(chan struct{})
+		queue[len(queue)-1].done = done
 		p.Go(func() {
+			defer close(done)
 			var err error
 			if known {
 				u.me = akahu.Me{ID: id} // a token's user never changes: no /me
@@ -306,6 +327,9 @@ func (r *runner) discover(ctx context.Context) {
 			}
 		})
 	}
+	for len(queue) > 0 {
+		next()
+	}
 	p.Wait()
 	r.resolvedElsewhere()
 	mine := r.users[:0]
@@ -319,6 +343,17 @@ func (r *runner) discover(ctx context.Context) {
 	clear(r.users[len(mine):])
 	r.users = slices.Clip(mine)
 }
+
+// discovering is a user whose discovery may still be under way (done, if not nil,
+// is closed when it is over).
+type discovering struct {
+	u    *userRun
+	done chan struct{}
+}
+
+// discoverAhead is how many users discovery may resolve ahead of the one the plan
+// takes next (discover's found): the listings held at once.
+const discoverAhead = 256
 
 // statusElsewhere marks a user another shard owns (layout 2); it leaves the run.
 const statusElsewhere = "elsewhere"
@@ -357,49 +392,63 @@ func orUnknown(s string) string {
 	return s
 }
 
-// selectAccounts picks the accounts this shard extracts, in a stable order.
-func (r *runner) selectAccounts() error {
-	want := map[string]bool{}
+// accountChoice is what the plan chooses accounts by: the --accounts ids, each
+// marked when a user's listing has it. Empty: every account of the shard.
+type accountChoice map[string]bool
+
+func (r *runner) accountChoice() accountChoice {
+	want := accountChoice{}
 	for _, id := range r.cfg.Accounts {
 		want[id] = false
 	}
-	for _, u := range r.users {
-		u.home = -1
-		if r.ds.BucketBy == bucketByUser && u.me.ID != "" {
-			u.home = bucketOf(u.me.ID, r.ds.Buckets)
+	return want
+}
+
+// selectAccounts picks, from the user's listing, the accounts this shard extracts
+// (discovery hands it each user in order, as soon as the user is discovered), builds
+// their accounts-snapshot rows and drops the listing.
+func (r *runner) selectAccounts(u *userRun, want accountChoice) {
+	u.home = -1
+	if r.ds.BucketBy == bucketByUser && u.me.ID != "" {
+		u.home = bucketOf(u.me.ID, r.ds.Buckets)
+	}
+	for _, a := range u.accounts {
+		if a.HasTransactions() {
+			u.txAccts = append(u.txAccts, a.ID)
 		}
-		for _, a := range u.accounts {
-			if a.HasTransactions() {
-				u.txAccts = append(u.txAccts, a.ID)
-			}
-			b := r.ds.bucketFor(u.me.ID, a.ID)
-			if r.ds.BucketBy != bucketByUser && u.home < 0 && b%r.cfg.Shards == r.cfg.Shard {
-				u.home = b // layout 1: the first of its accounts' buckets the shard owns
-			}
-			if len(want) > 0 {
-				if _, ok := want[a.ID]; !ok {
-					continue
-				}
-				want[a.ID] = true
-			}
-			if b%r.cfg.Shards != r.cfg.Shard {
+		b := r.ds.bucketFor(u.me.ID, a.ID)
+		if r.ds.BucketBy != bucketByUser && u.home < 0 && b%r.cfg.Shards == r.cfg.Shard {
+			u.home = b // layout 1: the first of its accounts' buckets the shard owns
+		}
+		if len(want) > 0 {
+			if _, ok := want[a.ID]; !ok {
 				continue
 			}
-			ar := &acctRun{user: u, acct: newAcctInfo(a), bucket: b, status: "ok"}
-			switch {
-			case !a.HasTransactions():
-				ar.status, ar.note = "skipped", "account has no TRANSACTIONS attribute"
-			case strings.EqualFold(a.Status, "INACTIVE"):
-				ar.status, ar.note = "inactive", "INACTIVE at Akahu; its cached data is still extracted"
-			}
-			r.addAccountRow(ar, a.Raw)
-			r.accounts = append(r.accounts, ar)
+			want[a.ID] = true
 		}
-		// The snapshot rows are built: the run keeps no account's listing (with the
-		// HTTP client, each one aliases its user's whole /accounts body).
-		u.accounts = nil
-		r.spillAccountRows(false)
+		if b%r.cfg.Shards != r.cfg.Shard {
+			continue
+		}
+		ar := &acctRun{user: u, acct: newAcctInfo(a), bucket: b, status: "ok"}
+		switch {
+		case !a.HasTransactions():
+			ar.status, ar.note = "skipped", "account has no TRANSACTIONS attribute"
+		case strings.EqualFold(a.Status, "INACTIVE"):
+			ar.status, ar.note = "inactive", "INACTIVE at Akahu; its cached data is still extracted"
+		}
+		r.addAccountRow(ar, a.Raw)
+		r.accounts = append(r.accounts, ar)
 	}
+	// The snapshot rows are built: the run keeps no account's listing (with the
+	// HTTP client, each one aliases its user's whole /accounts body).
+	u.accounts = nil
+	r.spillAccountRows(false)
+}
+
+// accountsSelected ends the plan's choice of accounts, once every user is
+// discovered: it fails on an --accounts id no listing had, spills the last
+// accounts-snapshot rows and puts the accounts in a stable order.
+func (r *runner) accountsSelected(want accountChoice) error {
 	var unknown []string
 	for id, seen := range want {
 		if !seen {

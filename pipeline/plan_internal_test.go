@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"weak"
@@ -50,7 +51,11 @@ func TestPlanKeepsNoAccountJSON(t *testing.T) {
 	refused := &userRun{index: 1, me: akahu.Me{ID: "user_b"}, status: "ok",
 		accounts: []akahu.Account{account("acc_b1", "TRANSACTIONS")}}
 	r.users = []*userRun{served, refused}
-	if err := r.selectAccounts(); err != nil {
+	want := r.accountChoice()
+	for _, u := range r.users {
+		r.selectAccounts(u, want)
+	}
+	if err := r.accountsSelected(want); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range r.users {
@@ -218,7 +223,7 @@ func TestDiscoverDropsOtherShardsUsers(t *testing.T) {
 		r.users = append(r.users, u)
 		gone = append(gone, weak.Make(u))
 	}
-	r.discover(context.Background())
+	r.discover(context.Background(), func(u *userRun) { t.Errorf("user %d handed to the plan; it is another shard's", u.index+1) })
 	if len(r.users) != 0 {
 		t.Fatalf("%d users left after discovery, want 0 (all are another shard's)", len(r.users))
 	}
@@ -233,4 +238,81 @@ func TestDiscoverDropsOtherShardsUsers(t *testing.T) {
 		t.Errorf("%d of %d other shards' users still reachable after discovery, want none", kept, len(gone))
 	}
 	runtime.KeepAlive(r) // the run goes on
+}
+
+// listingSource serves /accounts (three accounts a user) and counts the listings it
+// served that are still reachable, with weak pointers to their arrays.
+type listingSource struct {
+	Source // only Accounts is called: every token is in the directory
+	mu     sync.Mutex
+	served []weak.Pointer[akahu.Account]
+	most   int // the most listings reachable at one check
+}
+
+func (s *listingSource) Accounts(_ context.Context, tok akahu.Token) ([]akahu.Account, error) {
+	accts := make([]akahu.Account, 3)
+	for i := range accts {
+		id := fmt.Sprintf("acc_%s_%d", tok, i)
+		accts[i] = akahu.Account{ID: id, Status: "ACTIVE", Currency: "NZD", Attributes: []string{"TRANSACTIONS"},
+			Raw: json.RawMessage(fmt.Sprintf(`{"_id":%q,"name":"x","status":"ACTIVE","type":"CHECKING","attributes":["TRANSACTIONS"]}`, id))}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.served = append(s.served, weak.Make(&accts[0]))
+	if len(s.served)%50 == 0 {
+		runtime.GC()
+		alive := 0
+		for _, w := range s.served {
+			if w.Value() != nil {
+				alive++
+			}
+		}
+		s.most = max(s.most, alive)
+	}
+	return accts, nil
+}
+
+// TestDiscoveryHoldsFewListings: discovery hands each user to the plan as soon as it
+// is discovered, in order, so a shard holds the /accounts listings of the users in
+// flight (at most discoverAhead of them), not one per user of the shard until the
+// last is discovered.
+func TestDiscoveryHoldsFewListings(t *testing.T) {
+	loc := mustZone(t)
+	src := &listingSource{}
+	const users = 2000
+	r := &runner{cfg: Config{Workers: 4, Shards: 1, Source: src}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
+		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		started: time.Date(2026, 3, 1, 9, 0, 0, 0, loc), ds: Dataset{Buckets: 4, BucketBy: bucketByUser},
+		directory: map[string]string{}}
+	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
+	defer r.spill.close()
+	defer r.releaseAccountRows()
+	for i := range users {
+		u := &userRun{index: i, token: akahu.Token(fmt.Sprintf("tok%04d", i))}
+		u.fp = tokenFingerprint(u.token)
+		r.directory[u.fp] = fmt.Sprintf("user_%04d", i)
+		r.users = append(r.users, u)
+	}
+	if discoverAhead > users/4 {
+		t.Fatalf("discoverAhead %d: the test needs many more users than that (%d)", discoverAhead, users)
+	}
+	var order []int
+	want := r.accountChoice()
+	r.discover(context.Background(), func(u *userRun) {
+		order = append(order, u.index)
+		r.selectAccounts(u, want)
+	})
+	if err := r.accountsSelected(want); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != users || !slices.IsSorted(order) {
+		t.Errorf("the plan got %d users (in order: %v); want all %d in order", len(order), slices.IsSorted(order), users)
+	}
+	if len(r.accounts) != 3*users {
+		t.Errorf("%d accounts planned, want %d", len(r.accounts), 3*users)
+	}
+	if limit := discoverAhead + 2*r.cfg.Workers; src.most > limit || src.most == 0 {
+		t.Errorf("up to %d users' listings reachable at once during discovery; want 1 to %d (discoverAhead %d plus the requests in flight)",
+			src.most, limit, discoverAhead)
+	}
 }

@@ -396,7 +396,7 @@ func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) e
 	return nil
 }
 
-// accountByID finds an account of the run by binary search: selectAccounts sorts
+// accountByID finds an account of the run by binary search: accountsSelected sorts
 // r.accounts by id (a linear scan here made the reconcile stage O(accounts²)).
 func (r *runner) accountByID(id string) *acctRun {
 	i, ok := slices.BinarySearchFunc(r.accounts, id, func(a *acctRun, id string) int { return strings.Compare(a.acct.ID, id) })

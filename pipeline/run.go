@@ -65,9 +65,11 @@ type runner struct {
 
 	// accountRows are today's accounts-snapshot rows, by bucket, built by the plan
 	// (selectAccounts) from the accounts' JSON, which is not kept, and sent to the
-	// spill file in batches; accountRowsN counts those not yet spilled.
-	accountRows  map[int]*heldRows
-	accountRowsN int
+	// spill file in batches; accountRowsN counts those not yet spilled, and
+	// accountRowsBytes their JSON.
+	accountRows      map[int]*heldRows
+	accountRowsN     int
+	accountRowsBytes int
 
 	builders sync.Pool // *schema.TransactionBuilder, reused across walks
 	spill    *spill    // where extracted rows wait for the rest of their partition
@@ -175,7 +177,8 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	if r.directory, err = r.loadDirectory(ctx); err != nil {
 		return nil, err
 	}
-	r.discover(ctx)
+	want := r.accountChoice()
+	r.discover(ctx, func(u *userRun) { r.selectAccounts(u, want) })
 	r.directory, r.hearsay = nil, nil // every token is resolved: the fleet's directory is not needed again
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -183,7 +186,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	if err := r.checkAppToken(); err != nil {
 		return nil, err
 	}
-	if err := r.selectAccounts(); err != nil {
+	if err := r.accountsSelected(want); err != nil {
 		return nil, err
 	}
 	r.planWindows()

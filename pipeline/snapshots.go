@@ -51,6 +51,7 @@ type pendingRows struct {
 	mu      sync.Mutex
 	rows    map[int]*heldRows
 	n       int // rows in the builders (not yet spilled)
+	bytes   int // their items' JSON bytes
 	fetched map[int][]string
 	check   sync.Pool // *schema.PendingBuilder: checks an account's items first (PendingBuilder.Check)
 }
@@ -62,10 +63,14 @@ func (p *pendingRows) release() {
 	}
 }
 
-// heldSpillRows is how many snapshot rows (pending, accounts) may wait in the
-// builders, over all buckets, before they are sent to the spill file: a shard's
-// memory holds a batch of them, not one row per account of the shard.
-const heldSpillRows = 4096
+// heldSpillRows and heldSpillBytes are how many snapshot rows (pending, accounts),
+// and how many bytes of their JSON, may wait in the builders, over all buckets,
+// before they are sent to the spill file: a shard's memory holds a batch of them,
+// not one row per account of the shard.
+const (
+	heldSpillRows  = 4096
+	heldSpillBytes = 1 << 20
+)
 
 // rowBuilder builds a snapshot's rows (schema.PendingBuilder, schema.AccountBuilder).
 // NewRecord returns the rows appended since the last call, in order; Release frees
@@ -183,16 +188,17 @@ func (r *runner) addAccountRow(a *acctRun, raw []byte) {
 		a.snapErr = err
 	}
 	r.accountRowsN++
+	r.accountRowsBytes += len(raw)
 }
 
 // spillAccountRows sends the accounts-snapshot rows built so far to the spill file:
-// all of them with final, else only once heldSpillRows wait. A dry run spills none.
+// all of them with final, else only once heldSpillRows or heldSpillBytes wait. A dry run spills none.
 func (r *runner) spillAccountRows(final bool) {
-	if r.cfg.DryRun || (!final && r.accountRowsN < heldSpillRows) {
+	if r.cfg.DryRun || (!final && r.accountRowsN < heldSpillRows && r.accountRowsBytes < heldSpillBytes) {
 		return
 	}
 	r.spillHeld("accounts-snapshot", r.accountRows, schema.Accounts())
-	r.accountRowsN = 0
+	r.accountRowsN, r.accountRowsBytes = 0, 0
 }
 
 // releaseAccountRows frees the accounts-snapshot rows kept in memory.
