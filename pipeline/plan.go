@@ -620,32 +620,85 @@ func (r *runner) printPlan(w io.Writer) {
 // older manifests). An ambiguous fingerprint never names a user, so it can never
 // lead to a purge of the wrong one.
 func (r *runner) knownUser(u *userRun) string {
-	var known []UserStatus
-	for _, e := range r.state.users() {
-		known = append(known, UserStatus{TokenFP: e.TokenFP, UserID: e.UserID})
-	}
-	if r.latest != nil {
-		known = append(known, r.latest.Users...)
-	}
+	r.recorded.once.Do(r.indexRecorded)
 	id := ""
-	for _, e := range known {
-		if !fingerprintMatches(e.TokenFP, u.fp) {
-			continue
-		}
-		for _, o := range r.users {
-			if o != u && o.token != u.token && fingerprintMatches(e.TokenFP, o.fp) {
-				return ""
-			}
-		}
+	for _, key := range []string{u.fp, u.fp[:min(len(u.fp), legacyFingerprintLen)]} {
+		e := r.recorded.byFP[key]
 		switch {
-		case e.UserID == "":
+		case e == nil:
+		case e.shared || e.conflict:
+			return ""
+		case e.userID == "":
 		case id == "":
-			id = e.UserID
-		case id != e.UserID:
+			id = e.userID
+		case id != e.userID:
 			return ""
 		}
 	}
 	return id
+}
+
+// recordedUsers indexes, for knownUser, the users the state and the latest committed
+// run recorded, by recorded fingerprint (full or legacy), with what the run's tokens
+// make of each. It is built once, when a user first needs it, in one pass over the
+// records and one over the run's tokens: knownUser costs O(1) a failing user, not a
+// scan of the fleet's tokens.
+type recordedUsers struct {
+	once sync.Once
+	byFP map[string]*recordedUser
+}
+
+// recordedUser is what the records say of one recorded fingerprint.
+type recordedUser struct {
+	userID   string      // the user id recorded with it ("" if none)
+	conflict bool        // records name different users
+	token    akahu.Token // the first token of the run it matches
+	shared   bool        // a second, different token of the run matches it too
+}
+
+func (r *runner) indexRecorded() {
+	byFP := map[string]*recordedUser{}
+	add := func(fp, userID string) {
+		if fp == "" {
+			return // matches no token (fingerprintMatches)
+		}
+		e := byFP[fp]
+		if e == nil {
+			e = &recordedUser{}
+			byFP[fp] = e
+		}
+		switch {
+		case userID == "":
+		case e.userID == "":
+			e.userID = userID
+		case e.userID != userID:
+			e.conflict = true
+		}
+	}
+	for _, e := range r.state.users() {
+		add(e.TokenFP, e.UserID)
+	}
+	if r.latest != nil {
+		for _, e := range r.latest.Users {
+			add(e.TokenFP, e.UserID)
+		}
+	}
+	for _, o := range r.users {
+		keys := [2]string{o.fp, o.fp[:min(len(o.fp), legacyFingerprintLen)]}
+		for i, key := range keys {
+			e := byFP[key]
+			if e == nil || (i == 1 && key == keys[0]) {
+				continue
+			}
+			switch {
+			case e.token == "":
+				e.token = o.token
+			case e.token != o.token:
+				e.shared = true
+			}
+		}
+	}
+	r.recorded.byFP = byFP
 }
 
 // accountStart is where an account's windows begin. An explicit --start applies to

@@ -316,3 +316,65 @@ func TestDiscoveryHoldsFewListings(t *testing.T) {
 			src.most, limit, discoverAhead)
 	}
 }
+
+// TestKnownUser: a failing token's user is named by what the state and the latest
+// run recorded for its fingerprint (full, or the 48-bit prefix older manifests
+// kept), and by nobody when the records disagree or another token of the run
+// matches the same record.
+func TestKnownUser(t *testing.T) {
+	tokA, tokB, tokC := akahu.Token("user_token_a"), akahu.Token("user_token_b"), akahu.Token("user_token_c")
+	fpA, fpB := tokenFingerprint(tokA), tokenFingerprint(tokB)
+	legacy := func(fp string) string { return fp[:legacyFingerprintLen] }
+	tests := []struct {
+		name   string
+		state  []StateUser  // in the shard's state
+		latest []UserStatus // in the latest committed run's manifest
+		tokens []akahu.Token
+		want   string
+	}{
+		{name: "nothing recorded", tokens: []akahu.Token{tokA, tokB}},
+		{name: "in the state", state: []StateUser{{fpA, "user_1"}, {fpB, "user_2"}}, tokens: []akahu.Token{tokA, tokB}, want: "user_1"},
+		{name: "in the latest manifest", latest: []UserStatus{{TokenFP: fpB, UserID: "user_2"}, {TokenFP: fpA, UserID: "user_1"}}, tokens: []akahu.Token{tokA}, want: "user_1"},
+		{name: "legacy fingerprint", latest: []UserStatus{{TokenFP: legacy(fpA), UserID: "user_1"}}, tokens: []akahu.Token{tokA, tokB}, want: "user_1"},
+		{name: "state and manifest agree", state: []StateUser{{fpA, "user_1"}}, latest: []UserStatus{{TokenFP: legacy(fpA), UserID: "user_1"}}, tokens: []akahu.Token{tokA}, want: "user_1"},
+		{name: "state and manifest disagree", state: []StateUser{{fpA, "user_1"}}, latest: []UserStatus{{TokenFP: fpA, UserID: "user_9"}}, tokens: []akahu.Token{tokA}},
+		{name: "full and legacy records disagree", state: []StateUser{{fpA, "user_1"}}, latest: []UserStatus{{TokenFP: legacy(fpA), UserID: "user_9"}}, tokens: []akahu.Token{tokA}},
+		{name: "a record without a user id names nobody", latest: []UserStatus{{TokenFP: fpA}}, tokens: []akahu.Token{tokA}},
+		{name: "an empty fingerprint matches nothing", latest: []UserStatus{{TokenFP: "", UserID: "user_1"}}, tokens: []akahu.Token{tokA}},
+		{name: "the same token twice is not another token", state: []StateUser{{fpA, "user_1"}}, tokens: []akahu.Token{tokA, tokA}, want: "user_1"},
+		{
+			// Another token whose fingerprint starts like A's matches A's legacy record.
+			name:   "legacy record another token matches too",
+			latest: []UserStatus{{TokenFP: legacy(fpA), UserID: "user_1"}},
+			tokens: []akahu.Token{tokA, tokC},
+		},
+		{
+			name:   "legacy record another token matches, full record unambiguous",
+			state:  []StateUser{{fpA, "user_1"}},
+			latest: []UserStatus{{TokenFP: legacy(fpA), UserID: "user_1"}},
+			tokens: []akahu.Token{tokA, tokC},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &runner{latest: &Manifest{Users: tt.latest}}
+			bs := &bucketState{users: map[string]StateUser{}}
+			for _, u := range tt.state {
+				bs.users[u.TokenFP] = u
+			}
+			r.state = &runState{buckets: map[int]*bucketState{0: bs}}
+			for i, tok := range tt.tokens {
+				fp := tokenFingerprint(tok)
+				if tok == tokC {
+					fp = legacy(fpA) + fp[legacyFingerprintLen:] // a 48-bit collision with A
+				}
+				r.users = append(r.users, &userRun{index: i, token: tok, fp: fp})
+			}
+			for i := range 2 { // the index is built by the first call
+				if got := r.knownUser(r.users[0]); got != tt.want {
+					t.Errorf("call %d: knownUser = %q, want %q", i+1, got, tt.want)
+				}
+			}
+		})
+	}
+}

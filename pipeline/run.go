@@ -45,6 +45,7 @@ type runner struct {
 	purged    map[string]bool   // users this run purged: the state keeps nothing of them
 	directory map[string]string // token fingerprint → user id, from the state objects
 	hearsay   map[string]bool   // fingerprints of the directory only resolved objects name
+	recorded  recordedUsers     // knownUser's index, built on first use
 	resolved  *resolvedState    // the shard's resolved object (layout 2, several shards)
 	crashed   []marker          // crashed runs whose leftovers this run must resolve
 	recovered []string          // crashed runs already resolved by a committed run: clean up only
