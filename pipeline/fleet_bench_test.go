@@ -290,6 +290,12 @@ func (r *fleetResult) rows(users int, mix string, latency time.Duration, n int) 
 // little upstream, and runs the daily run with four shard runs.
 func runFleet(tb testing.TB, opts akahutest.Options) fleetResult {
 	tb.Helper()
+	return runFleetSharded(tb, opts, fleetShards)
+}
+
+// runFleetSharded is runFleet with the fleet run as shards shards.
+func runFleetSharded(tb testing.TB, opts akahutest.Options, shards int) fleetResult {
+	tb.Helper()
 	srv := akahutest.NewServer(opts)
 	defer srv.Close()
 	o := srv.Options()
@@ -316,7 +322,7 @@ func runFleet(tb testing.TB, opts akahutest.Options) fleetResult {
 		return time.Date(o.To.Year(), o.To.Month(), o.To.Day()+days, 9, 0, 0, 0, auckland)
 	}
 	backfill := fleetJob{URL: srv.URL, AppToken: srv.AppToken(), TokensFile: tokens, Dir: dir,
-		Start: o.From.Format(time.DateOnly), Now: morning(1), Buckets: fleetBucketsFor(tb, o.Users)}
+		Start: o.From.Format(time.DateOnly), Now: morning(1), Shards: shards, Buckets: fleetBucketsFor(tb, o.Users)}
 	res.Backfill = runFleetShards(tb, srv, backfill)
 
 	fleetUpstreamChange(tb, srv)
@@ -371,6 +377,7 @@ type fleetJob struct {
 	Start         string // "" for a daily run
 	Now           time.Time
 	Shard         int
+	Shards        int
 	Buckets       int
 }
 
@@ -396,7 +403,7 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 	tb.Helper()
 	var out fleetRunResult
 	var start, end string
-	for shard := range fleetShards {
+	for shard := range job.Shards {
 		job.Shard = shard
 		srv.ResetStats()
 		c := runFleetChild(tb, job)
@@ -516,7 +523,7 @@ func TestFleetChild(t *testing.T) {
 	t0 := time.Now()
 	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: cb, Source: client, Users: tokens,
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
-		Shard: job.Shard, Shards: fleetShards, Buckets: job.Buckets})
+		Shard: job.Shard, Shards: job.Shards, Buckets: job.Buckets})
 	wall, cpu := time.Since(t0), processCPU()-cpu0
 	sampler.done()
 	res := fleetChildResult{WallNs: wall.Nanoseconds(), CPUNs: cpu.Nanoseconds(), IO: cb.snapshot(), PeakLive: sampler.peakLive, PeakHeap: sampler.peakHeap,

@@ -272,24 +272,29 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			found(d.u)
 		}
 	}
-	for _, u := range r.users {
+	for i, tok := range r.cfg.Users {
+		fp := tokenFingerprint(tok)
+		claim := ""
+		if r.cfg.UserIDs != nil {
+			claim = r.cfg.UserIDs[i]
+		}
+		id, known := r.directory[fp]
+		if (known && !r.ownsUser(id)) || (!known && claim != "" && !r.ownsUser(claim)) {
+			// Another shard's user (or claimed by one: that shard asks /me and checks
+			// the claim): no request, and no record, as most of a fleet's tokens are.
+			continue
+		}
 		for len(queue) >= discoverAhead {
 			next()
 		}
+		u := &userRun{index: i, token: tok, fp: fp, claim: claim}
+		r.users = append(r.users, u)
 		queue = append(queue, discovering{u: u})
-		id, known := r.directory[u.fp]
 		switch {
-		case known && !r.ownsUser(id):
-			u.status = statusElsewhere // another shard's user: no request at all
-			continue
 		case known && u.claim != "" && u.claim != id:
 			u.me.ID = id
 			u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w: the tokens file says user %s; an earlier run's GET /me said %s",
 				u.index+1, id, ErrUserMismatch, u.claim, id)
-			continue
-		case !known && u.claim != "" && !r.ownsUser(u.claim):
-			// Claimed by another shard's user: that shard asks /me and checks the claim.
-			u.status = statusElsewhere
 			continue
 		}
 		done := make(chan struct{})
@@ -338,8 +343,8 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			mine = append(mine, u)
 		}
 	}
-	// Every shard is given the fleet's tokens: the spare capacity must not keep the
-	// other shards' users alive for the rest of the run.
+	// The users /me placed on other shards: the spare capacity must not keep them
+	// alive for the rest of the run.
 	clear(r.users[len(mine):])
 	r.users = slices.Clip(mine)
 }
@@ -620,7 +625,7 @@ func (r *runner) printPlan(w io.Writer) {
 // older manifests). An ambiguous fingerprint never names a user, so it can never
 // lead to a purge of the wrong one.
 func (r *runner) knownUser(u *userRun) string {
-	r.recorded.once.Do(r.indexRecorded)
+	r.recorded.once.Do(func() { r.indexRecorded(r.fingerprints) })
 	id := ""
 	for _, key := range []string{u.fp, u.fp[:min(len(u.fp), legacyFingerprintLen)]} {
 		e := r.recorded.byFP[key]
@@ -656,7 +661,17 @@ type recordedUser struct {
 	shared   bool        // a second, different token of the run matches it too
 }
 
-func (r *runner) indexRecorded() {
+// fingerprints yields every token of the run, other shards' too, with its fingerprint.
+func (r *runner) fingerprints(yield func(akahu.Token, string) bool) {
+	for _, tok := range r.cfg.Users {
+		if !yield(tok, tokenFingerprint(tok)) {
+			return
+		}
+	}
+}
+
+// indexRecorded builds knownUser's index from the records and the run's tokens.
+func (r *runner) indexRecorded(tokens iter.Seq2[akahu.Token, string]) {
 	byFP := map[string]*recordedUser{}
 	add := func(fp, userID string) {
 		if fp == "" {
@@ -683,8 +698,8 @@ func (r *runner) indexRecorded() {
 			add(e.TokenFP, e.UserID)
 		}
 	}
-	for _, o := range r.users {
-		keys := [2]string{o.fp, o.fp[:min(len(o.fp), legacyFingerprintLen)]}
+	for tok, fp := range tokens {
+		keys := [2]string{fp, fp[:min(len(fp), legacyFingerprintLen)]}
 		for i, key := range keys {
 			e := byFP[key]
 			if e == nil || (i == 1 && key == keys[0]) {
@@ -692,8 +707,8 @@ func (r *runner) indexRecorded() {
 			}
 			switch {
 			case e.token == "":
-				e.token = o.token
-			case e.token != o.token:
+				e.token = tok
+			case e.token != tok:
 				e.shared = true
 			}
 		}

@@ -124,13 +124,6 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	r.apiStart = cfg.Source.Stats() // a client may serve several runs: count this one's
 	r.cols = newTxCols(r.txSch)
 	r.log = cfg.Logger.With("run_id", r.runID)
-	for i, t := range cfg.Users {
-		u := &userRun{index: i, token: t, fp: tokenFingerprint(t)}
-		if cfg.UserIDs != nil {
-			u.claim = cfg.UserIDs[i]
-		}
-		r.users = append(r.users, u)
-	}
 	defer r.pend.release()
 	defer r.releaseAccountRows()
 	return r.run(ctx)
