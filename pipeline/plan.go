@@ -278,8 +278,9 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 		if r.cfg.UserIDs != nil {
 			claim = r.cfg.UserIDs[i]
 		}
-		id, known := r.directory[fp]
-		if (known && !r.ownsUser(id)) || (!known && claim != "" && !r.ownsUser(claim)) {
+		entry, known := r.directory.lookup(fp)
+		id := entry.userID
+		if (known && !entry.mine) || (!known && claim != "" && !r.ownsUser(claim)) {
 			// Another shard's user (or claimed by one: that shard asks /me and checks
 			// the claim): no request, and no record, as most of a fleet's tokens are.
 			continue
@@ -318,7 +319,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 				u.status = "ok"
 				return
 			}
-			if u.me.ID == "" || r.hearsay[u.fp] {
+			if u.me.ID == "" || entry.hearsay {
 				// Only the owning bucket's users object, or this run's /me, names
 				// a failing token's user (whom a revocation may purge): not
 				// another shard's resolved object.

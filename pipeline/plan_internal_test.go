@@ -211,7 +211,7 @@ func TestUserBatches(t *testing.T) {
 // allocates less per such token than one user record.
 func TestDiscoverDropsOtherShardsUsers(t *testing.T) {
 	r := &runner{cfg: Config{Workers: 2, Shards: 2, Shard: 0}, ds: Dataset{Buckets: 8, BucketBy: bucketByUser},
-		directory: map[string]string{}}
+		directory: newTokenDirectory()}
 	const others = 5000
 	for i := 0; len(r.cfg.Users) < others; i++ {
 		id := fmt.Sprintf("user_%d", i)
@@ -219,7 +219,7 @@ func TestDiscoverDropsOtherShardsUsers(t *testing.T) {
 			continue
 		}
 		tok := akahu.Token(fmt.Sprintf("token_%d", i))
-		r.directory[tokenFingerprint(tok)] = id
+		r.directory.set(tokenFingerprint(tok), id, false, false) // another shard's user
 		r.cfg.Users = append(r.cfg.Users, tok)
 	}
 	var before, after runtime.MemStats
@@ -279,13 +279,13 @@ func TestDiscoveryHoldsFewListings(t *testing.T) {
 	r := &runner{cfg: Config{Workers: 4, Shards: 1, Source: src}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
 		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		started: time.Date(2026, 3, 1, 9, 0, 0, 0, loc), ds: Dataset{Buckets: 4, BucketBy: bucketByUser},
-		directory: map[string]string{}}
+		directory: newTokenDirectory()}
 	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
 	defer r.spill.close()
 	defer r.releaseAccountRows()
 	for i := range users {
 		tok := akahu.Token(fmt.Sprintf("tok%04d", i))
-		r.directory[tokenFingerprint(tok)] = fmt.Sprintf("user_%04d", i)
+		r.directory.set(tokenFingerprint(tok), fmt.Sprintf("user_%04d", i), true, false)
 		r.cfg.Users = append(r.cfg.Users, tok)
 	}
 	if discoverAhead > users/4 {
@@ -383,4 +383,97 @@ func TestKnownUser(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDirectoryCostsLittlePerFleetToken: every shard reads the whole fleet's token
+// directory; what it keeps of a token whose user another shard owns is its
+// fingerprint's 16 bytes and a flag, not the fingerprint's and the user id's strings.
+// The shard's own users keep their ids, and a users object overrides a resolved
+// object's hearsay.
+func TestDirectoryCostsLittlePerFleetToken(t *testing.T) {
+	ctx := context.Background()
+	b := bucket.NewMemory()
+	const buckets, shards, tokens = 64, 16, 20000
+	r := &runner{cfg: Config{Shards: shards, Shard: 1}, b: b, ds: Dataset{Buckets: buckets, BucketBy: bucketByUser}}
+	byBucket := map[int]map[string]StateUser{}
+	owners := map[string]string{}
+	for i := range tokens {
+		id := fmt.Sprintf("user_%06d", i)
+		fp := tokenFingerprint(akahu.Token(fmt.Sprintf("token_%06d", i)))
+		bk := bucketOf(id, buckets)
+		if byBucket[bk] == nil {
+			byBucket[bk] = map[string]StateUser{}
+		}
+		byBucket[bk][fp] = StateUser{TokenFP: fp, UserID: id}
+		owners[fp] = id
+	}
+	for bk, users := range byBucket {
+		if _, err := b.Put(ctx, usersObject(bk), encodeUserLines(users), bucket.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A resolved object of shard 0 names a token the users objects name too, and one
+	// they do not (hearsay); its line the users objects name is pruned.
+	heard := tokenFingerprint("token_heard_only")
+	var named string
+	for fp, id := range owners {
+		if r.ownsUser(id) {
+			named = fp
+			break
+		}
+	}
+	heardUser := "user_heard"
+	for i := 0; !r.ownsUser(heardUser); i++ {
+		heardUser = fmt.Sprintf("user_heard_%d", i) // hearsay matters for this shard's users
+	}
+	resolved := map[string]StateUser{named: {TokenFP: named, UserID: owners[named]}, heard: {TokenFP: heard, UserID: heardUser}}
+	if _, err := b.Put(ctx, resolvedObject(1, shards), encodeUserLines(resolved), bucket.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if r.state, err = loadRunState(ctx, b, buckets, r.cfg.Shard, shards); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	dir, err := r.loadDirectory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perToken := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / tokens
+	t.Logf("directory: %.0f bytes kept per fleet token", perToken)
+	if perToken > 45 {
+		t.Errorf("directory keeps %.0f bytes per fleet token; want at most 45 (most tokens are other shards')", perToken)
+	}
+	mine := 0
+	for fp, id := range owners {
+		e, ok := dir.lookup(fp)
+		switch {
+		case !ok:
+			t.Fatalf("token %s of %s not in the directory", fp, id)
+		case e.mine != r.ownsUser(id) || (e.mine && e.userID != id) || (!e.mine && e.userID != ""):
+			t.Fatalf("token of %s: entry %+v; owned by this shard: %v", id, e, r.ownsUser(id))
+		case e.hearsay:
+			t.Fatalf("token of %s: hearsay, but a users object names it", id)
+		}
+		if e.mine {
+			mine++
+		}
+	}
+	if mine == 0 || mine == tokens {
+		t.Fatalf("%d of %d tokens are this shard's; want some", mine, tokens)
+	}
+	if e, ok := dir.lookup(heard); !ok || !e.hearsay || e.userID != heardUser {
+		t.Errorf("token only a resolved object names: entry %+v (found %v); want hearsay", e, ok)
+	}
+	if _, ok := r.resolved.users[named]; ok || !r.resolved.pruned {
+		t.Errorf("resolved line a users object names: kept (pruned %v); want it dropped", r.resolved.pruned)
+	}
+	if _, ok := r.resolved.users[heard]; !ok {
+		t.Errorf("resolved line no users object names: dropped; want it kept")
+	}
+	runtime.KeepAlive(dir)
 }

@@ -41,14 +41,13 @@ type runner struct {
 	// Dataset state, set by openDataset, checkShards and loadState.
 	ds        Dataset
 	latest    *Manifest
-	state     *runState         // the incremental state of the shard's buckets
-	purged    map[string]bool   // users this run purged: the state keeps nothing of them
-	directory map[string]string // token fingerprint → user id, from the state objects
-	hearsay   map[string]bool   // fingerprints of the directory only resolved objects name
-	recorded  recordedUsers     // knownUser's index, built on first use
-	resolved  *resolvedState    // the shard's resolved object (layout 2, several shards)
-	crashed   []marker          // crashed runs whose leftovers this run must resolve
-	recovered []string          // crashed runs already resolved by a committed run: clean up only
+	state     *runState       // the incremental state of the shard's buckets
+	purged    map[string]bool // users this run purged: the state keeps nothing of them
+	directory *tokenDirectory // what the state objects say of the fleet's tokens (until discovered)
+	recorded  recordedUsers   // knownUser's index, built on first use
+	resolved  *resolvedState  // the shard's resolved object (layout 2, several shards)
+	crashed   []marker        // crashed runs whose leftovers this run must resolve
+	recovered []string        // crashed runs already resolved by a committed run: clean up only
 	// committedMarkers are markers of runs that committed but died before removing them.
 	committedMarkers []string
 	trackFresh       bool // the shard had transactions partitions at start
@@ -173,7 +172,7 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 	}
 	want := r.accountChoice()
 	r.discover(ctx, func(u *userRun) { r.selectAccounts(u, want) })
-	r.directory, r.hearsay = nil, nil // every token is resolved: the fleet's directory is not needed again
+	r.directory = nil // every token is resolved: the fleet's directory is not needed again
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

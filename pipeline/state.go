@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -436,7 +437,7 @@ func (r *runner) resolvedElsewhere() {
 		return
 	}
 	for _, u := range r.users {
-		if _, known := r.directory[u.fp]; known || u.status != statusElsewhere || u.me.ID == "" {
+		if _, known := r.directory.lookup(u.fp); known || u.status != statusElsewhere || u.me.ID == "" {
 			continue
 		}
 		r.resolved.fresh = append(r.resolved.fresh, StateUser{TokenFP: u.fp, UserID: u.me.ID})
@@ -444,38 +445,101 @@ func (r *runner) resolvedElsewhere() {
 }
 
 // pruneResolved drops the lines of the shard's resolved object that a users object
-// names (dir holds what the users objects say where they name a token).
-func (r *runner) pruneResolved(dir map[string]string) {
+// names (named: what the users objects say of those lines' fingerprints).
+func (r *runner) pruneResolved(named map[string]string) {
 	if r.resolved == nil {
 		return
 	}
 	for fp, u := range r.resolved.users {
-		if !r.hearsay[fp] && dir[fp] == u.UserID {
+		if id, ok := named[fp]; ok && id == u.UserID {
 			delete(r.resolved.users, fp)
 			r.resolved.pruned = true
 		}
 	}
 }
 
+// tokenDirectory is what the state objects say of the fleet's tokens, by
+// fingerprint: the user of each token whose user this shard owns, and for the
+// others (most of a fleet's tokens) only that another shard owns it: a set entry
+// of 16 bytes and the map's overhead, about 25–40 bytes a token.
+type tokenDirectory struct {
+	mine   map[fpKey]dirEntry
+	others map[fpKey]struct{}
+}
+
+func newTokenDirectory() *tokenDirectory {
+	return &tokenDirectory{mine: map[fpKey]dirEntry{}, others: map[fpKey]struct{}{}}
+}
+
+// fpKey is a token fingerprint (tokenFingerprint) as the bytes its hex spells.
+type fpKey [16]byte
+
+// dirEntry is one token of the directory.
+type dirEntry struct {
+	userID  string // its user, when this shard owns the user; else ""
+	mine    bool   // this shard owns its user
+	hearsay bool   // only resolved objects name it, no users object
+}
+
+// keyOf is fp's key, or false when fp is not a full fingerprint (a legacy one
+// names no token of a run: discovery matches full fingerprints only).
+func keyOf(fp string) (fpKey, bool) {
+	var k fpKey
+	if len(fp) != 2*len(k) {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(fp))
+	return k, err == nil
+}
+
+// set records that the token with fingerprint fp is userID's; a later call for the
+// same token replaces an earlier one.
+func (d *tokenDirectory) set(fp, userID string, mine, hearsay bool) {
+	k, ok := keyOf(fp)
+	if !ok || userID == "" {
+		return
+	}
+	if mine {
+		delete(d.others, k)
+		d.mine[k] = dirEntry{userID: userID, mine: true, hearsay: hearsay}
+		return
+	}
+	delete(d.mine, k)
+	d.others[k] = struct{}{}
+}
+
+// lookup returns the directory's entry for the token with fingerprint fp.
+func (d *tokenDirectory) lookup(fp string) (dirEntry, bool) {
+	k, ok := keyOf(fp)
+	if !ok || d == nil {
+		return dirEntry{}, false
+	}
+	if e, ok := d.mine[k]; ok {
+		return e, true
+	}
+	_, ok = d.others[k]
+	return dirEntry{}, ok
+}
+
 // loadDirectory returns the user of every token fingerprint the state objects name:
 // with layout 2, of every bucket and every shard's resolved object (a shard skips
 // the tokens of users other shards own, without a request); with layout 1, of the
-// shard's own buckets. It notes in r.hearsay the fingerprints only resolved objects
-// name, and keeps the shard's own resolved object in r.resolved.
-func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
-	dir := map[string]string{}
-	r.hearsay, r.resolved = nil, nil
+// shard's own buckets. Entries only resolved objects name are hearsay; the shard's
+// own resolved object is kept in r.resolved.
+func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
+	dir := newTokenDirectory()
+	add := func(fp, userID string, hearsay bool) { dir.set(fp, userID, r.ownsUser(userID), hearsay) }
+	r.resolved = nil
 	if r.ds.BucketBy == bucketByUser && r.cfg.Shards > 1 {
 		own := resolvedObject(r.cfg.Shard, r.cfg.Shards)
 		r.resolved = &resolvedState{name: own, users: map[string]StateUser{}}
-		r.hearsay = map[string]bool{}
 		err := readResolved(ctx, r.b, func(name string, gen, size int64, users map[string]StateUser) {
 			r.state.foreign += size
 			if name == own {
 				r.resolved.users, r.resolved.gen = users, gen
 			}
 			for fp, u := range users {
-				dir[fp], r.hearsay[fp] = u.UserID, true
+				add(fp, u.UserID, true)
 			}
 		})
 		if err != nil {
@@ -484,14 +548,22 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 	}
 	// The buckets' users objects are read last: where they name a token, they are
 	// what names its user.
+	named := map[string]string{} // what they say of the own resolved object's lines
+	usersObject := func(u StateUser) {
+		add(u.TokenFP, u.UserID, false)
+		if r.resolved != nil {
+			if _, ok := r.resolved.users[u.TokenFP]; ok {
+				named[u.TokenFP] = u.UserID
+			}
+		}
+	}
 	for _, u := range r.state.users() {
-		dir[u.TokenFP] = u.UserID
-		delete(r.hearsay, u.TokenFP)
+		usersObject(u)
 	}
 	if r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 {
 		return dir, nil
 	}
-	defer r.pruneResolved(dir)
+	defer r.pruneResolved(named)
 	for bk := range r.ds.Buckets {
 		if _, own := r.state.buckets[bk]; own {
 			continue
@@ -501,9 +573,8 @@ func (r *runner) loadDirectory(ctx context.Context) (map[string]string, error) {
 			return nil, err
 		}
 		r.state.foreign += bs.size
-		for fp, u := range bs.users {
-			dir[fp] = u.UserID
-			delete(r.hearsay, fp)
+		for _, u := range bs.users {
+			usersObject(u)
 		}
 	}
 	return dir, nil
