@@ -676,7 +676,7 @@ func (r *runner) indexRecorded(tokens iter.Seq2[akahu.Token, string]) {
 	byFP := map[string]*recordedUser{}
 	add := func(fp, userID string) {
 		if fp == "" {
-			return // matches no token (fingerprintMatches)
+			return // names no token
 		}
 		e := byFP[fp]
 		if e == nil {

@@ -358,15 +358,6 @@ func tokenFingerprint(t akahu.Token) string {
 // legacyFingerprintLen is the length of the 48-bit fingerprints of older manifests.
 const legacyFingerprintLen = 12
 
-// fingerprintMatches reports whether a recorded fingerprint, full or legacy, is that
-// of the token whose full fingerprint is fp.
-func fingerprintMatches(recorded, fp string) bool {
-	if len(recorded) == legacyFingerprintLen {
-		return strings.HasPrefix(fp, recorded)
-	}
-	return recorded != "" && recorded == fp
-}
-
 // ownsObject reports whether an object belongs to this run's shard.
 func (r *runner) ownsObject(name string) bool {
 	if r.cfg.Shards == 1 {
