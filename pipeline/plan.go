@@ -261,16 +261,22 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 	// Users are handed to found in their order as soon as they are discovered, at
 	// most discoverAhead behind the requests: a shard holds the listings of the
 	// users in flight, not of all its users.
+	// A user /me places on another shard leaves the run there, noted for the shard's
+	// resolved object: a fleet's first run holds no record per fleet token either.
 	var queue []discovering
 	next := func() {
 		d := queue[0]
+		queue[0] = discovering{}
 		queue = queue[1:]
 		if d.done != nil {
 			<-d.done
 		}
-		if d.u.status != statusElsewhere {
-			found(d.u)
+		if d.u.status == statusElsewhere {
+			r.resolvedElsewhere(d.u, d.known)
+			return
 		}
+		r.users = append(r.users, d.u)
+		found(d.u)
 	}
 	for i, tok := range r.cfg.Users {
 		fp := tokenFingerprint(tok)
@@ -289,8 +295,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			next()
 		}
 		u := &userRun{index: i, token: tok, fp: fp, claim: claim}
-		r.users = append(r.users, u)
-		queue = append(queue, discovering{u: u})
+		queue = append(queue, discovering{u: u, known: known})
 		switch {
 		case known && u.claim != "" && u.claim != id:
 			u.me.ID = id
@@ -337,24 +342,15 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 		next()
 	}
 	p.Wait()
-	r.resolvedElsewhere()
-	mine := r.users[:0]
-	for _, u := range r.users {
-		if u.status != statusElsewhere {
-			mine = append(mine, u)
-		}
-	}
-	// The users /me placed on other shards: the spare capacity must not keep them
-	// alive for the rest of the run.
-	clear(r.users[len(mine):])
-	r.users = slices.Clip(mine)
+	r.users = slices.Clip(r.users)
 }
 
 // discovering is a user whose discovery may still be under way (done, if not nil,
 // is closed when it is over).
 type discovering struct {
-	u    *userRun
-	done chan struct{}
+	u     *userRun
+	known bool // the directory names the token
+	done  chan struct{}
 }
 
 // discoverAhead is how many users discovery may resolve ahead of the one the plan

@@ -477,3 +477,61 @@ func TestDirectoryCostsLittlePerFleetToken(t *testing.T) {
 	}
 	runtime.KeepAlive(dir)
 }
+
+// meSource answers /me with the user the test gave each token, and samples the live
+// heap every 1,000 answers.
+type meSource struct {
+	Source // only Me is called: every user is another shard's
+	users  map[akahu.Token]string
+	mu     sync.Mutex
+	calls  int
+	peak   uint64
+}
+
+func (s *meSource) Me(_ context.Context, tok akahu.Token) (akahu.Me, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls++; s.calls%1000 == 0 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		s.peak = max(s.peak, m.HeapAlloc)
+	}
+	return akahu.Me{ID: s.users[tok]}, nil
+}
+
+// TestDiscoveryKeepsNoRecordOfOthersUsers: on a fleet's first run (or with shards
+// started at once) no state names the tokens, so a shard asks /me for each; a user
+// /me places on another shard leaves the run as soon as it is discovered, noted for
+// the shard's resolved object, and no record of it is kept until discovery ends.
+func TestDiscoveryKeepsNoRecordOfOthersUsers(t *testing.T) {
+	const tokens = 20000
+	src := &meSource{users: map[akahu.Token]string{}}
+	r := &runner{cfg: Config{Workers: 4, Shards: 2, Shard: 0, Source: src}, ds: Dataset{Buckets: 8, BucketBy: bucketByUser},
+		directory: newTokenDirectory(), resolved: &resolvedState{users: map[string]StateUser{}}}
+	for i := 0; len(r.cfg.Users) < tokens; i++ {
+		id := fmt.Sprintf("user_%06d", i)
+		if r.ownsUser(id) {
+			continue
+		}
+		tok := akahu.Token(fmt.Sprintf("token_%06d", i))
+		src.users[tok] = id
+		r.cfg.Users = append(r.cfg.Users, tok)
+	}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r.discover(context.Background(), func(u *userRun) { t.Errorf("user %d handed to the plan; it is another shard's", u.index+1) })
+	if len(r.users) != 0 {
+		t.Fatalf("%d users left after discovery, want 0", len(r.users))
+	}
+	if n := len(r.resolved.fresh); n != tokens {
+		t.Errorf("%d tokens noted for the resolved object, want %d", n, tokens)
+	}
+	perToken := (float64(src.peak) - float64(before.HeapAlloc)) / tokens
+	t.Logf("discovery's live heap grew by up to %.0f bytes per token", perToken)
+	// What must stay: the resolved object's line (a fingerprint and a user id).
+	if perToken > 160 {
+		t.Errorf("discovery's live heap grew by up to %.0f bytes per other shard's token; want at most 160 (its resolved line, no user record)", perToken)
+	}
+}

@@ -429,19 +429,14 @@ func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen
 	return nil
 }
 
-// resolvedElsewhere notes the tokens this run resolved with /me whose users other
-// shards own, for saveState to record in the shard's resolved object. discover
-// calls it before those users leave the run.
-func (r *runner) resolvedElsewhere() {
-	if r.resolved == nil {
+// resolvedElsewhere notes a token this run resolved with /me whose user another
+// shard owns, for saveState to record in the shard's resolved object. discover
+// calls it as the user leaves the run.
+func (r *runner) resolvedElsewhere(u *userRun, known bool) {
+	if r.resolved == nil || known || u.me.ID == "" {
 		return
 	}
-	for _, u := range r.users {
-		if _, known := r.directory.lookup(u.fp); known || u.status != statusElsewhere || u.me.ID == "" {
-			continue
-		}
-		r.resolved.fresh = append(r.resolved.fresh, StateUser{TokenFP: u.fp, UserID: u.me.ID})
-	}
+	r.resolved.fresh = append(r.resolved.fresh, StateUser{TokenFP: u.fp, UserID: u.me.ID})
 }
 
 // pruneResolved drops the lines of the shard's resolved object that a users object
