@@ -260,9 +260,9 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
 	// Users are handed to found in their order as soon as they are discovered, at
 	// most discoverAhead behind the requests: a shard holds the listings of the
-	// users in flight, not of all its users.
-	// A user /me places on another shard leaves the run there, noted for the shard's
-	// resolved object: a fleet's first run holds no record per fleet token either.
+	// users in flight, not of all its users. A user /me places on another shard
+	// leaves the run there, noted for the shard's resolved object: a fleet's first
+	// run holds no record per fleet token either.
 	var queue []discovering
 	next := func() {
 		d := queue[0]
