@@ -141,13 +141,18 @@ func (s *runState) users() []StateUser {
 func loadRunState(ctx context.Context, b bucket.Bucket, buckets, shard, shards int) (*runState, error) {
 	s := &runState{buckets: map[int]*bucketState{}}
 	found := false
+	var own []int
 	for bk := shard; bk < buckets; bk += shards {
-		bs, err := readBucketState(ctx, b, bk, true)
-		if err != nil {
-			return nil, err
-		}
+		own = append(own, bk)
+	}
+	err := inOrder(ctx, len(own), stateReads, func(ctx context.Context, i int) (*bucketState, error) {
+		return readBucketState(ctx, b, own[i], true)
+	}, func(i int, bs *bucketState) {
 		found = found || bs.memGen != 0 || bs.usrGen != 0
-		s.buckets[bk] = bs
+		s.buckets[own[i]] = bs
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.legacy = !found
 	return s, nil
@@ -411,6 +416,9 @@ func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen
 	if err != nil {
 		return fmt.Errorf("list %s: %w", resolvedPrefix, err)
 	}
+	// One at a time: on a fleet's first run with its shards started at once, each
+	// object may name most of the fleet's tokens (users objects, read 16 at once,
+	// are a bucket's size).
 	for _, a := range list {
 		if !strings.HasSuffix(a.Name, ".users.jsonl.gz") {
 			continue
@@ -559,18 +567,22 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 		return dir, nil
 	}
 	defer r.pruneResolved(named)
+	var foreign []int
 	for bk := range r.ds.Buckets {
-		if _, own := r.state.buckets[bk]; own {
-			continue
+		if _, own := r.state.buckets[bk]; !own {
+			foreign = append(foreign, bk)
 		}
-		bs, err := readBucketState(ctx, r.b, bk, false)
-		if err != nil {
-			return nil, err
-		}
+	}
+	err := inOrder(ctx, len(foreign), stateReads, func(ctx context.Context, i int) (*bucketState, error) {
+		return readBucketState(ctx, r.b, foreign[i], false)
+	}, func(_ int, bs *bucketState) {
 		r.state.foreign += bs.size
 		for _, u := range bs.users {
 			usersObject(u)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return dir, nil
 }
