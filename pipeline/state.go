@@ -453,12 +453,17 @@ func (r *runner) pruneResolved(named map[string]string) {
 	if r.resolved == nil {
 		return
 	}
+	kept := map[string]StateUser{}
 	for fp, u := range r.resolved.users {
 		if id, ok := named[fp]; ok && id == u.UserID {
-			delete(r.resolved.users, fp)
 			r.resolved.pruned = true
+			continue
 		}
+		kept[fp] = u
 	}
+	// A new map: a Go map keeps its size after deletes, and after a fleet's first run
+	// the object named most of the fleet's tokens.
+	r.resolved.users = kept
 }
 
 // tokenDirectory is what the state objects say of the fleet's tokens, by
