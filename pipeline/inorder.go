@@ -2,7 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"sync"
+
+	"github.com/sourcegraph/conc/stream"
 )
 
 // stateReads is how many state objects a run reads at once: a shard reads every
@@ -11,40 +12,35 @@ import (
 const stateReads = 16
 
 // inOrder calls read(ctx, i) for each i in [0, n), at most width at once, and
-// hands each result to use in the order of i as soon as it and every earlier one
-// are read: at most width results wait at once. On the first error (by i) it
-// cancels the reads under way, waits for them and returns that error; use is not
-// called again. use runs on the caller's goroutine.
+// hands each result to use in the order of i (a conc stream: about width results
+// wait at once). On the first error (by i) it cancels the reads under way and
+// returns that error once they are over; use is not called again. Calls of use do
+// not overlap, and all are over when inOrder returns.
 func inOrder[T any](ctx context.Context, n, width int, read func(ctx context.Context, i int) (T, error), use func(i int, v T)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type slot struct {
-		v    T
-		err  error
-		done chan struct{}
+	var err error // the stream's callbacks', until Wait returns
+	s := stream.New().WithMaxGoroutines(max(width, 1))
+	began := 0
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		began++
+		s.Go(func() stream.Callback {
+			v, rerr := read(ctx, i)
+			return func() {
+				switch {
+				case err != nil:
+				case rerr != nil:
+					err = rerr
+					cancel()
+				default:
+					use(i, v)
+				}
+			}
+		})
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	slots := make([]*slot, n)
-	launched := 0
-	for next := range n {
-		for ; launched < n && launched < next+max(width, 1); launched++ {
-			s := &slot{done: make(chan struct{})}
-			slots[launched] = s
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				defer close(s.done)
-				s.v, s.err = read(ctx, i)
-			}(launched)
-		}
-		s := slots[next]
-		<-s.done
-		slots[next] = nil
-		if s.err != nil {
-			return s.err
-		}
-		use(next, s.v)
+	s.Wait()
+	if err == nil && began < n {
+		err = ctx.Err() // the caller's context ended before every read began
 	}
-	return nil
+	return err
 }

@@ -272,7 +272,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			<-d.done
 		}
 		if d.u.status == statusElsewhere {
-			r.resolvedElsewhere(d.u, d.known)
+			r.resolvedElsewhere(d.u)
 			return
 		}
 		r.users = append(r.users, d.u)
@@ -286,7 +286,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 		}
 		entry, known := r.directory.lookup(fp)
 		id := entry.userID
-		if (known && !entry.mine) || (!known && claim != "" && !r.ownsUser(claim)) {
+		if (known && !entry.mine()) || (!known && claim != "" && !r.ownsUser(claim)) {
 			// Another shard's user (or claimed by one: that shard asks /me and checks
 			// the claim): no request, and no record, as most of a fleet's tokens are.
 			continue
@@ -295,7 +295,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			next()
 		}
 		u := &userRun{index: i, token: tok, fp: fp, claim: claim}
-		queue = append(queue, discovering{u: u, known: known})
+		queue = append(queue, discovering{u: u})
 		switch {
 		case known && u.claim != "" && u.claim != id:
 			u.me.ID = id
@@ -348,9 +348,8 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 // discovering is a user whose discovery may still be under way (done, if not nil,
 // is closed when it is over).
 type discovering struct {
-	u     *userRun
-	known bool // the directory names the token
-	done  chan struct{}
+	u    *userRun
+	done chan struct{}
 }
 
 // discoverAhead is how many users discovery may resolve ahead of the one the plan

@@ -463,12 +463,12 @@ func TestDirectoryCostsLittlePerFleetToken(t *testing.T) {
 		switch {
 		case !ok:
 			t.Fatalf("token %s of %s not in the directory", fp, id)
-		case e.mine != r.ownsUser(id) || (e.mine && e.userID != id) || (!e.mine && e.userID != ""):
+		case e.mine() != r.ownsUser(id) || (e.mine() && e.userID != id):
 			t.Fatalf("token of %s: entry %+v; owned by this shard: %v", id, e, r.ownsUser(id))
 		case e.hearsay:
 			t.Fatalf("token of %s: hearsay, but a users object names it", id)
 		}
-		if e.mine {
+		if e.mine() {
 			mine++
 		}
 	}

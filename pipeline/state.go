@@ -439,9 +439,10 @@ func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen
 
 // resolvedElsewhere notes a token this run resolved with /me whose user another
 // shard owns, for saveState to record in the shard's resolved object. discover
-// calls it as the user leaves the run.
-func (r *runner) resolvedElsewhere(u *userRun, known bool) {
-	if r.resolved == nil || known || u.me.ID == "" {
+// calls it as the user leaves the run (only /me places a user on another shard
+// there: the directory's tokens of other shards never enter the run).
+func (r *runner) resolvedElsewhere(u *userRun) {
+	if r.resolved == nil || u.me.ID == "" {
 		return
 	}
 	r.resolved.fresh = append(r.resolved.fresh, StateUser{TokenFP: u.fp, UserID: u.me.ID})
@@ -485,9 +486,11 @@ type fpKey [16]byte
 // dirEntry is one token of the directory.
 type dirEntry struct {
 	userID  string // its user, when this shard owns the user; else ""
-	mine    bool   // this shard owns its user
 	hearsay bool   // only resolved objects name it, no users object
 }
+
+// mine reports whether this shard owns the token's user.
+func (e dirEntry) mine() bool { return e.userID != "" }
 
 // keyOf is fp's key, or false when fp is not a full fingerprint (a legacy one
 // names no token of a run: discovery matches full fingerprints only).
@@ -509,7 +512,7 @@ func (d *tokenDirectory) set(fp, userID string, mine, hearsay bool) {
 	}
 	if mine {
 		delete(d.others, k)
-		d.mine[k] = dirEntry{userID: userID, mine: true, hearsay: hearsay}
+		d.mine[k] = dirEntry{userID: userID, hearsay: hearsay}
 		return
 	}
 	delete(d.mine, k)
