@@ -132,6 +132,12 @@ type Config struct {
 	// spills everything.
 	SpillDir  string
 	HoldBytes int64
+	// StateCache, shared by the runs of a process that runs several shards of a
+	// fleet one after another, spares each run re-reading the other shards' state
+	// objects that have not changed since the previous run read them (every run
+	// reads every bucket's users object to know its shard's tokens). Nil reads them
+	// every run.
+	StateCache *StateCache
 	// AccountWalks walks every account on its own and asks each account's pending
 	// list, never a user's accounts together: a request per account at least, where
 	// by default a user whose accounts are all extracted over the same months costs

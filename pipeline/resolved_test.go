@@ -294,3 +294,73 @@ func TestResolvedLostRace(t *testing.T) {
 		t.Errorf("%s: the rival's object was overwritten: %v", name, got.users)
 	}
 }
+
+// TestStateCacheReadsUnchangedObjectsOnce: a process that runs a fleet's shards one
+// after another (the command's --tasks) shares a StateCache: each run reads the
+// other buckets' users objects only if they changed since a run of the process read
+// them, and the runs decide as they would without it (no /me for a known token, every
+// user once). Without the cache, every run reads every bucket's users object.
+func TestStateCacheReadsUnchangedObjectsOnce(t *testing.T) {
+	local := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, local, opts)
+	users := int64(len(h.tokens))
+	b := &countingBucket{Bucket: local, gets: map[string]int{}}
+	cache := pipeline.NewStateCache()
+	round := func(start, end time.Time, cache *pipeline.StateCache) (gets map[string]int, me, accounts int64) {
+		t.Helper()
+		b.mu.Lock()
+		clear(b.gets)
+		b.mu.Unlock()
+		st0 := h.srv.Stats()
+		for shard := range 4 {
+			cfg := h.config(start, end)
+			cfg.Out, cfg.Users, cfg.StateCache = b, h.tokens, cache
+			cfg.Buckets, cfg.Shard, cfg.Shards = 8, shard, 4
+			if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+				t.Fatalf("shard %d: %v", shard, err)
+			}
+		}
+		st := h.srv.Stats()
+		gets = map[string]int{}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for name, n := range b.gets {
+			if strings.HasPrefix(name, "_state/bucket-") && strings.HasSuffix(name, ".users.jsonl.gz") {
+				gets[name] = n
+			}
+		}
+		return gets, st.ByKind["me"] - st0.ByKind["me"], st.ByKind["accounts"] - st0.ByKind["accounts"]
+	}
+
+	_, me, accounts := round(h.opts.From, h.opts.To, cache)
+	if me != users || accounts != users {
+		t.Errorf("backfill with the cache: %d /me and %d /accounts for %d users; want one of each per user", me, accounts, users)
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+
+	h.shift.Add(int64(24 * time.Hour))
+	gets, me, accounts := round(time.Time{}, time.Time{}, cache)
+	if me != 0 || accounts != users {
+		t.Errorf("daily run with the cache: %d /me and %d /accounts for %d users; want none and one per user", me, accounts, users)
+	}
+	if len(gets) == 0 {
+		t.Fatal("no users object was read")
+	}
+	for name, n := range gets {
+		if n > 2 { // its owner's read, and at most one for the other shards' runs
+			t.Errorf("%s read %d times by the four runs sharing a cache; want at most 2", name, n)
+		}
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+
+	h.shift.Add(int64(24 * time.Hour))
+	gets, me, _ = round(time.Time{}, time.Time{}, nil)
+	if me != 0 {
+		t.Errorf("daily run without the cache: %d /me", me)
+	}
+	if most := slices.Max(slices.Collect(maps.Values(gets))); most != 4 {
+		t.Errorf("without the cache a users object was read at most %d times by the four runs; want 4 (each run reads every bucket's)", most)
+	}
+}

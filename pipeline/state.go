@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
@@ -203,14 +204,29 @@ func readBucketState(ctx context.Context, b bucket.Bucket, bk int, all bool) (*b
 
 // readLines reads a gzip'd JSON-lines state object, if it exists.
 func readLines(ctx context.Context, b bucket.Bucket, name string, gen, size *int64, fn func(stateLine)) error {
-	data, attrs, err := b.Get(ctx, name)
-	switch {
-	case errors.Is(err, bucket.ErrNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("read state %s: %w", name, err)
+	return readLinesCached(ctx, b, nil, name, 0, gen, size, fn)
+}
+
+// readLinesCached is readLines through cache: when cache holds the object's
+// generation listed (the generation a List just gave), it is not read again (size
+// counts the bytes read, none then); what is read is kept in the cache.
+func readLinesCached(ctx context.Context, b bucket.Bucket, cache *StateCache, name string, listed int64, gen, size *int64, fn func(stateLine)) error {
+	data, ok := cache.get(name, listed)
+	if ok {
+		*gen = listed
+	} else {
+		var attrs bucket.Attrs
+		var err error
+		data, attrs, err = b.Get(ctx, name)
+		switch {
+		case errors.Is(err, bucket.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read state %s: %w", name, err)
+		}
+		*gen, *size = attrs.Generation, *size+int64(len(data))
+		cache.put(name, attrs.Generation, data)
 	}
-	*gen, *size = attrs.Generation, *size+int64(len(data))
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
@@ -412,6 +428,11 @@ func (rs *resolvedState) encode() []byte { return encodeUserLines(rs.users) }
 // readResolved reads every shard's resolved object, whatever the shard count that
 // wrote it: fn sees each object's name and entries.
 func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen, size int64, users map[string]StateUser)) error {
+	return readResolvedCached(ctx, b, nil, fn)
+}
+
+// readResolvedCached is readResolved through cache (readLinesCached).
+func readResolvedCached(ctx context.Context, b bucket.Bucket, cache *StateCache, fn func(name string, gen, size int64, users map[string]StateUser)) error {
 	list, err := b.List(ctx, resolvedPrefix)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", resolvedPrefix, err)
@@ -425,7 +446,7 @@ func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen
 		}
 		var gen, size int64
 		users := map[string]StateUser{}
-		if err := readLines(ctx, b, a.Name, &gen, &size, func(l stateLine) {
+		if err := readLinesCached(ctx, b, cache, a.Name, a.Generation, &gen, &size, func(l stateLine) {
 			if l.User != nil && l.User.TokenFP != "" && l.User.UserID != "" {
 				users[l.User.TokenFP] = *l.User
 			}
@@ -544,7 +565,7 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 	if r.ds.BucketBy == bucketByUser && r.cfg.Shards > 1 {
 		own := resolvedObject(r.cfg.Shard, r.cfg.Shards)
 		r.resolved = &resolvedState{name: own, users: map[string]StateUser{}}
-		err := readResolved(ctx, r.b, func(name string, gen, size int64, users map[string]StateUser) {
+		err := readResolvedCached(ctx, r.b, r.cfg.StateCache, func(name string, gen, size int64, users map[string]StateUser) {
 			r.state.foreign += size
 			if name == own {
 				r.resolved.users, r.resolved.gen = users, gen
@@ -560,7 +581,7 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 	// The buckets' users objects are read last: where they name a token, they are
 	// what names its user.
 	named := map[string]string{} // what they say of the own resolved object's lines
-	usersObject := func(u StateUser) {
+	fromUsersObject := func(u StateUser) {
 		add(u.TokenFP, u.UserID, false)
 		if r.resolved != nil {
 			if _, ok := r.resolved.users[u.TokenFP]; ok {
@@ -569,7 +590,7 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 		}
 	}
 	for _, u := range r.state.users() {
-		usersObject(u)
+		fromUsersObject(u)
 	}
 	if r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 {
 		return dir, nil
@@ -581,12 +602,38 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 			foreign = append(foreign, bk)
 		}
 	}
-	err := inOrder(ctx, len(foreign), stateReads, func(ctx context.Context, i int) (*bucketState, error) {
+	read := func(ctx context.Context, i int) (*bucketState, error) {
 		return readBucketState(ctx, r.b, foreign[i], false)
-	}, func(_ int, bs *bucketState) {
+	}
+	if cache := r.cfg.StateCache; cache != nil {
+		// A process that runs several shards in turn reads each users object once
+		// while it is unchanged: one List says which exist and their generations.
+		list, err := r.b.List(ctx, statePrefix+"bucket-")
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", statePrefix, err)
+		}
+		listed := make(map[string]int64, len(list))
+		for _, a := range list {
+			listed[a.Name] = a.Generation
+		}
+		read = func(ctx context.Context, i int) (*bucketState, error) {
+			bs := &bucketState{users: map[string]StateUser{}}
+			name := usersObject(foreign[i])
+			gen, ok := listed[name]
+			if !ok {
+				return bs, nil // none when listed: its tokens, if any now, cost a /me
+			}
+			return bs, readLinesCached(ctx, r.b, cache, name, gen, &bs.usrGen, &bs.size, func(l stateLine) {
+				if l.User != nil && l.User.TokenFP != "" {
+					bs.users[l.User.TokenFP] = *l.User
+				}
+			})
+		}
+	}
+	err := inOrder(ctx, len(foreign), stateReads, read, func(_ int, bs *bucketState) {
 		r.state.foreign += bs.size
 		for _, u := range bs.users {
-			usersObject(u)
+			fromUsersObject(u)
 		}
 	})
 	if err != nil {
@@ -697,4 +744,44 @@ func redactState(ctx context.Context, b bucket.Bucket, user, account string) err
 		}
 	})
 	return errors.Join(err, errors.Join(errs...))
+}
+
+// StateCache keeps state objects a run reads to learn which of the fleet's tokens
+// are its shard's (the other buckets' users objects and the shards' resolved
+// objects), by name and generation, for a process that runs several shards one
+// after another (Config.StateCache): each run reads only the objects that changed
+// since the previous run read them, where without it every shard's run reads every
+// bucket's users object. An object is used from the cache only at the generation a
+// List has just given, so a run sees what it would have read. Safe for concurrent
+// use; a nil *StateCache caches nothing.
+type StateCache struct {
+	mu   sync.Mutex
+	objs map[string]cachedState
+}
+
+type cachedState struct {
+	gen  int64
+	data []byte
+}
+
+// NewStateCache returns an empty cache.
+func NewStateCache() *StateCache { return &StateCache{objs: map[string]cachedState{}} }
+
+func (c *StateCache) get(name string, gen int64) ([]byte, bool) {
+	if c == nil || gen == 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.objs[name]
+	return o.data, ok && o.gen == gen
+}
+
+func (c *StateCache) put(name string, gen int64, data []byte) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.objs[name] = cachedState{gen: gen, data: data}
 }

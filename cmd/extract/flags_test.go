@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,6 +57,8 @@ func TestConfigErrors(t *testing.T) {
 		{"refresh wait not positive", []string{"--user-tokens-file", good, "--refresh", "--refresh-wait", "0s"}, nil, "--refresh-wait"},
 		{"workers out of range", []string{"--user-tokens-file", good, "--workers", "0"}, nil, "--workers"},
 		{"shard out of range", []string{"--user-tokens-file", good, "--shard", "3", "--shards", "2"}, nil, "--shard"},
+		{"more tasks than shards", []string{"--user-tokens-file", good, "--shards", "2", "--tasks", "3"}, nil, "--tasks 3 --shards 2"},
+		{"task index beyond the tasks", []string{"--user-tokens-file", good, "--shards", "8", "--tasks", "2"}, map[string]string{"CLOUD_RUN_TASK_INDEX": "3", "CLOUD_RUN_TASK_COUNT": "4"}, "task index 3"},
 		{"indexed job without --shards", []string{"--user-tokens-file", good}, map[string]string{"JOB_COMPLETION_INDEX": "0"}, "pass --shards"},
 		{"indexed job pod 3 without --shards", []string{"--user-tokens-file", good}, map[string]string{"JOB_COMPLETION_INDEX": "3"}, "pass --shards"},
 		{"bad time zone", []string{"--user-tokens-file", good, "--time-zone", "Mars/Olympus"}, nil, "--time-zone"},
@@ -130,6 +133,55 @@ func TestFleetFlags(t *testing.T) {
 		if cfg.SpillDir != c.spill || cfg.AccountWalks != c.walks || cfg.CompareValues != c.compare {
 			t.Errorf("%v: SpillDir %q, AccountWalks %v, CompareValues %v; want %q, %v, %v", c.args, cfg.SpillDir, cfg.AccountWalks, cfg.CompareValues, c.spill, c.walks, c.compare)
 		}
+	}
+}
+
+// TestTaskShards: without --shard, a process is task i of --tasks (both from the
+// platform's variables by default) and runs shards i, i+tasks, … in turn; --shard
+// runs that shard alone; the request budget is split across the tasks, which run
+// at once.
+func TestTaskShards(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("user_token_x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		shards []int
+		budget float64 // of --rps 120
+	}{
+		{"one process", nil, nil, []int{0}, 120},
+		{"a shard per Cloud Run task", nil, map[string]string{"CLOUD_RUN_TASK_INDEX": "2", "CLOUD_RUN_TASK_COUNT": "4"}, []int{2}, 30},
+		{"ten shards per Cloud Run task", []string{"--shards", "40"}, map[string]string{"CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": "4"},
+			[]int{1, 5, 9, 13, 17, 21, 25, 29, 33, 37}, 30},
+		{"shards not a multiple of the tasks", []string{"--shards", "5", "--tasks", "2"}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, []int{1, 3}, 60},
+		{"indexed job, a shard per pod", []string{"--shards", "3"}, map[string]string{"JOB_COMPLETION_INDEX": "2"}, []int{2}, 40},
+		{"--shard runs one shard", []string{"--shards", "40", "--shard", "7"}, map[string]string{"CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": "4"}, []int{7}, 30},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"AKAHU_APP_TOKEN": "app_token_x", "AKAHU_BASE_URL": "http://127.0.0.1:1/v1"}
+			maps.Copy(env, c.env)
+			getenv := func(k string) string { return env[k] }
+			var f runFlags
+			fs := flag.NewFlagSet("run", flag.ContinueOnError)
+			f.register(fs, getenv)
+			if err := f.parse(fs, append([]string{"--out", dir, "--user-tokens-file", tokens, "--rps", "120"}, c.args...)); err != nil {
+				t.Fatal(err)
+			}
+			cfg, client, err := f.config(context.Background(), getenv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(f.runShards, c.shards) || cfg.Shard != c.shards[0] {
+				t.Errorf("runs shards %v (first %d), want %v", f.runShards, cfg.Shard, c.shards)
+			}
+			if got := client.Stats().RateBudget; got != c.budget {
+				t.Errorf("request budget %v/s, want %v/s", got, c.budget)
+			}
+		})
 	}
 }
 

@@ -25,6 +25,8 @@ type runFlags struct {
 	out, start, end, accounts, tokensFile string
 	lookback, history                     string
 	workers, buckets, shard, shards       int
+	tasks                                 int
+	runShards                             []int // the shards this process runs, in turn (config)
 	dryRun                                bool
 	timeZone                              string
 	rps                                   float64
@@ -33,6 +35,7 @@ type runFlags struct {
 	lockWait                              time.Duration
 	purgeRevoked, failOnRevoked           bool
 	shardsSet                             bool // --shards was given
+	shardSet                              bool // --shard was given
 	refresh                               bool
 	refreshWait                           time.Duration
 	spillDir                              string
@@ -50,8 +53,9 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.StringVar(&f.history, "history", "730d", "on an empty dataset with no --start: how far back to read")
 	fs.IntVar(&f.workers, "workers", pipeline.DefaultWorkers, "concurrent cursor walks")
 	fs.IntVar(&f.buckets, "buckets", pipeline.DefaultBuckets, "files per partition (fixed when the dataset is created)")
-	fs.IntVar(&f.shard, "shard", envInt(getenv, "CLOUD_RUN_TASK_INDEX", "JOB_COMPLETION_INDEX"), "this shard's index (default from CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX)")
+	fs.IntVar(&f.shard, "shard", envInt(getenv, "CLOUD_RUN_TASK_INDEX", "JOB_COMPLETION_INDEX"), "run only this shard; without it, this task's index (default from CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX)")
 	fs.IntVar(&f.shards, "shards", max(1, envInt(getenv, "CLOUD_RUN_TASK_COUNT")), "number of shards (default from CLOUD_RUN_TASK_COUNT)")
+	fs.IntVar(&f.tasks, "tasks", envInt(getenv, "CLOUD_RUN_TASK_COUNT"), "processes the job runs as (default from CLOUD_RUN_TASK_COUNT, else --shards): task i runs shards i, i+tasks, … one after another")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (accounts, windows, partitions) and write nothing")
 	fs.StringVar(&f.timeZone, "time-zone", schema.DefaultTimeZone, "dataset time zone for local dates and partitions")
 	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second for the whole job, split evenly across --shards (0: no budget; each shard finds the API's limit from 429s)")
@@ -66,6 +70,18 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.StringVar(&f.spillDir, "spill-dir", "", "local directory where extracted rows wait for the rest of their partition beyond the memory budget (default: the system's temporary directory)")
 	fs.BoolVar(&f.accountWalks, "account-walks", false, "walk every account on its own (a request per account at least) instead of one walk over all of a user's accounts")
 	fs.BoolVar(&f.compareValues, "compare-values", false, "read every re-read partition whole and compare every value; by default a partition whose re-read rows all carry the stored updated_at is checked by range and left unread and unwritten (a change Akahu makes without advancing updated_at is picked up only with this flag)")
+}
+
+// parse parses args and notes which of the shard flags were given.
+func (f *runFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		f.shardsSet = f.shardsSet || fl.Name == "shards"
+		f.shardSet = f.shardSet || fl.Name == "shard"
+	})
+	return nil
 }
 
 func envInt(getenv env, names ...string) int {
@@ -93,10 +109,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.SetOutput(stderr)
 	var f runFlags
 	f.register(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	if err := f.parse(fs, args); err != nil {
 		return exitUsage
 	}
-	fs.Visit(func(fl *flag.Flag) { f.shardsSet = f.shardsSet || fl.Name == "shards" })
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "extract run: unexpected argument %q (tokens are never taken from flags or arguments)\n", fs.Arg(0))
 		return exitUsage
@@ -120,7 +135,31 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	cfg.Source = client
 	cfg.PlanOut = stdout
 	cfg.Progress = display.report(client.Stats)
-	return execute(ctx, cfg, stdout, stderr)
+	if len(f.runShards) == 1 {
+		return execute(ctx, cfg, stdout, stderr)
+	}
+	// A task of several shards runs them one after another: its memory is one
+	// shard's, and the other shards' state objects are read once while unchanged.
+	cfg.StateCache = pipeline.NewStateCache()
+	code := exitOK
+	for _, shard := range f.runShards {
+		if ctx.Err() != nil {
+			break
+		}
+		cfg.Shard = shard
+		cfg.Logger = log.With("shard", shard)
+		cfg.Logger.Info("shard run", "shard", shard, "of", cfg.Shards, "task_shards", len(f.runShards))
+		c := execute(ctx, cfg, stdout, stderr)
+		if c == exitUsage {
+			return c // a configuration error is every shard's
+		}
+		code = max(code, c) // failed (3) over partial (1) over ok
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "extract: interrupted before every shard of the task ran:", ctx.Err())
+		return max(code, exitFailed)
+	}
+	return code
 }
 
 // execute runs the pipeline and reports: a summary on stdout, one line per refused
@@ -263,6 +302,23 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	if f.shards < 1 || f.shard < 0 || f.shard >= f.shards {
 		return cfg, nil, fmt.Errorf("--shard %d --shards %d: want 0 <= shard < shards", f.shard, f.shards)
 	}
+	tasks := f.tasks
+	if tasks == 0 {
+		tasks = f.shards
+	}
+	if tasks < 1 || tasks > f.shards {
+		return cfg, nil, fmt.Errorf("--tasks %d --shards %d: want 1 <= tasks <= shards (task i runs shards i, i+tasks, … one after another)", tasks, f.shards)
+	}
+	f.runShards = []int{f.shard}
+	if !f.shardSet {
+		if f.shard >= tasks {
+			return cfg, nil, fmt.Errorf("task index %d (CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX) with --tasks %d: want 0 <= index < tasks", f.shard, tasks)
+		}
+		f.runShards = f.runShards[:0]
+		for s := f.shard; s < f.shards; s += tasks {
+			f.runShards = append(f.runShards, s)
+		}
+	}
 	var accounts []string
 	for _, a := range strings.Split(f.accounts, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -282,7 +338,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	}
 	client, err := akahu.New(akahu.Config{
 		BaseURL: getenv("AKAHU_BASE_URL"), AppToken: akahu.Token(appToken),
-		RequestsPerSecond: shardBudget(f.rps, f.shards), MaxInFlight: f.maxInFlight, Logger: log,
+		RequestsPerSecond: shardBudget(f.rps, tasks), MaxInFlight: f.maxInFlight, Logger: log,
 	})
 	if err != nil {
 		return cfg, nil, err
@@ -302,9 +358,10 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	return cfg, client, nil
 }
 
-// shardBudget is one shard's share of the job's request rate budget (0: none).
-func shardBudget(rps float64, shards int) float64 {
-	return rps / float64(max(shards, 1))
+// shardBudget is one task's share of the job's request rate budget (0: none): the
+// tasks run at once, each one shard at a time.
+func shardBudget(rps float64, tasks int) float64 {
+	return rps / float64(max(tasks, 1))
 }
 
 // userTokens reads the user tokens: AKAHU_USER_TOKEN, or a file with one per line

@@ -5,6 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -154,5 +157,36 @@ func TestLockLostExit3(t *testing.T) {
 	}
 	if strings.Contains(stdout.String(), "committed") {
 		t.Errorf("stdout claims a commit: %s", stdout.String())
+	}
+}
+
+// TestTaskRunsItsShardsInTurn: a process that is task 1 of 2 of a 4-shard job runs
+// shards 1 and 3, one after another, each committing its own run; task 0 then runs
+// shards 0 and 2, and between them the four runs extract the user once.
+func TestTaskRunsItsShardsInTurn(t *testing.T) {
+	p := newInProcess(t)
+	out := filepath.Join(t.TempDir(), "out")
+	committed := regexp.MustCompile(`run \S+-s(\d{3})-\S+ committed`)
+	var rows int
+	for task, want := range [][]string{{"000", "002"}, {"001", "003"}} {
+		env := map[string]string{"CLOUD_RUN_TASK_INDEX": strconv.Itoa(task), "CLOUD_RUN_TASK_COUNT": "2"}
+		code, stdout, stderr := p.main(env, "run", "--out", out, "--shards", "4", "--buckets", "4")
+		if code != exitOK {
+			t.Fatalf("task %d: exit %d\nstdout: %s\nstderr: %s", task, code, stdout, stderr)
+		}
+		var got []string
+		for _, m := range committed.FindAllStringSubmatch(stdout, -1) {
+			got = append(got, m[1])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("task %d committed shards %v, want %v:\n%s", task, got, want, stdout)
+		}
+		for _, m := range regexp.MustCompile(`: (\d+) inserted`).FindAllStringSubmatch(stdout, -1) {
+			n, _ := strconv.Atoi(m[1])
+			rows += n
+		}
+	}
+	if want := len(p.srv.SettledUser(p.srv.Users()[0].ID, time.Time{}, time.Time{})); rows == 0 || rows != want {
+		t.Errorf("the shards inserted %d rows, want the user's %d", rows, want)
 	}
 }
