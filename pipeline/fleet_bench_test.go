@@ -32,9 +32,15 @@ import (
 )
 
 // The fleet's shape: every benchmark population is run as a fleet would run it.
+// A fleet runs as fleetTasks processes (run one after another here, so that each
+// one's peak RSS is its own), with a shard per fleetUsersPerShard users (at least
+// one per task) and fleetBucketsPerShard buckets a shard: each task runs its shards
+// in turn, so a process holds one shard's users whatever the fleet's size.
 const (
-	fleetShards  = 4
-	fleetBuckets = 16
+	fleetTasks           = 4
+	fleetShards          = fleetTasks // the shard count of the benchmarks that fix it
+	fleetUsersPerShard   = 500
+	fleetBucketsPerShard = 4
 	// fleetPerUserCalls is what the minimum allows each user once per fleet run,
 	// whatever the shard count: GET /me, GET /accounts and one pending list
 	// (GET /transactions/pending).
@@ -170,16 +176,17 @@ func fleetMixes(b *testing.B) []string {
 }
 
 // TestFleetSmoke runs the fleet harness on 20 users with no latency and a short
-// history: the harness works (children, metered bucket, minimum) and its figures
-// are coherent. It measures nothing.
+// history, as 8 shards by 2 tasks: the harness works (children running their shards
+// in turn, metered bucket, minimum) and its figures are coherent. It measures
+// nothing.
 func TestFleetSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs 8 child processes")
+		t.Skip("runs 4 child processes")
 	}
 	// Three months of history instead of two years: the harness is what is tested.
 	opts := fleetPopulation(20, "sparse", 0)
 	opts.From = akahutest.DefaultTo.AddDate(0, -3, 0)
-	r := runFleet(t, opts)
+	r := runFleetSharded(t, opts, 8, 2)
 	for _, run := range []struct {
 		name string
 		s    fleetRunResult
@@ -286,15 +293,32 @@ func (r *fleetResult) rows(users int, mix string, latency time.Duration, n int) 
 	return strings.Join(out, "\n")
 }
 
-// runFleet builds the population, backfills it with four shard runs, changes it a
-// little upstream, and runs the daily run with four shard runs.
+// runFleet builds the population, backfills it with the fleet's tasks, changes it a
+// little upstream, and runs the daily run with the fleet's tasks.
 func runFleet(tb testing.TB, opts akahutest.Options) fleetResult {
 	tb.Helper()
-	return runFleetSharded(tb, opts, fleetShards)
+	return runFleetSharded(tb, opts, fleetShardsFor(tb, opts.Users), fleetTasks)
 }
 
-// runFleetSharded is runFleet with the fleet run as shards shards.
-func runFleetSharded(tb testing.TB, opts akahutest.Options, shards int) fleetResult {
+// fleetShardsFor is the shard count of a fleet of users: one shard per
+// fleetUsersPerShard users (FLEET_USERS_PER_SHARD overrides; 0 fixes it at one
+// shard per task), at least one per task.
+func fleetShardsFor(tb testing.TB, users int) int {
+	n := fleetUsersPerShard
+	if s := os.Getenv("FLEET_USERS_PER_SHARD"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n < 0 {
+			tb.Fatalf("FLEET_USERS_PER_SHARD %q: want a user count, or 0", s)
+		}
+	}
+	if n == 0 {
+		return fleetTasks
+	}
+	return max(fleetTasks, (users+n-1)/n)
+}
+
+// runFleetSharded is runFleet with the fleet run as shards shards by tasks tasks.
+func runFleetSharded(tb testing.TB, opts akahutest.Options, shards, tasks int) fleetResult {
 	tb.Helper()
 	srv := akahutest.NewServer(opts)
 	defer srv.Close()
@@ -322,7 +346,7 @@ func runFleetSharded(tb testing.TB, opts akahutest.Options, shards int) fleetRes
 		return time.Date(o.To.Year(), o.To.Month(), o.To.Day()+days, 9, 0, 0, 0, auckland)
 	}
 	backfill := fleetJob{URL: srv.URL, AppToken: srv.AppToken(), TokensFile: tokens, Dir: dir,
-		Start: o.From.Format(time.DateOnly), Now: morning(1), Shards: shards, Buckets: fleetBucketsFor(tb, o.Users)}
+		Start: o.From.Format(time.DateOnly), Now: morning(1), Shards: shards, Tasks: tasks, Buckets: fleetBucketsFor(tb, o.Users, shards)}
 	res.Backfill = runFleetShards(tb, srv, backfill)
 
 	fleetUpstreamChange(tb, srv)
@@ -369,25 +393,27 @@ func fleetUpstreamChange(tb testing.TB, srv *akahutest.Server) {
 	}
 }
 
-// fleetJob is one fleet run; the child gets it with its Shard set.
+// fleetJob is one fleet run; the child gets it with its Task set, and runs shards
+// Task, Task+Tasks, … one after another.
 type fleetJob struct {
 	URL, AppToken string
 	TokensFile    string // one user token a line (the fake's synthetic tokens)
 	Dir           string // the local bucket every shard and run shares
 	Start         string // "" for a daily run
 	Now           time.Time
-	Shard         int
+	Task, Tasks   int
 	Shards        int
 	Buckets       int
 }
 
-// fleetBucketsFor is the bucket count of a fleet of users: fleetBuckets, or with
-// FLEET_USERS_PER_BUCKET set, one bucket per that many users (a partition then holds
-// as many users' rows whatever the fleet's size).
-func fleetBucketsFor(tb testing.TB, users int) int {
+// fleetBucketsFor is the bucket count of a fleet of users run as shards shards:
+// fleetBucketsPerShard a shard, or with FLEET_USERS_PER_BUCKET set, one bucket per
+// that many users (a partition then holds as many users' rows whatever the fleet's
+// size).
+func fleetBucketsFor(tb testing.TB, users, shards int) int {
 	s := os.Getenv("FLEET_USERS_PER_BUCKET")
 	if s == "" {
-		return fleetBuckets
+		return fleetBucketsPerShard * shards
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
@@ -396,20 +422,20 @@ func fleetBucketsFor(tb testing.TB, users int) int {
 	return max(1, (users+n-1)/n)
 }
 
-// runFleetShards runs the job's shards one after another, each in a child process,
-// and adds up their figures; the minimum is computed from the fake over the range
-// the shards' manifests report.
+// runFleetShards runs the job's tasks one after another, each in a child process
+// that runs its shards in turn, and adds up their figures; the minimum is computed
+// from the fake over the range the shards' manifests report.
 func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRunResult {
 	tb.Helper()
 	var out fleetRunResult
 	var start, end string
-	for shard := range job.Shards {
-		job.Shard = shard
+	for task := range job.Tasks {
+		job.Task = task
 		srv.ResetStats()
 		c := runFleetChild(tb, job)
 		st := srv.Stats()
 		if c.Err != "" {
-			tb.Fatalf("shard %d of %s run: %s", shard, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
+			tb.Fatalf("task %d of %s run: %s", task, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
 		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs), CPU: time.Duration(c.CPUNs),
 			PeakRSSKiB: c.MaxRSSKiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
@@ -481,7 +507,8 @@ func runFleetChild(tb testing.TB, job fleetJob) fleetChildResult {
 }
 
 // TestFleetChild is not a test: it is the child process of the fleet benchmark (one
-// shard run) and skips unless fleetChildEnv is set.
+// task: its shards' runs in turn, sharing a StateCache as the command's do) and
+// skips unless fleetChildEnv is set.
 func TestFleetChild(t *testing.T) {
 	var job fleetJob
 	startChild(t, fleetChildEnv, "BenchmarkFleet", &job)
@@ -512,7 +539,7 @@ func TestFleetChild(t *testing.T) {
 	// Profiles, if asked for, go to FILE.{backfill,daily}.shardN.
 	profileName := func(env string) string {
 		if name := os.Getenv(env); name != "" {
-			return fmt.Sprintf("%s.%s.shard%d", name, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Shard)
+			return fmt.Sprintf("%s.%s.task%d", name, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], job.Task)
 		}
 		return ""
 	}
@@ -521,21 +548,28 @@ func TestFleetChild(t *testing.T) {
 	began := time.Now()
 	cpu0 := processCPU()
 	t0 := time.Now()
-	m, err := pipeline.Run(context.Background(), pipeline.Config{Out: cb, Source: client, Users: tokens,
+	var res fleetChildResult
+	cfg := pipeline.Config{Out: cb, Source: client, Users: tokens,
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
-		Shard: job.Shard, Shards: job.Shards, Buckets: job.Buckets})
+		Shards: job.Shards, Buckets: job.Buckets}
+	pipeline.RunShards(context.Background(), cfg, pipeline.TaskShards(job.Task, job.Tasks, job.Shards), func(shard int, m *pipeline.Manifest, err error) bool {
+		if err != nil {
+			res.Err = fmt.Sprintf("shard %d: %v", shard, err)
+		}
+		if m != nil {
+			res.Inserted, res.Updated, res.Deleted = res.Inserted+m.Counts.Inserted, res.Updated+m.Counts.Updated, res.Deleted+m.Counts.Deleted
+			res.Failures += len(m.Failures)
+			if res.RangeStart == "" || (m.Range.Start != "" && m.Range.Start < res.RangeStart) {
+				res.RangeStart = m.Range.Start
+			}
+			res.RangeEnd = max(res.RangeEnd, m.Range.End)
+		}
+		return err == nil
+	})
 	wall, cpu := time.Since(t0), processCPU()-cpu0
 	sampler.done()
-	res := fleetChildResult{WallNs: wall.Nanoseconds(), CPUNs: cpu.Nanoseconds(), IO: cb.snapshot(), PeakLive: sampler.peakLive, PeakHeap: sampler.peakHeap,
-		MaxRSSKiB: ownPeakRSSKiB(t)}
-	if err != nil {
-		res.Err = err.Error()
-	}
-	if m != nil {
-		res.Inserted, res.Updated, res.Deleted = m.Counts.Inserted, m.Counts.Updated, m.Counts.Deleted
-		res.Failures = len(m.Failures)
-		res.RangeStart, res.RangeEnd = m.Range.Start, m.Range.End
-	}
+	res.WallNs, res.CPUNs, res.IO, res.PeakLive, res.PeakHeap = wall.Nanoseconds(), cpu.Nanoseconds(), cb.snapshot(), sampler.peakLive, sampler.peakHeap
+	res.MaxRSSKiB = ownPeakRSSKiB(t)
 	out, _ := json.Marshal(res)
 	fmt.Printf("\n%s%s\n", fleetChildPrefix, out)
 }

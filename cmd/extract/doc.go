@@ -30,6 +30,11 @@
 // of the old and the new count. Under a Kubernetes Indexed Job, which exports
 // JOB_COMPLETION_INDEX but not the completion count, --shards must be given.
 //
+// Without --shard, a process is task i (CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX)
+// of --tasks (default CLOUD_RUN_TASK_COUNT, else --shards) and runs shards i,
+// i+tasks, … one after another, sharing a pipeline.StateCache; it exits with the
+// worst of their statuses. --shard runs that one shard. --rps is divided by the tasks.
+//
 // 'extract fake-akahu' serves the fake Akahu that 'extract demo' runs against, over plain
 // http, until SIGINT or SIGTERM, for developing tools against it. It prints its base URL,
 // the fake's app and user tokens (test tokens that work only against it, not secrets)

@@ -58,7 +58,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.IntVar(&f.tasks, "tasks", envInt(getenv, "CLOUD_RUN_TASK_COUNT"), "processes the job runs as (default from CLOUD_RUN_TASK_COUNT, else --shards): task i runs shards i, i+tasks, … one after another")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (accounts, windows, partitions) and write nothing")
 	fs.StringVar(&f.timeZone, "time-zone", schema.DefaultTimeZone, "dataset time zone for local dates and partitions")
-	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second for the whole job, split evenly across --shards (0: no budget; each shard finds the API's limit from 429s)")
+	fs.Float64Var(&f.rps, "rps", 0, "Akahu requests per second for the whole job, split evenly across the tasks (0: no budget; each task finds the API's limit from 429s)")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", akahu.DefaultMaxInFlight, "Akahu requests in flight across the run")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (gcp under a Cloud Run Job, text on a terminal, JSON otherwise), text, json or gcp (Cloud Logging's fields: severity, message, labels)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -140,20 +140,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	}
 	// A task of several shards runs them one after another: its memory is one
 	// shard's, and the other shards' state objects are read once while unchanged.
-	cfg.StateCache = pipeline.NewStateCache()
 	code := exitOK
-	for _, shard := range f.runShards {
-		if ctx.Err() != nil {
-			break
-		}
-		cfg.Shard = shard
-		cfg.Logger = log.With("shard", shard)
-		cfg.Logger.Info("shard run", "shard", shard, "of", cfg.Shards, "task_shards", len(f.runShards))
-		c := execute(ctx, cfg, stdout, stderr)
+	began := time.Now()
+	pipeline.RunShards(ctx, cfg, f.runShards, func(shard int, m *pipeline.Manifest, err error) bool {
+		c := report(cfg, m, err, time.Since(began), stdout, stderr)
+		began = time.Now()
 		if c == exitUsage {
-			return c // a configuration error is every shard's
+			code = c // a configuration error is every shard's
+			return false
 		}
 		code = max(code, c) // failed (3) over partial (1) over ok
+		return true
+	})
+	if code == exitUsage {
+		return code
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "extract: interrupted before every shard of the task ran:", ctx.Err())
@@ -168,6 +168,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer) int {
 	begin := time.Now()
 	m, err := pipeline.Run(ctx, cfg)
+	return report(cfg, m, err, time.Since(begin), stdout, stderr)
+}
+
+// report reports a run that took took (see execute) and returns its exit status.
+func report(cfg pipeline.Config, m *pipeline.Manifest, err error, took time.Duration, stdout, stderr io.Writer) int {
 	if p, ok := stderr.(*progress); ok {
 		p.end()
 	}
@@ -176,7 +181,7 @@ func execute(ctx context.Context, cfg pipeline.Config, stdout, stderr io.Writer)
 	}
 	if m != nil {
 		fmt.Fprintf(stdout, "run %s committed in %s: %d inserted, %d updated, %d unchanged, %d moved, %d deleted, %d pending; %d objects uploaded (%d bytes), %d unchanged objects skipped; %d bytes read (%d objects, %d ranges); %d API requests, %d retries, %d answered 429, %s%s\n",
-			m.RunID, time.Since(begin).Round(time.Millisecond), m.Counts.Inserted, m.Counts.Updated, m.Counts.Unchanged,
+			m.RunID, took.Round(time.Millisecond), m.Counts.Inserted, m.Counts.Updated, m.Counts.Unchanged,
 			m.Counts.Moved, m.Counts.Deleted, m.Counts.Pending, m.Uploads.Objects, m.Uploads.Bytes, m.Uploads.Skipped,
 			m.Reads.Bytes, m.Reads.Objects, m.Reads.Ranges,
 			m.API.Requests, m.API.Retries, m.API.RateLimited, rateSummary(m.API), refusedSummary(m))
@@ -314,10 +319,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		if f.shard >= tasks {
 			return cfg, nil, fmt.Errorf("task index %d (CLOUD_RUN_TASK_INDEX or JOB_COMPLETION_INDEX) with --tasks %d: want 0 <= index < tasks", f.shard, tasks)
 		}
-		f.runShards = f.runShards[:0]
-		for s := f.shard; s < f.shards; s += tasks {
-			f.runShards = append(f.runShards, s)
-		}
+		f.runShards = pipeline.TaskShards(f.shard, tasks, f.shards)
 	}
 	var accounts []string
 	for _, a := range strings.Split(f.accounts, ",") {
