@@ -190,3 +190,30 @@ func TestTaskRunsItsShardsInTurn(t *testing.T) {
 		t.Errorf("the shards inserted %d rows, want the user's %d", rows, want)
 	}
 }
+
+// TestTaskExitsWithTheWorstStatus: a task's shard runs go on after one of them ends
+// with a failure status, and the task exits with the worst of them: here the shard
+// of a revoked user exits 1 (--fail-on-revoked) and the other 0.
+func TestTaskExitsWithTheWorstStatus(t *testing.T) {
+	p := newInProcess(t)
+	out := filepath.Join(t.TempDir(), "out")
+	committed := regexp.MustCompile(`run \S+-s(\d{3})-\S+ committed`)
+	args := []string{"run", "--out", out, "--shards", "2", "--buckets", "2", "--tasks", "1", "--fail-on-revoked"}
+	for i, want := range []int{exitOK, exitPartial} {
+		if i == 1 {
+			p.srv.RevokeUser(p.srv.Users()[0].ID)
+		}
+		code, stdout, stderr := p.main(nil, args...)
+		if code != want {
+			t.Fatalf("run %d: exit %d, want %d\nstdout: %s\nstderr: %s", i+1, code, want, stdout, stderr)
+		}
+		if got := committed.FindAllStringSubmatch(stdout, -1); len(got) != 2 || got[0][1] != "000" || got[1][1] != "001" {
+			t.Errorf("run %d: committed %v, want shards 000 and 001:\n%s", i+1, got, stdout)
+		}
+		// The user is shard 0's (the fake's seed decides): the failing run comes
+		// first, and the task goes on to shard 1.
+		if first, _, _ := strings.Cut(stdout, "\n"); i == 1 && (!strings.Contains(first, "-s000-") || !strings.Contains(first, "1 revoked")) {
+			t.Errorf("run 2: shard 0's summary %q does not report the revoked user", first)
+		}
+	}
+}
