@@ -161,6 +161,12 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 			return nil, err
 		}
 	}
+	if r.cfg.Shard >= r.ds.Buckets {
+		// Not an error (the dataset stays valid, and a reshard may have been meant
+		// for later), but the shard's work is none: say so where operators look.
+		r.log.Warn("this shard owns no bucket and extracts nothing: the dataset has fewer buckets than shards, which adds no parallelism (buckets are fixed when a dataset is created; create one with --buckets a multiple of the shard count)",
+			"shard", r.cfg.Shard, "shards", r.cfg.Shards, "buckets", r.ds.Buckets)
+	}
 	if err := r.loadState(ctx); err != nil {
 		return nil, err
 	}

@@ -1,8 +1,11 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
@@ -48,4 +51,28 @@ func TestRunShardsStops(t *testing.T) {
 	if !slices.Equal(ran, []int{3, 1}) {
 		t.Errorf("ran shards %v, want 3 then 1 (done stopped it)", ran)
 	}
+}
+
+// TestShardWithoutBucketWarns: a shard whose index is at least the dataset's bucket
+// count owns no bucket; its run commits, extracts nothing and says why.
+func TestShardWithoutBucketWarns(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 4, 1
+	h := newHarness(t, b, opts)
+	for shard := range 3 {
+		var logs bytes.Buffer
+		cfg := h.config(h.opts.From, h.opts.To)
+		cfg.Buckets, cfg.Shards, cfg.Shard = 2, 3, shard
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		m, err := pipeline.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("shard %d: %v", shard, err)
+		}
+		warned := strings.Contains(logs.String(), "owns no bucket")
+		if want := shard >= 2; warned != want || (want && m.Counts.Inserted != 0) {
+			t.Errorf("shard %d of 3 over 2 buckets: warned %v, inserted %d; want a warning %v (and nothing inserted)", shard, warned, m.Counts.Inserted, want)
+		}
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
 }
