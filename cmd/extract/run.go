@@ -340,7 +340,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	}
 	client, err := akahu.New(akahu.Config{
 		BaseURL: getenv("AKAHU_BASE_URL"), AppToken: akahu.Token(appToken),
-		RequestsPerSecond: shardBudget(f.rps, tasks), MaxInFlight: f.maxInFlight, Logger: log,
+		RequestsPerSecond: taskBudget(f.rps, tasks), MaxInFlight: f.maxInFlight, Logger: log,
 	})
 	if err != nil {
 		return cfg, nil, err
@@ -360,9 +360,9 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 	return cfg, client, nil
 }
 
-// shardBudget is one task's share of the job's request rate budget (0: none): the
+// taskBudget is one task's share of the job's request rate budget (0: none): the
 // tasks run at once, each one shard at a time.
-func shardBudget(rps float64, tasks int) float64 {
+func taskBudget(rps float64, tasks int) float64 {
 	return rps / float64(max(tasks, 1))
 }
 
