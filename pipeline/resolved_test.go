@@ -22,10 +22,16 @@ import (
 // and /accounts requests they made.
 func fleetRun(t *testing.T, h *harness, b bucket.Bucket, tokens []akahu.Token, start, end time.Time, n int, shards ...int) (me, accounts int64) {
 	t.Helper()
+	return fleetRunCached(t, h, b, tokens, start, end, n, nil, shards...)
+}
+
+// fleetRunCached is fleetRun with the runs sharing cache, as a task's do.
+func fleetRunCached(t *testing.T, h *harness, b bucket.Bucket, tokens []akahu.Token, start, end time.Time, n int, cache *pipeline.StateCache, shards ...int) (me, accounts int64) {
+	t.Helper()
 	st0 := h.srv.Stats()
 	for _, shard := range shards {
 		cfg := h.config(start, end)
-		cfg.Out, cfg.Users = b, tokens
+		cfg.Out, cfg.Users, cfg.StateCache = b, tokens, cache
 		cfg.Buckets, cfg.Shard, cfg.Shards = 8, shard, n
 		if _, err := pipeline.Run(context.Background(), cfg); err != nil {
 			t.Fatalf("shard %d of %d: %v", shard, n, err)
@@ -313,16 +319,7 @@ func TestStateCacheReadsUnchangedObjectsOnce(t *testing.T) {
 		b.mu.Lock()
 		clear(b.gets)
 		b.mu.Unlock()
-		st0 := h.srv.Stats()
-		for shard := range 4 {
-			cfg := h.config(start, end)
-			cfg.Out, cfg.Users, cfg.StateCache = b, h.tokens, cache
-			cfg.Buckets, cfg.Shard, cfg.Shards = 8, shard, 4
-			if _, err := pipeline.Run(context.Background(), cfg); err != nil {
-				t.Fatalf("shard %d: %v", shard, err)
-			}
-		}
-		st := h.srv.Stats()
+		me, accounts = fleetRunCached(t, h, b, h.tokens, start, end, 4, cache, 0, 1, 2, 3)
 		gets = map[string]int{}
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -331,7 +328,7 @@ func TestStateCacheReadsUnchangedObjectsOnce(t *testing.T) {
 				gets[name] = n
 			}
 		}
-		return gets, st.ByKind["me"] - st0.ByKind["me"], st.ByKind["accounts"] - st0.ByKind["accounts"]
+		return gets, me, accounts
 	}
 
 	_, me, accounts := round(h.opts.From, h.opts.To, cache)

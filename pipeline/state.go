@@ -162,11 +162,7 @@ func loadRunState(ctx context.Context, b bucket.Bucket, buckets, shard, shards i
 // readBucketState reads a bucket's users and, with all, its members and coverage.
 func readBucketState(ctx context.Context, b bucket.Bucket, bk int, all bool) (*bucketState, error) {
 	bs := &bucketState{accounts: map[string]StateAccount{}, users: map[string]StateUser{}, covered: map[string]string{}}
-	if err := readLines(ctx, b, usersObject(bk), &bs.usrGen, &bs.size, func(l stateLine) {
-		if l.User != nil && l.User.TokenFP != "" {
-			bs.users[l.User.TokenFP] = *l.User
-		}
-	}); err != nil || !all {
+	if err := bs.readUsers(ctx, b, nil, bk, 0); err != nil || !all {
 		return bs, err
 	}
 	if err := readLines(ctx, b, membersObject(bk), &bs.memGen, &bs.size, func(l stateLine) {
@@ -200,6 +196,16 @@ func readBucketState(ctx context.Context, b bucket.Bucket, bk int, all bool) (*b
 		bs.covered[id] = d
 	}
 	return bs, nil
+}
+
+// readUsers reads bucket bk's users object into bs, through cache at the generation
+// listed (readLinesCached).
+func (bs *bucketState) readUsers(ctx context.Context, b bucket.Bucket, cache *StateCache, bk int, listed int64) error {
+	return readLinesCached(ctx, b, cache, usersObject(bk), listed, &bs.usrGen, &bs.size, func(l stateLine) {
+		if l.User != nil && l.User.TokenFP != "" {
+			bs.users[l.User.TokenFP] = *l.User
+		}
+	})
 }
 
 // readLines reads a gzip'd JSON-lines state object, if it exists.
@@ -426,13 +432,9 @@ func (rs *resolvedState) reload(ctx context.Context, b bucket.Bucket) error {
 func (rs *resolvedState) encode() []byte { return encodeUserLines(rs.users) }
 
 // readResolved reads every shard's resolved object, whatever the shard count that
-// wrote it: fn sees each object's name and entries.
-func readResolved(ctx context.Context, b bucket.Bucket, fn func(name string, gen, size int64, users map[string]StateUser)) error {
-	return readResolvedCached(ctx, b, nil, fn)
-}
-
-// readResolvedCached is readResolved through cache (readLinesCached).
-func readResolvedCached(ctx context.Context, b bucket.Bucket, cache *StateCache, fn func(name string, gen, size int64, users map[string]StateUser)) error {
+// wrote it, through cache (readLinesCached; nil reads every object): fn sees each
+// object's name and entries.
+func readResolved(ctx context.Context, b bucket.Bucket, cache *StateCache, fn func(name string, gen, size int64, users map[string]StateUser)) error {
 	list, err := b.List(ctx, resolvedPrefix)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", resolvedPrefix, err)
@@ -565,7 +567,7 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 	if r.ds.BucketBy == bucketByUser && r.cfg.Shards > 1 {
 		own := resolvedObject(r.cfg.Shard, r.cfg.Shards)
 		r.resolved = &resolvedState{name: own, users: map[string]StateUser{}}
-		err := readResolvedCached(ctx, r.b, r.cfg.StateCache, func(name string, gen, size int64, users map[string]StateUser) {
+		err := readResolved(ctx, r.b, r.cfg.StateCache, func(name string, gen, size int64, users map[string]StateUser) {
 			r.state.foreign += size
 			if name == own {
 				r.resolved.users, r.resolved.gen = users, gen
@@ -602,35 +604,28 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 			foreign = append(foreign, bk)
 		}
 	}
-	read := func(ctx context.Context, i int) (*bucketState, error) {
-		return readBucketState(ctx, r.b, foreign[i], false)
-	}
-	if cache := r.cfg.StateCache; cache != nil {
+	cache := r.cfg.StateCache
+	var listed map[string]int64 // with a cache: each users object's generation
+	if cache != nil {
 		// A process that runs several shards in turn reads each users object once
 		// while it is unchanged: one List says which exist and their generations.
 		list, err := r.b.List(ctx, statePrefix+"bucket-")
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", statePrefix, err)
 		}
-		listed := make(map[string]int64, len(list))
+		listed = make(map[string]int64, len(list))
 		for _, a := range list {
 			listed[a.Name] = a.Generation
 		}
-		read = func(ctx context.Context, i int) (*bucketState, error) {
-			bs := &bucketState{users: map[string]StateUser{}}
-			name := usersObject(foreign[i])
-			gen, ok := listed[name]
-			if !ok {
-				return bs, nil // none when listed: its tokens, if any now, cost a /me
-			}
-			return bs, readLinesCached(ctx, r.b, cache, name, gen, &bs.usrGen, &bs.size, func(l stateLine) {
-				if l.User != nil && l.User.TokenFP != "" {
-					bs.users[l.User.TokenFP] = *l.User
-				}
-			})
-		}
 	}
-	err := inOrder(ctx, len(foreign), stateReads, read, func(_ int, bs *bucketState) {
+	err := inOrder(ctx, len(foreign), stateReads, func(ctx context.Context, i int) (*bucketState, error) {
+		bs := &bucketState{users: map[string]StateUser{}}
+		gen, ok := listed[usersObject(foreign[i])]
+		if cache != nil && !ok {
+			return bs, nil // none when listed: its tokens, if any now, cost a /me
+		}
+		return bs, bs.readUsers(ctx, r.b, cache, foreign[i], gen)
+	}, func(_ int, bs *bucketState) {
 		r.state.foreign += bs.size
 		for _, u := range bs.users {
 			fromUsersObject(u)
@@ -728,7 +723,7 @@ func redactState(ctx context.Context, b bucket.Bucket, user, account string) err
 		return nil // resolved objects name users, not accounts
 	}
 	var errs []error
-	err = readResolved(ctx, b, func(name string, gen, _ int64, users map[string]StateUser) {
+	err = readResolved(ctx, b, nil, func(name string, gen, _ int64, users map[string]StateUser) {
 		rs := &resolvedState{name: name, users: users, gen: gen}
 		changed := false
 		for fp, u := range users {
