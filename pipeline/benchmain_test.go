@@ -179,6 +179,21 @@ type memSampler struct {
 	stop                       chan struct{}
 	wg                         sync.WaitGroup
 	peakGo, peakHeap, peakLive uint64
+
+	mu      sync.Mutex
+	lapLive uint64 // peak live heap since the last lap
+	lapHeap uint64 // peak heap in use since the last lap
+	lapGo   uint64 // peak Go memory (mapped, unreleased) since the last lap
+}
+
+// lap returns the peak live heap since the previous lap (or the start) and starts
+// a new lap.
+func (s *memSampler) lap() (live, heap, gomem uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live, heap, gomem = s.lapLive, s.lapHeap, s.lapGo
+	s.lapLive, s.lapHeap, s.lapGo = 0, 0, 0
+	return live, heap, gomem
 }
 
 func startMemSampler(t *testing.T, profile string) *memSampler {
@@ -197,6 +212,11 @@ func startMemSampler(t *testing.T, profile string) *memSampler {
 			s.peakGo = max(s.peakGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
 			s.peakHeap = max(s.peakHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
 			s.peakLive = max(s.peakLive, samples[4].Value.Uint64())
+			s.mu.Lock()
+			s.lapLive = max(s.lapLive, samples[4].Value.Uint64())
+			s.lapHeap = max(s.lapHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
+			s.lapGo = max(s.lapGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
+			s.mu.Unlock()
 			if profile != "" && s.peakHeap > profiled*11/10 {
 				profiled = s.peakHeap
 				writeHeapProfile(t, profile)
@@ -215,6 +235,14 @@ func startMemSampler(t *testing.T, profile string) *memSampler {
 func (s *memSampler) done() {
 	close(s.stop)
 	s.wg.Wait()
+}
+
+// liveAfterGC collects garbage and returns the live heap.
+func liveAfterGC() uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 func writeHeapProfile(t *testing.T, name string) {
@@ -282,6 +310,15 @@ func ownPeakRSSKiB(tb testing.TB) int64 {
 	}
 	tb.Fatalf("peak RSS: no VmHWM in /proc/self/status")
 	return 0
+}
+
+// resetPeakRSS resets this process's VmHWM to its current resident set (Linux:
+// "5" to /proc/self/clear_refs), so that the next ownPeakRSSKiB is the peak since.
+func resetPeakRSS(tb testing.TB) {
+	tb.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		tb.Fatalf("reset peak RSS: %v", err)
+	}
 }
 
 // rssChildEnv carries TestRSSChild's job (a size to touch, in MiB).

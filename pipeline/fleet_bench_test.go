@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,7 +92,10 @@ func fleetLatency(tb testing.TB, users int) time.Duration {
 //     cpu_s: the shard processes' CPU time during their runs, added up (the
 //     pipeline and client only: the fake runs in this process);
 //     limit_s: min_requests × latency / requests in flight (8); wall/limit;
-//   - rss_MiB: the highest peak RSS of the shard processes;
+//   - rss_MiB: the highest peak RSS of the shard processes; run_rss_p50_MiB: the
+//     median of the shard runs' own peaks (a task's process resets its peak between
+//     its runs; with -v each task's runs are logged with their Go memory, heap,
+//     live heap and the live heap a run leaves to the next);
 //   - read_MB, written_MB: bytes of objects read from and written to the bucket;
 //     ranged_MB: the part of read_MB read by range (footers and column chunks),
 //     whole_tx_MB: transactions partitions read whole;
@@ -127,6 +132,7 @@ func BenchmarkFleet(b *testing.B) {
 						b.ReportMetric(s.Wall.Seconds()/s.limit(latency).Seconds(), run.name+"_wall/limit")
 					}
 					b.ReportMetric(float64(s.PeakRSSKiB)/1024, run.name+"_rss_MiB")
+					b.ReportMetric(s.medianRunPeak(), run.name+"_run_rss_p50_MiB")
 					b.ReportMetric(float64(s.IO.BytesRead)/1e6/n, run.name+"_read_MB")
 					b.ReportMetric(float64(s.IO.RangedBytes)/1e6/n, run.name+"_ranged_MB")
 					b.ReportMetric(float64(s.IO.WholeTx)/1e6/n, run.name+"_whole_tx_MB")
@@ -200,6 +206,10 @@ func TestFleetSmoke(t *testing.T) {
 		if s.PeakRSSKiB <= 0 || s.Wall <= 0 {
 			t.Errorf("%s: peak RSS %d KiB, wall %s", run.name, s.PeakRSSKiB, s.Wall)
 		}
+		// One peak per shard run, none above the processes' peak.
+		if len(s.RunPeaks) != 8 || s.medianRunPeak() <= 0 || slices.Max(s.RunPeaks) > s.PeakRSSKiB>>10 {
+			t.Errorf("%s: shard runs' peaks %v MiB: want 8, each within the processes' peak %d MiB", run.name, s.RunPeaks, s.PeakRSSKiB>>10)
+		}
 		if s.IO.BytesWritten <= 0 || s.IO.StateBytes <= 0 || s.IO.StateBytes >= s.IO.BytesWritten || s.IO.Puts <= 0 {
 			t.Errorf("%s: bucket I/O %+v: want bytes and state bytes written", run.name, s.IO)
 		}
@@ -239,7 +249,8 @@ type fleetRunResult struct {
 	Wall       time.Duration
 	CPU        time.Duration // the shard processes' CPU time, added up
 	PeakRSSKiB int64
-	PeakLive   uint64 // the highest peak live heap of the shard processes
+	RunPeaks   []int64 // every shard run's own peak RSS, MiB (a task's runs reset the peak between them)
+	PeakLive   uint64  // the highest peak live heap of the shard processes
 	IO         bucketIO
 	Served     int64 // settled transactions the fake serves over the run's range
 	Inserted   int64
@@ -255,6 +266,7 @@ func (r *fleetRunResult) add(o fleetRunResult) {
 	r.Wall += o.Wall
 	r.CPU += o.CPU
 	r.PeakRSSKiB = max(r.PeakRSSKiB, o.PeakRSSKiB)
+	r.RunPeaks = append(r.RunPeaks, o.RunPeaks...)
 	r.PeakLive = max(r.PeakLive, o.PeakLive)
 	r.IO.add(o.IO)
 	r.Served += o.Served
@@ -262,6 +274,20 @@ func (r *fleetRunResult) add(o fleetRunResult) {
 	r.Updated += o.Updated
 	r.Deleted += o.Deleted
 	r.Failures += o.Failures
+}
+
+// medianRunPeak is the median of the shard runs' own peak RSS, MiB: steadier than
+// the process peak, the highest of a task's runs' peaks.
+func (r *fleetRunResult) medianRunPeak() float64 {
+	if len(r.RunPeaks) == 0 {
+		return 0
+	}
+	p := slices.Clone(r.RunPeaks)
+	slices.Sort(p)
+	if n := len(p); n%2 == 0 {
+		return float64(p[n/2-1]+p[n/2]) / 2
+	}
+	return float64(p[len(p)/2])
 }
 
 func (r *fleetRunResult) ratio() float64 { return float64(r.Requests) / float64(r.Minimum) }
@@ -434,11 +460,12 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 		srv.ResetStats()
 		c := runFleetChild(tb, job)
 		st := srv.Stats()
+		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; live after, KiB: %v", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunRetainedKiB)
 		if c.Err != "" {
 			tb.Fatalf("task %d of %s run: %s", task, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
 		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs), CPU: time.Duration(c.CPUNs),
-			PeakRSSKiB: c.MaxRSSKiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
+			PeakRSSKiB: c.MaxRSSKiB, RunPeaks: c.RunPeaksMiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
 			Failures: c.Failures})
 		if start == "" || (c.RangeStart != "" && c.RangeStart < start) {
 			start = c.RangeStart
@@ -488,10 +515,15 @@ const fleetChildPrefix = "FLEET_CHILD_RESULT "
 type fleetChildResult struct {
 	Err                        string
 	WallNs                     int64
-	CPUNs                      int64  // the child's CPU time (user + system) during the run
-	MaxRSSKiB                  int64  // the child's own peak RSS (ownPeakRSSKiB)
-	PeakLive                   uint64 // peak heap marked live by a GC cycle (memSampler)
-	PeakHeap                   uint64 // peak heap in use: objects and unswept spans
+	CPUNs                      int64    // the child's CPU time (user + system) during the run
+	MaxRSSKiB                  int64    // the child's own peak RSS (ownPeakRSSKiB)
+	RunPeaksMiB                []int64  // each shard run's own peak RSS, in order (resetPeakRSS between runs)
+	RunLiveMiB                 []uint64 // each shard run's peak live heap, in order
+	RunHeapMiB                 []uint64 // each shard run's peak heap in use
+	RunGoMiB                   []uint64 // each shard run's peak Go memory (mapped, unreleased)
+	RunRetainedKiB             []uint64 // the live heap after each run, after a GC: what the next run starts from
+	PeakLive                   uint64   // peak heap marked live by a GC cycle (memSampler)
+	PeakHeap                   uint64   // peak heap in use: objects and unswept spans
 	IO                         bucketIO
 	Inserted, Updated, Deleted int64
 	Failures                   int
@@ -543,6 +575,9 @@ func TestFleetChild(t *testing.T) {
 		}
 		return ""
 	}
+	if profileName(benchChildHeapProfile) != "" {
+		runtime.MemProfileRate = 16 << 10 // finer than the default 512 KiB: these profiles look for a few MiB
+	}
 	sampler := startMemSampler(t, profileName(benchChildHeapProfile))
 	defer startCPUProfile(t, profileName(benchChildCPUProfile))()
 	began := time.Now()
@@ -556,6 +591,18 @@ func TestFleetChild(t *testing.T) {
 		if err != nil {
 			res.Err = fmt.Sprintf("shard %d: %v", shard, err)
 		}
+		kib := ownPeakRSSKiB(t)
+		res.MaxRSSKiB = max(res.MaxRSSKiB, kib)
+		res.RunPeaksMiB = append(res.RunPeaksMiB, kib>>10)
+		live, heap, gomem := sampler.lap()
+		res.RunLiveMiB = append(res.RunLiveMiB, live>>20)
+		res.RunHeapMiB = append(res.RunHeapMiB, heap>>20)
+		res.RunGoMiB = append(res.RunGoMiB, gomem>>20)
+		res.RunRetainedKiB = append(res.RunRetainedKiB, liveAfterGC()>>10)
+		if name := profileName(benchChildHeapProfile); name != "" {
+			writeHeapProfile(t, name+".retained")
+		}
+		resetPeakRSS(t)
 		if m != nil {
 			res.Inserted, res.Updated, res.Deleted = res.Inserted+m.Counts.Inserted, res.Updated+m.Counts.Updated, res.Deleted+m.Counts.Deleted
 			res.Failures += len(m.Failures)
@@ -569,7 +616,7 @@ func TestFleetChild(t *testing.T) {
 	wall, cpu := time.Since(t0), processCPU()-cpu0
 	sampler.done()
 	res.WallNs, res.CPUNs, res.IO, res.PeakLive, res.PeakHeap = wall.Nanoseconds(), cpu.Nanoseconds(), cb.snapshot(), sampler.peakLive, sampler.peakHeap
-	res.MaxRSSKiB = ownPeakRSSKiB(t)
+	res.MaxRSSKiB = max(res.MaxRSSKiB, ownPeakRSSKiB(t))
 	out, _ := json.Marshal(res)
 	fmt.Printf("\n%s%s\n", fleetChildPrefix, out)
 }
