@@ -32,6 +32,11 @@ const (
 	DefaultBatchRows = 8192
 	// DefaultMergers is how many partitions are merged and encoded at once.
 	DefaultMergers = 2
+	// DefaultUploads is how many merged partitions may wait for their write at once:
+	// a merger encodes a partition and goes on to the next while the bucket writes it
+	// (GCS answers a write in tens of milliseconds, the local bucket syncs the file
+	// and its directory). What waits is the encoded bytes.
+	DefaultUploads = 8
 	// DefaultHoldBytes is how many bytes of extracted rows may wait in memory for the
 	// other accounts of their partitions before they go to the spill file. At 64 MiB
 	// a 20,000-user fleet's dense backfill peaked at 301 MiB a process, at 32 MiB 278

@@ -134,13 +134,27 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	var mu sync.Mutex
 	var done atomic.Int64
 
+	// A merged partition's write goes to the uploads, up to DefaultUploads at once,
+	// so that the mergers go on merging while the bucket answers. The first failed
+	// write ends the extraction as a failed merge does.
+	uploads := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithMaxGoroutines(DefaultUploads)
+	upload := func(write func(context.Context) error) {
+		uploads.Go(func(ctx context.Context) error {
+			err := write(ctx)
+			if err != nil {
+				cancel()
+			}
+			return err
+		})
+	}
+
 	// Merging and encoding is about half the CPU of a run: two consumers, so it keeps
 	// up with extraction.
 	merge := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
 	for range DefaultMergers {
 		merge.Go(func(ctx context.Context) error {
 			for ps := range ready {
-				err := r.mergeAndWrite(ctx, ps)
+				err := r.mergeAndWrite(ctx, ps, upload)
 				ps.results = nil // the partition is done: its windows and results go
 				if err != nil {
 					cancel()
@@ -257,8 +271,16 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	outstanding.Wait()
 	_ = extract.Wait()
 	close(ready)
-	if err := merge.Wait(); err != nil {
-		return err
+	mergeErr := merge.Wait()
+	uploadErr := uploads.Wait()
+	// Whichever failed first cancelled the other: its error is the one that says why.
+	switch {
+	case mergeErr != nil && !errors.Is(mergeErr, context.Canceled):
+		return mergeErr
+	case uploadErr != nil:
+		return uploadErr
+	case mergeErr != nil:
+		return mergeErr
 	}
 	return ctx.Err()
 }

@@ -299,9 +299,10 @@ type heldPart struct {
 	res  *mergeResult
 }
 
-// mergeAndWrite merges one partition with its fresh windows and writes it, or holds
-// it back when it may lose rows.
-func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
+// mergeAndWrite merges one partition with its fresh windows and writes it through
+// upload (which runs the write, possibly after mergeAndWrite returns), or holds it
+// back when it may lose rows.
+func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(write func(context.Context) error)) error {
 	if err := r.lease.check(); err != nil {
 		return err
 	}
@@ -389,7 +390,12 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState) error {
 		r.adopt("transactions", txObject(ps.key), prev, int64(len(rows)))
 		return nil
 	}
-	return r.writeTx(ctx, ps.key, res.t, rows, prev)
+	write, err := r.encodeTx(ctx, ps.key, res.t, rows, prev)
+	if err != nil {
+		return err
+	}
+	upload(write)
+	return nil
 }
 
 // sliceMinRows is the length from which a range goes to the merge as a record slice

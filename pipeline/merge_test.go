@@ -230,7 +230,7 @@ func TestHeldPartitionCompact(t *testing.T) {
 		ps.results = append(ps.results, windowResult{ws: []*window{{acct: a, part: key, span: feb}}, rows: []rowRange{{recs[0], 0, int32(recs[0].NumRows())}}})
 	}
 	ps.remaining = 0
-	if err := r.mergeAndWrite(context.Background(), ps); err != nil {
+	if err := r.mergeAndWrite(context.Background(), ps, writeNow(t)); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.deferred) != 1 {

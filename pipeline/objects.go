@@ -152,13 +152,24 @@ func (r *runner) recordWrite(ow ObjectWrite) {
 // writeTx encodes rows as a transactions partition, with their day digests in the
 // footer (digests.go), and writes it.
 func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) error {
+	write, err := r.encodeTx(ctx, key, t, rows, prev)
+	if err != nil {
+		return err
+	}
+	return write(ctx)
+}
+
+// encodeTx encodes rows as a transactions partition, with their day digests in the
+// footer (digests.go), and returns the write of the object (its delete when rows are
+// none), which no longer needs t.
+func (r *runner) encodeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) (write func(context.Context) error, err error) {
 	name := txObject(key)
 	if len(rows) == 0 {
-		return r.deleteObject(ctx, "transactions", name, prev)
+		return func(ctx context.Context) error { return r.deleteObject(ctx, "transactions", name, prev) }, nil
 	}
 	rec, err := take(r.mem, r.txSch, t, rows)
 	if err != nil {
-		return fmt.Errorf("build %s: %w", name, err)
+		return nil, fmt.Errorf("build %s: %w", name, err)
 	}
 	defer rec.Release()
 	var opts []parquetsink.Option
@@ -167,9 +178,9 @@ func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowR
 	}
 	data, n, err := encodeParquet(r.txSch, []arrow.Record{rec}, opts...)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
+		return nil, fmt.Errorf("encode %s: %w", name, err)
 	}
-	return r.putObject(ctx, "transactions", name, data, n, prev)
+	return func(ctx context.Context) error { return r.putObject(ctx, "transactions", name, data, n, prev) }, nil
 }
 
 // writeRecords encodes records as Parquet and writes the object unless its bytes are

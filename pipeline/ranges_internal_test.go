@@ -186,7 +186,7 @@ func TestMergeReleasesRowsWhenSpillReadFails(t *testing.T) {
 		{ws: []*window{newWindow(b, key.month)}, rows: []rowRange{{waiting[0], 0, 1}, {waiting[0], 1, 2}}},
 	}}
 	waiting[0].Retain() // one reference for each range
-	if err := r.mergeAndWrite(context.Background(), ps); err == nil {
+	if err := r.mergeAndWrite(context.Background(), ps, writeNow(t)); err == nil {
 		t.Fatal("merged a partition whose spilled rows cannot be read; want an error")
 	}
 	mem.AssertSize(t, 0)
@@ -251,4 +251,14 @@ func TestFreshRecordsKeepOrder(t *testing.T) {
 		t.Errorf("records %v, want %v", ids, want)
 	}
 	mem.AssertSize(t, 0)
+}
+
+// writeNow is mergeAndWrite's upload for tests that call it directly: the write
+// runs at once, and a failed one fails the test.
+func writeNow(t *testing.T) func(write func(context.Context) error) {
+	return func(write func(context.Context) error) {
+		if err := write(context.Background()); err != nil {
+			t.Errorf("write: %v", err)
+		}
+	}
 }
