@@ -39,12 +39,12 @@ func (s *slowPuts) Put(ctx context.Context, name string, data []byte, cond bucke
 }
 
 // TestWritesOverlapMerges: a merged partition's write does not hold up its merger.
-// With a bucket that takes 50 ms to answer each partition write, more partitions
+// With a bucket that takes 200 ms to answer each partition write, more partitions
 // are written at once than there are mergers (which alone would write
 // DefaultMergers at a time), never more than DefaultUploads, and the dataset is
 // what Akahu serves.
 func TestWritesOverlapMerges(t *testing.T) {
-	slow := &slowPuts{Bucket: newLocal(t), delay: 50 * time.Millisecond}
+	slow := &slowPuts{Bucket: newLocal(t), delay: 200 * time.Millisecond}
 	opts := smallPopulation()
 	opts.Users = 6
 	h := newHarness(t, slow, opts)
