@@ -35,8 +35,10 @@ const (
 	// DefaultUploads is how many merged partitions may wait for their write at once:
 	// a merger encodes a partition and goes on to the next while the bucket writes it
 	// (GCS answers a write in tens of milliseconds, the local bucket syncs the file
-	// and its directory). What waits is the encoded bytes.
-	DefaultUploads = 8
+	// and its directory). What waits is the encoded bytes: at most DefaultUploadBytes
+	// of them (a larger object is written alone).
+	DefaultUploads     = 8
+	DefaultUploadBytes = 16 << 20
 	// DefaultHoldBytes is how many bytes of extracted rows may wait in memory for the
 	// other accounts of their partitions before they go to the spill file. At 64 MiB
 	// a 20,000-user fleet's dense backfill peaked at 301 MiB a process, at 32 MiB 278

@@ -300,9 +300,9 @@ type heldPart struct {
 }
 
 // mergeAndWrite merges one partition with its fresh windows and writes it through
-// upload (which runs the write, possibly after mergeAndWrite returns), or holds it
-// back when it may lose rows.
-func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(write func(context.Context) error)) error {
+// upload (which runs the write of size encoded bytes, possibly after mergeAndWrite
+// returns), or holds it back when it may lose rows.
+func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(size int64, write func(context.Context) error) error) error {
 	if err := r.lease.check(); err != nil {
 		return err
 	}
@@ -390,12 +390,11 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(w
 		r.adopt("transactions", txObject(ps.key), prev, int64(len(rows)))
 		return nil
 	}
-	write, err := r.encodeTx(ctx, ps.key, res.t, rows, prev)
+	write, size, err := r.encodeTx(ps.key, res.t, rows, prev)
 	if err != nil {
 		return err
 	}
-	upload(write)
-	return nil
+	return upload(size, write)
 }
 
 // sliceMinRows is the length from which a range goes to the merge as a record slice

@@ -152,7 +152,7 @@ func (r *runner) recordWrite(ow ObjectWrite) {
 // writeTx encodes rows as a transactions partition, with their day digests in the
 // footer (digests.go), and writes it.
 func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) error {
-	write, err := r.encodeTx(ctx, key, t, rows, prev)
+	write, _, err := r.encodeTx(key, t, rows, prev)
 	if err != nil {
 		return err
 	}
@@ -161,15 +161,15 @@ func (r *runner) writeTx(ctx context.Context, key partKey, t *table, rows []rowR
 
 // encodeTx encodes rows as a transactions partition, with their day digests in the
 // footer (digests.go), and returns the write of the object (its delete when rows are
-// none), which no longer needs t.
-func (r *runner) encodeTx(ctx context.Context, key partKey, t *table, rows []rowRef, prev *bucket.Attrs) (write func(context.Context) error, err error) {
+// none), which no longer needs t, and the bytes it holds.
+func (r *runner) encodeTx(key partKey, t *table, rows []rowRef, prev *bucket.Attrs) (write func(context.Context) error, size int64, err error) {
 	name := txObject(key)
 	if len(rows) == 0 {
-		return func(ctx context.Context) error { return r.deleteObject(ctx, "transactions", name, prev) }, nil
+		return func(ctx context.Context) error { return r.deleteObject(ctx, "transactions", name, prev) }, 0, nil
 	}
 	rec, err := take(r.mem, r.txSch, t, rows)
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", name, err)
+		return nil, 0, fmt.Errorf("build %s: %w", name, err)
 	}
 	defer rec.Release()
 	var opts []parquetsink.Option
@@ -178,9 +178,9 @@ func (r *runner) encodeTx(ctx context.Context, key partKey, t *table, rows []row
 	}
 	data, n, err := encodeParquet(r.txSch, []arrow.Record{rec}, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", name, err)
+		return nil, 0, fmt.Errorf("encode %s: %w", name, err)
 	}
-	return func(ctx context.Context) error { return r.putObject(ctx, "transactions", name, data, n, prev) }, nil
+	return func(ctx context.Context) error { return r.putObject(ctx, "transactions", name, data, n, prev) }, int64(len(data)), nil
 }
 
 // writeRecords encodes records as Parquet and writes the object unless its bytes are

@@ -255,10 +255,11 @@ func TestFreshRecordsKeepOrder(t *testing.T) {
 
 // writeNow is mergeAndWrite's upload for tests that call it directly: the write
 // runs at once, and a failed one fails the test.
-func writeNow(t *testing.T) func(write func(context.Context) error) {
-	return func(write func(context.Context) error) {
+func writeNow(t *testing.T) func(size int64, write func(context.Context) error) error {
+	return func(_ int64, write func(context.Context) error) error {
 		if err := write(context.Background()); err != nil {
 			t.Errorf("write: %v", err)
 		}
+		return nil
 	}
 }
