@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,28 +80,6 @@ func TestInOrder(t *testing.T) {
 	}
 }
 
-// slowBucket delays every Get and counts the most under way at once.
-type slowBucket struct {
-	bucket.Bucket
-	delay          time.Duration
-	mu             sync.Mutex
-	inFlight, most int
-}
-
-func (s *slowBucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
-	s.mu.Lock()
-	s.inFlight++
-	s.most = max(s.most, s.inFlight)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.inFlight--
-		s.mu.Unlock()
-	}()
-	time.Sleep(s.delay)
-	return s.Bucket.Get(ctx, name)
-}
-
 // TestStateReadsOverlap: a shard reads the state objects of its buckets and every
 // other bucket's users object, one GET each; on GCS their latency adds up (800
 // buckets at 30 ms a GET: 24 s one after another), so they are read stateReads at
@@ -118,22 +95,22 @@ func TestStateReadsOverlap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	slow := &slowBucket{Bucket: mem, delay: 2 * time.Millisecond}
+	slow := &SlowBucket{Bucket: mem, Delay: 2 * time.Millisecond, Prefix: statePrefix}
 	r := &runner{cfg: Config{Shards: shards, Shard: 1}, b: slow, ds: Dataset{Buckets: buckets, BucketBy: bucketByUser}}
 	var err error
 	if r.state, err = loadRunState(ctx, slow, buckets, 1, shards); err != nil {
 		t.Fatal(err)
 	}
-	if slow.most < 2 {
-		t.Errorf("the shard's own state objects: at most %d GET at once, want several", slow.most)
+	if slow.Most() < 2 {
+		t.Errorf("the shard's own state objects: at most %d GET at once, want several", slow.Most())
 	}
-	slow.most = 0
+	slow.Reset()
 	dir, err := r.loadDirectory(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slow.most < stateReads/2 || slow.most > stateReads {
-		t.Errorf("the fleet's users objects: at most %d GETs at once, want %d to %d", slow.most, stateReads/2, stateReads)
+	if slow.Most() < stateReads/2 || slow.Most() > stateReads {
+		t.Errorf("the fleet's users objects: at most %d GETs at once, want %d to %d", slow.Most(), stateReads/2, stateReads)
 	}
 	for bk := range buckets {
 		if _, ok := dir.lookup(tokenFingerprint(tokenFor(bk))); !ok {
