@@ -36,7 +36,7 @@ var gcsFaults = []faultproxy.Rule{
 
 // newFaultyGCS returns a bucket on an in-process fake-gcs-server reached through
 // a fault-injecting proxy, and the proxy; refreshes counts the lock refreshes.
-func newFaultyGCS(t *testing.T, seed uint64, rules []faultproxy.Rule, refreshes *atomic.Int64) (bucket.Bucket, *faultproxy.Proxy) {
+func newFaultyGCS(t testing.TB, seed uint64, rules []faultproxy.Rule, refreshes *atomic.Int64) (bucket.Bucket, *faultproxy.Proxy) {
 	t.Helper()
 	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1"})
 	if err != nil {
