@@ -12,14 +12,12 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
-// gcsLatency is what every GCS request of BenchmarkGCSLatency waits for its answer.
-const gcsLatency = 20 * time.Millisecond
-
 // BenchmarkGCSLatency: a two-year backfill of the fleet benchmark's 2,000 quiet
 // users (16 buckets, so ~430 objects) into fake-gcs-server behind the fault proxy,
-// which holds every GCS answer for 20 ms, as a remote bucket would; Akahu (the
-// fake) answers at once, so the bucket's latency is what the run waits for.
-// Reported: wall_s a backfill, objects written and GCS requests.
+// which holds every GCS answer for 20 ms (newFaultyGCS's slow answers), as a
+// remote bucket would; Akahu (the fake) answers at once, so the bucket's latency
+// is what the run waits for. Reported: wall_s a backfill, objects written and GCS
+// requests.
 func BenchmarkGCSLatency(b *testing.B) {
 	srv := akahutest.NewServer(fleetPopulation(2000, "sparse", 0))
 	defer srv.Close()
