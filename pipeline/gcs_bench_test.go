@@ -8,8 +8,6 @@ import (
 
 	"github.com/akahu-etl/akahu-parquet/internal/faultproxy"
 	"github.com/akahu-etl/akahu-parquet/pipeline"
-	"github.com/akahu-etl/akahu-parquet/sources/akahu"
-	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
 // BenchmarkGCSLatency: a two-year backfill of the fleet benchmark's 2,000 quiet
@@ -19,26 +17,15 @@ import (
 // is what the run waits for. Reported: wall_s a backfill, objects written and GCS
 // requests.
 func BenchmarkGCSLatency(b *testing.B) {
-	srv := akahutest.NewServer(fleetPopulation(2000, "sparse", 0))
-	defer srv.Close()
-	client, err := akahu.New(akahu.Config{BaseURL: srv.URL, AppToken: akahu.Token(srv.AppToken())})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var tokens []akahu.Token
-	for _, u := range srv.Users() {
-		tokens = append(tokens, akahu.Token(u.Token))
-	}
-	o := srv.Options()
-	base := time.Date(o.To.Year(), o.To.Month(), o.To.Day()+1, 9, 0, 0, 0, o.To.Location())
+	e := newBenchEnv(b, fleetPopulation(2000, "sparse", 0))
 	var wall time.Duration
 	var objects, requests int64
 	for i := 0; i < b.N; i++ {
 		var refreshes atomic.Int64
 		out, proxy := newFaultyGCS(b, uint64(i+1), []faultproxy.Rule{{Kind: faultproxy.Slow, Rate: 1}}, &refreshes)
 		began := time.Now()
-		cfg := pipeline.Config{Out: out, Source: client, Users: tokens, Workers: benchWorkers, Buckets: 16,
-			Now: func() time.Time { return base.Add(time.Since(began)) }, Start: o.From.Format(time.DateOnly), End: o.To.Format(time.DateOnly)}
+		cfg := pipeline.Config{Out: out, Source: e.client, Users: e.tokens, Workers: benchWorkers, Buckets: 16,
+			Now: benchClock(e.opts.To), Start: e.opts.From.Format(time.DateOnly), End: e.opts.To.Format(time.DateOnly)}
 		m, err := pipeline.Run(context.Background(), cfg)
 		if err != nil {
 			b.Fatal(err)
