@@ -186,8 +186,8 @@ type memSampler struct {
 	lapGo   uint64 // peak Go memory (mapped, unreleased) since the last lap
 }
 
-// lap returns the peak live heap since the previous lap (or the start) and starts
-// a new lap.
+// lap returns the peaks of the live heap, the heap in use and the Go memory since
+// the previous lap (or the start) and starts a new lap.
 func (s *memSampler) lap() (live, heap, gomem uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -209,13 +209,12 @@ func startMemSampler(t *testing.T, profile string) *memSampler {
 		defer tick.Stop()
 		for {
 			metrics.Read(samples)
-			s.peakGo = max(s.peakGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
-			s.peakHeap = max(s.peakHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
-			s.peakLive = max(s.peakLive, samples[4].Value.Uint64())
+			gomem := samples[0].Value.Uint64() - samples[1].Value.Uint64()
+			heap := samples[2].Value.Uint64() + samples[3].Value.Uint64()
+			live := samples[4].Value.Uint64()
+			s.peakGo, s.peakHeap, s.peakLive = max(s.peakGo, gomem), max(s.peakHeap, heap), max(s.peakLive, live)
 			s.mu.Lock()
-			s.lapLive = max(s.lapLive, samples[4].Value.Uint64())
-			s.lapHeap = max(s.lapHeap, samples[2].Value.Uint64()+samples[3].Value.Uint64())
-			s.lapGo = max(s.lapGo, samples[0].Value.Uint64()-samples[1].Value.Uint64())
+			s.lapGo, s.lapHeap, s.lapLive = max(s.lapGo, gomem), max(s.lapHeap, heap), max(s.lapLive, live)
 			s.mu.Unlock()
 			if profile != "" && s.peakHeap > profiled*11/10 {
 				profiled = s.peakHeap
