@@ -236,9 +236,10 @@ func (s *memSampler) done() {
 	s.wg.Wait()
 }
 
-// liveAfterGC collects garbage and returns the live heap.
-func liveAfterGC() uint64 {
-	runtime.GC()
+// liveAfterFree collects garbage, returns the freed memory to the system
+// (debug.FreeOSMemory) and returns the live heap.
+func liveAfterFree() uint64 {
+	debug.FreeOSMemory()
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()

@@ -21,7 +21,8 @@ type SlowBucket struct {
 	now, most int
 }
 
-// enter begins a slowed operation on name and returns its end (nil: not slowed).
+// enter begins the operation on name, after Delay if it is under Prefix, and
+// reports whether it was slowed (then leave ends it).
 func (s *SlowBucket) enter(name string) bool {
 	if !strings.HasPrefix(name, s.Prefix) {
 		return false
