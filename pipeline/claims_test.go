@@ -39,11 +39,14 @@ func claimedIDs(t *testing.T, h *harness) []string {
 
 // TestClaimsShardsAtOnce: the first run of a 4-shard fleet whose shards start at the
 // same time, given each token's user id (Config.UserIDs, the tokens file's second
-// column), asks GET /me once per user: each shard leaves the users other shards own
-// without a request, and the owner checks the claim. Without the ids every shard
-// asks /me for every token no committed run has recorded (logged, for comparison).
+// column), asks one identifying request per user, and it is not GET /me: each shard
+// leaves the users other shards own without a request, and the owner checks the
+// claim against the user's pending list (its items' _user), which it asks anyway.
+// Without the ids every shard asks /me for every token no committed run has
+// recorded (logged, for comparison).
 func TestClaimsShardsAtOnce(t *testing.T) {
 	const shards, buckets = 4, 8
+	var pending int64
 	run := func(t *testing.T, claims bool) (me, accounts int64, h *harness) {
 		dir := t.TempDir()
 		open := func() bucket.Bucket {
@@ -80,12 +83,14 @@ func TestClaimsShardsAtOnce(t *testing.T) {
 			}
 		}
 		st := h.srv.Stats()
+		pending = st.ByKind["pending"] - st0.ByKind["pending"]
 		return st.ByKind["me"] - st0.ByKind["me"], st.ByKind["accounts"] - st0.ByKind["accounts"], h
 	}
 	me, accounts, h := run(t, true)
 	users := int64(len(h.tokens))
-	if me != users || accounts != users {
-		t.Errorf("shards at once, with user ids: %d /me and %d /accounts for %d users; want one of each per user", me, accounts, users)
+	if me != 0 || pending != users || accounts != users {
+		t.Errorf("shards at once, with user ids: %d /me, %d pending lists and %d /accounts for %d users; want no /me and one of the others per user",
+			me, pending, accounts, users)
 	}
 	h.expectFaithful(h.opts.From, h.opts.To)
 
@@ -112,8 +117,9 @@ func TestClaimsShardsAtOnce(t *testing.T) {
 
 // TestClaimWrong: a token given with another user's id is not extracted anywhere:
 // its real owner's shard leaves it on the claim's word, and the claimed user's shard
-// asks /me, finds another user and fails the token with ErrUserMismatch, naming both
-// ids (never the token). The other users are extracted. Once the id is corrected the
+// asks the user's pending list, finds another user in its items' _user and fails
+// the token with ErrUserMismatch, naming both ids (never the token) and the answer
+// that said so. The other users are extracted. Once the id is corrected the
 // token is extracted; a later wrong id for a token an earlier run resolved fails it
 // again, without a request, in the shard of its user.
 func TestClaimWrong(t *testing.T) {
@@ -159,8 +165,8 @@ func TestClaimWrong(t *testing.T) {
 	claims[0] = ids[wrong]
 	failures, _ := runAll(claims, h.opts.From, h.opts.To)
 	if len(failures) != 1 || !strings.Contains(failures[0], ids[0]) || !strings.Contains(failures[0], ids[wrong]) ||
-		!strings.Contains(failures[0], "user 1 ") {
-		t.Fatalf("failures %q; want one naming token 1 and both user ids", failures)
+		!strings.Contains(failures[0], "user 1 ") || !strings.Contains(failures[0], "pending list (_user) says "+ids[0]) {
+		t.Fatalf("failures %q; want one naming token 1, both user ids and the pending list", failures)
 	}
 	rows := readRows(t, b, "transactions/")
 	users := map[string]bool{}

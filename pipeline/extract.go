@@ -771,11 +771,17 @@ func (r *runner) extractUserPending(ctx context.Context, accts []*acctRun) {
 		}
 		return
 	}
+	r.handPending(accts, items, err)
+}
+
+// handPending hands each of a user's accounts its items of the user's whole pending
+// list (none is an answer too), or fails them all with err or a malformed list.
+func (r *runner) handPending(accts []*acctRun, items []json.RawMessage, err error) {
 	byAcct := map[string][]json.RawMessage{}
 	if err == nil {
 		var s jsonscan.Scanner
 		for i, it := range items {
-			acct, ok := akahu.PendingAccount(&s, it)
+			acct, _, ok := akahu.PendingOwner(&s, it)
 			if !ok || acct == "" {
 				err = fmt.Errorf("%w: pending item %d has no _account", ErrBadResponse, i)
 				break

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sourcegraph/conc/pool"
 
+	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
@@ -32,7 +34,12 @@ type userRun struct {
 	// stages need: the ids of the accounts with transactions (a walk over all of a
 	// user's accounts needs them all) and the bucket whose state names the user.
 	accounts []akahu.Account
-	txAccts  []string
+	// pending is the user's whole pending list when discovery asked it (identify),
+	// until selectAccounts hands it to the accounts; pendingAsked says it was asked
+	// and answered (an empty list is an answer too).
+	pending      []json.RawMessage
+	pendingAsked bool
+	txAccts      []string
 	home     int    // -1: no bucket of this shard
 	status   string // ok or failed (set by discover); revoked (401) or forbidden (403)
 	err      error
@@ -299,7 +306,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 		switch {
 		case known && u.claim != "" && u.claim != id:
 			u.me.ID = id
-			u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w: the tokens file says user %s; an earlier run's GET /me said %s",
+			u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w: the tokens file says user %s; an earlier run found %s",
 				u.index+1, id, ErrUserMismatch, u.claim, id)
 			continue
 		}
@@ -310,9 +317,13 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			var err error
 			if known {
 				u.me = akahu.Me{ID: id} // a token's user never changes: no /me
-			} else if u.me, err = r.cfg.Source.Me(ctx, u.token); err == nil && u.claim != "" && u.me.ID != u.claim {
+			} else if u.me, err = r.identify(ctx, u); err == nil && u.claim != "" && u.me.ID != u.claim {
 				// Not extracted: the token's real owner skipped it on the claim's word.
-				err = fmt.Errorf("%w: the tokens file says user %s; GET /me says %s", ErrUserMismatch, u.claim, u.me.ID)
+				said := "GET /me"
+				if u.pending != nil {
+					said = "its pending list (_user)"
+				}
+				err = fmt.Errorf("%w: the tokens file says user %s; %s says %s", ErrUserMismatch, u.claim, said, u.me.ID)
 			} else if err == nil && !r.ownsUser(u.me.ID) {
 				u.status = statusElsewhere
 				return
@@ -343,6 +354,52 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 	}
 	p.Wait()
 	r.users = slices.Clip(r.users)
+}
+
+// identify resolves a new token's user. Where this shard extracts the user whoever
+// it is and would ask the user's whole pending list anyway (pendingFirst), it asks
+// that list first: its items name their user (_user), and the one request serves
+// both; the list is kept for selectAccounts. Otherwise, or when the list names no
+// user (it is empty), or not one user on every item, or the request fails, GET /me
+// says who the user is, and decides a refusal, as it would without the list.
+func (r *runner) identify(ctx context.Context, u *userRun) (akahu.Me, error) {
+	if r.pendingFirst(u.claim) {
+		if items, err := r.cfg.Source.AllPending(ctx, u.token); err == nil {
+			if id := pendingUser(items); id != "" {
+				u.pending, u.pendingAsked = items, true
+				return akahu.Me{ID: id}, nil
+			}
+			u.pendingAsked = len(items) == 0 // none is an answer too
+		}
+	}
+	return r.cfg.Source.Me(ctx, u.token)
+}
+
+// pendingFirst reports whether discovery asks a new token's pending list before
+// GET /me (identify): when the shard extracts the user whoever it is (layout 1, one
+// shard, or the operator's claim names a user of its buckets: a claim GET /me would
+// contradict is caught by the list's _user as well), and the run asks every one of
+// the user's accounts' pending lists at once (no --accounts, no account-by-account
+// walks), and not after a refresh (the list is asked before it).
+func (r *runner) pendingFirst(claim string) bool {
+	mine := r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 || (claim != "" && r.ownsUser(claim))
+	return mine && !r.cfg.Refresh && !r.cfg.AccountWalks && len(r.cfg.Accounts) == 0
+}
+
+// pendingUser returns the user every item of a pending list names (_user), each
+// naming its account (_account) too; "" when the list is empty or any item does
+// not.
+func pendingUser(items []json.RawMessage) string {
+	var s jsonscan.Scanner
+	id := ""
+	for _, it := range items {
+		acct, user, ok := akahu.PendingOwner(&s, it)
+		if !ok || acct == "" || user == "" || (id != "" && user != id) {
+			return ""
+		}
+		id = user
+	}
+	return id
 }
 
 // discovering is a user whose discovery may still be under way (done, if not nil,
@@ -413,6 +470,7 @@ func (r *runner) selectAccounts(u *userRun, want accountChoice) {
 	if r.ds.BucketBy == bucketByUser && u.me.ID != "" {
 		u.home = bucketOf(u.me.ID, r.ds.Buckets)
 	}
+	var pend []*acctRun
 	for _, a := range u.accounts {
 		if a.HasTransactions() {
 			u.txAccts = append(u.txAccts, a.ID)
@@ -439,7 +497,15 @@ func (r *runner) selectAccounts(u *userRun, want accountChoice) {
 		}
 		r.addAccountRow(ar, a.Raw)
 		r.accounts = append(r.accounts, ar)
+		if ar.status != "skipped" {
+			pend = append(pend, ar)
+		}
 	}
+	if u.pendingAsked {
+		// Discovery asked the user's pending list (identify): the accounts have it.
+		r.handPending(pend, u.pending, nil)
+	}
+	u.pending = nil
 	// The snapshot rows are built: the run keeps no account's listing (with the
 	// HTTP client, each one aliases its user's whole /accounts body).
 	u.accounts = nil

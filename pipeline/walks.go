@@ -299,7 +299,7 @@ func sameRuns(runsOf map[*acctRun][][]*window, accts []*acctRun) bool {
 func (r *runner) pendingPlan(perUser bool) (users [][]*acctRun, single []*acctRun) {
 	var accts []*acctRun
 	for _, a := range r.accounts {
-		if a.status != "skipped" {
+		if a.status != "skipped" && a.pending == "" { // not yet asked (see identify)
 			accts = append(accts, a)
 		}
 	}

@@ -320,38 +320,42 @@ func fastRefreshed(s *jsonscan.Scanner, a *Account) bool {
 	})
 }
 
-// pendingNames are the members of a pending item PendingAccount reads.
-var pendingNames = []string{"_account"}
+// pendingNames are the members of a pending item PendingOwner reads.
+var pendingNames = []string{"_account", "_user"}
 
-// PendingAccount returns the _account of a pending item of a user's list
-// (AllPending), as encoding/json reads it into a string field
-// (pendingAccountJSON): "" when it has none, or ok false when the item is not a
-// JSON object encoding/json accepts or _account is not a string. Items of the
-// usual shape are read with the jsonscan scanner, s, looking only at the
-// top-level names; an item that might read otherwise under encoding/json's rules
-// (see knownMember and plainString) goes to encoding/json.
-func PendingAccount(s *jsonscan.Scanner, item []byte) (string, bool) {
+// PendingOwner returns the _account and _user of a pending item of a user's list
+// (AllPending), as encoding/json reads them into string fields (pendingOwnerJSON):
+// "" for one it has not, or ok false when the item is not a JSON object
+// encoding/json accepts or either is not a string. Items of the usual shape are
+// read with the jsonscan scanner, s, looking only at the top-level names; an item
+// that might read otherwise under encoding/json's rules (see knownMember and
+// plainString) goes to encoding/json.
+func PendingOwner(s *jsonscan.Scanner, item []byte) (account, user string, ok bool) {
 	s.Reset(item, jsonscan.Options{AllowDuplicateNames: true, AllowInvalidUTF8: true})
-	var acct string
 	if s.PeekKind() == '{' && members(s, pendingNames, func(i int) (ok bool) {
-		if i != 0 {
-			return skipValue(s)
+		switch i {
+		case 0:
+			account, ok = plainString(s)
+		case 1:
+			user, ok = plainString(s)
+		default:
+			ok = skipValue(s)
 		}
-		acct, ok = plainString(s)
 		return ok
 	}) && s.End() == nil {
-		return acct, true
+		return account, user, true
 	}
-	return pendingAccountJSON(item)
+	return pendingOwnerJSON(item)
 }
 
-// pendingAccountJSON is PendingAccount with encoding/json: the reference.
-func pendingAccountJSON(item []byte) (string, bool) {
+// pendingOwnerJSON is PendingOwner with encoding/json: the reference.
+func pendingOwnerJSON(item []byte) (account, user string, ok bool) {
 	var head struct {
 		Account string `json:"_account"`
+		User    string `json:"_user"`
 	}
 	if err := json.Unmarshal(item, &head); err != nil {
-		return "", false
+		return "", "", false
 	}
-	return head.Account, true
+	return head.Account, head.User, true
 }
