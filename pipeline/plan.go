@@ -40,11 +40,11 @@ type userRun struct {
 	pending      []json.RawMessage
 	pendingAsked bool
 	txAccts      []string
-	home     int    // -1: no bucket of this shard
-	status   string // ok or failed (set by discover); revoked (401) or forbidden (403)
-	err      error
-	refused  bool // Akahu refused the token (401 or 403): the user's remaining work is skipped
-	mu       sync.Mutex
+	home         int    // -1: no bucket of this shard
+	status       string // ok or failed (set by discover); revoked (401) or forbidden (403)
+	err          error
+	refused      bool // Akahu refused the token (401 or 403): the user's remaining work is skipped
+	mu           sync.Mutex
 }
 
 // refuse records that Akahu refused the user's token: a 401 (ErrAccessRevoked) makes
