@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"io"
 	"testing"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
@@ -13,9 +14,9 @@ import (
 // shard, learns each token's user from the user's pending list (its items' _user)
 // instead of GET /me, and keeps that list for the accounts: one request serves both,
 // and the list is not asked again. Where the list cannot say (it is empty, or its
-// request failed), GET /me does; where the run asks pending lists account by account,
-// it asks /me as before. Every case writes every account's pending rows and the
-// transactions in full.
+// request failed), GET /me does; where the run asks pending lists account by
+// account, or plans without extracting (a dry run), it asks /me as before. Every
+// other case writes every account's pending rows and the transactions in full.
 func TestNewTokenIdentifiedByPendingList(t *testing.T) {
 	const retries = akahu.DefaultMaxRetries // the harness client's: a failing request is made 7 times
 	cases := []struct {
@@ -23,6 +24,7 @@ func TestNewTokenIdentifiedByPendingList(t *testing.T) {
 		noPending      bool // the fake serves no pending transactions
 		failPending    bool // each user's first pending list fails after every retry
 		accountWalks   bool
+		dryRun         bool
 		wantMe         func(users int64) int64
 		wantUserLists  func(users int64) int64 // GET /transactions/pending, retries included
 		wantAcctsLists func(txAccts int64) int64
@@ -43,6 +45,10 @@ func TestNewTokenIdentifiedByPendingList(t *testing.T) {
 			wantMe:         func(users int64) int64 { return users },
 			wantUserLists:  func(int64) int64 { return 0 },
 			wantAcctsLists: func(txAccts int64) int64 { return txAccts }},
+		{name: "dry run: /me, no list", dryRun: true,
+			wantMe:         func(users int64) int64 { return users },
+			wantUserLists:  func(int64) int64 { return 0 },
+			wantAcctsLists: func(int64) int64 { return 0 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -66,7 +72,9 @@ func TestNewTokenIdentifiedByPendingList(t *testing.T) {
 					PathContains: "/transactions/pending", Count: int(users) * (retries + 1)})
 			}
 			st0 := h.srv.Stats()
-			m, err := pipeline.Run(context.Background(), h.config(h.opts.From, h.opts.To))
+			cfg := h.config(h.opts.From, h.opts.To)
+			cfg.DryRun, cfg.PlanOut = c.dryRun, io.Discard
+			m, err := pipeline.Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,6 +91,9 @@ func TestNewTokenIdentifiedByPendingList(t *testing.T) {
 			}
 			if got := kind("accounts"); got != users {
 				t.Errorf("%d GET /accounts for %d users; want one each", got, users)
+			}
+			if c.dryRun {
+				return
 			}
 			rows := pendingRows(t, h.b)
 			for _, u := range h.srv.Users() {

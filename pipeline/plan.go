@@ -380,10 +380,11 @@ func (r *runner) identify(ctx context.Context, u *userRun) (akahu.Me, error) {
 // shard, or the operator's claim names a user of its buckets: a claim GET /me would
 // contradict is caught by the list's _user as well), and the run asks every one of
 // the user's accounts' pending lists at once (no --accounts, no account-by-account
-// walks), and not after a refresh (the list is asked before it).
+// walks), not after a refresh (the list is asked before it) and not in a dry run
+// (which asks no pending list).
 func (r *runner) pendingFirst(claim string) bool {
 	mine := r.ds.BucketBy != bucketByUser || r.cfg.Shards == 1 || (claim != "" && r.ownsUser(claim))
-	return mine && !r.cfg.Refresh && !r.cfg.AccountWalks && len(r.cfg.Accounts) == 0
+	return mine && !r.cfg.Refresh && !r.cfg.AccountWalks && len(r.cfg.Accounts) == 0 && !r.cfg.DryRun
 }
 
 // pendingUser returns the user every item of a pending list names (_user), each
