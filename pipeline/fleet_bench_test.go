@@ -102,6 +102,9 @@ func fleetLatency(tb testing.TB, users int) time.Duration {
 //     state_kB: bytes written under _manifests/, _inflight/ and _state/;
 //   - gets, puts, lists: bucket operations (attrs and deletes are in the summary).
 //
+// FLEET_IDS=1 gives each token's user id in the tokens file (Config.UserIDs), as a
+// fleet that knows its users' ids runs: a new token costs no GET /me.
+//
 // FLEET_USERS_PER_BUCKET=N sizes the bucket count by the fleet (one bucket per N
 // users) instead of 16.
 //
@@ -352,8 +355,13 @@ func runFleetSharded(tb testing.TB, opts akahutest.Options, shards, tasks int) f
 	dir := tb.TempDir()
 	tokens := filepath.Join(tb.TempDir(), "tokens")
 	var list bytes.Buffer
+	ids := os.Getenv("FLEET_IDS") == "1"
 	for _, u := range srv.Users() {
-		list.WriteString(u.Token + "\n")
+		list.WriteString(u.Token)
+		if ids {
+			list.WriteString(" " + u.ID) // the tokens file's optional user id
+		}
+		list.WriteString("\n")
 	}
 	if err := os.WriteFile(tokens, list.Bytes(), 0o600); err != nil {
 		tb.Fatal(err)
@@ -553,10 +561,15 @@ func TestFleetChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tokens []akahu.Token
+	var ids []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" {
-			tokens = append(tokens, akahu.Token(line))
+		tok, id, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if tok != "" {
+			tokens = append(tokens, akahu.Token(tok))
+		}
+		if id != "" {
+			ids = append(ids, id)
 		}
 	}
 	f.Close()
@@ -584,7 +597,10 @@ func TestFleetChild(t *testing.T) {
 	cpu0 := processCPU()
 	t0 := time.Now()
 	var res fleetChildResult
-	cfg := pipeline.Config{Out: cb, Source: client, Users: tokens,
+	if len(ids) != len(tokens) {
+		ids = nil // no ids given (FLEET_IDS unset)
+	}
+	cfg := pipeline.Config{Out: cb, Source: client, Users: tokens, UserIDs: ids,
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
 		Shards: job.Shards, Buckets: job.Buckets}
 	pipeline.RunShards(context.Background(), cfg, pipeline.TaskShards(job.Task, job.Tasks, job.Shards), func(shard int, m *pipeline.Manifest, err error) bool {
