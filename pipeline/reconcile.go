@@ -208,11 +208,8 @@ func (r *runner) reconcile(ctx context.Context) error {
 	r.m.Counts.Deleted = int64(len(deleted) + len(adopted))
 	r.mu.Unlock()
 
-	// 4. Snapshots.
-	if err := r.writePending(ctx); err != nil {
-		return err
-	}
-	return r.writeAccounts(ctx)
+	// 4. Snapshots, the pending and accounts objects of every bucket at once.
+	return writeSnapshots(ctx, append(r.pendingSnapshots(), r.accountSnapshots()...))
 }
 
 // cand is a deletion candidate: a row of a held partition.

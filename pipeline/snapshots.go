@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/sourcegraph/conc/pool"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
 )
@@ -19,22 +20,43 @@ import (
 // others kept; an account whose pending rows did not change keeps its old rows, so an
 // unchanged snapshot is not rewritten.
 func (r *runner) writePending(ctx context.Context) error {
+	return writeSnapshots(ctx, r.pendingSnapshots())
+}
+
+// pendingSnapshots returns the writes of writePending, one per bucket.
+func (r *runner) pendingSnapshots() []func(context.Context) error {
 	sch := schema.Pending()
+	var out []func(context.Context) error
 	for _, bk := range sortedInts(r.pend.fetched) {
-		rec, err := r.heldRecord(r.pend.rows[bk], sch, r.newPendingBuilder)
-		if err != nil {
-			return fmt.Errorf("pending snapshot of bucket %d: %w", bk, err)
-		}
-		n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, []arrow.Record{rec}, r.pend.fetched[bk])
-		rec.Release()
-		if err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.m.Counts.Pending += n
-		r.mu.Unlock()
+		out = append(out, func(ctx context.Context) error {
+			rec, err := r.heldRecord(r.pend.rows[bk], sch, r.newPendingBuilder)
+			if err != nil {
+				return fmt.Errorf("pending snapshot of bucket %d: %w", bk, err)
+			}
+			n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, []arrow.Record{rec}, r.pend.fetched[bk])
+			rec.Release()
+			if err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.m.Counts.Pending += n
+			r.mu.Unlock()
+			return nil
+		})
 	}
-	return nil
+	return out
+}
+
+// writeSnapshots runs snapshot writes (pendingSnapshots, accountSnapshots), up to
+// DefaultUploads at once: each reads its bucket's old object and writes the new one,
+// tens of milliseconds each on GCS, which one bucket after another made the tail of
+// every run. The first failure stops the others and is returned.
+func writeSnapshots(ctx context.Context, writes []func(context.Context) error) error {
+	p := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(DefaultUploads)
+	for _, w := range writes {
+		p.Go(w)
+	}
+	return p.Wait()
 }
 
 func (r *runner) newPendingBuilder() rowBuilder {
@@ -213,6 +235,12 @@ func (r *runner) releaseAccountRows() {
 // plan time of the accounts whose users stayed served (the rows of others' accounts
 // are left out by replaceSnapshot, which takes only the accounts it is given).
 func (r *runner) writeAccounts(ctx context.Context) error {
+	return writeSnapshots(ctx, r.accountSnapshots())
+}
+
+// accountSnapshots returns the writes of writeAccounts, one per bucket; an account
+// whose snapshot row could not be built fails here, once.
+func (r *runner) accountSnapshots() []func(context.Context) error {
 	sch := schema.Accounts()
 	byBucket := map[int][]string{}
 	for _, a := range r.accounts {
@@ -226,21 +254,25 @@ func (r *runner) writeAccounts(ctx context.Context) error {
 		byBucket[a.bucket] = append(byBucket[a.bucket], a.acct.ID)
 	}
 	today := dayOfTime(r.started, r.loc)
+	var out []func(context.Context) error
 	for _, bk := range sortedInts(byBucket) {
-		rec, err := r.heldRecord(r.accountRows[bk], sch, r.newAccountBuilder)
-		if err != nil {
-			return fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
-		}
-		n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
-		rec.Release()
-		if err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.m.Counts.Accounts += n
-		r.mu.Unlock()
+		out = append(out, func(ctx context.Context) error {
+			rec, err := r.heldRecord(r.accountRows[bk], sch, r.newAccountBuilder)
+			if err != nil {
+				return fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
+			}
+			n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
+			rec.Release()
+			if err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.m.Counts.Accounts += n
+			r.mu.Unlock()
+			return nil
+		})
 	}
-	return nil
+	return out
 }
 
 func sortedInts[V any](m map[int]V) []int {

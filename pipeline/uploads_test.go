@@ -30,3 +30,51 @@ func TestWritesOverlapMerges(t *testing.T) {
 		t.Errorf("at most %d partition writes at once: want more than the %d mergers and at most %d", seen, pipeline.DefaultMergers, pipeline.DefaultUploads)
 	}
 }
+
+// TestSnapshotWritesOverlap: the pending and accounts snapshot objects of a run's
+// buckets are read and written several at once, not one bucket after another (on GCS
+// each costs a read and a write of tens of milliseconds, at the end of every run),
+// never more than DefaultUploads at once, and they hold what Akahu serves.
+func TestSnapshotWritesOverlap(t *testing.T) {
+	for _, prefix := range []string{"pending/", "accounts/"} {
+		t.Run(prefix, func(t *testing.T) {
+			slow := &pipeline.SlowBucket{Bucket: newLocal(t), Delay: 100 * time.Millisecond, Prefix: prefix}
+			opts := smallPopulation()
+			opts.Users = 8
+			h := newHarness(t, slow, opts)
+			from, to := h.opts.From, h.opts.To
+			cfg := h.config(from, to)
+			cfg.Buckets = 8
+			m, err := pipeline.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.expectFaithful(from, to)
+			list, err := slow.List(context.Background(), prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := slow.Most()
+			t.Logf("%d %s objects, at most %d of their reads and writes at once", len(list), prefix, seen)
+			if len(list) < 4 || seen < 4 || seen > pipeline.DefaultUploads {
+				t.Errorf("%d %s objects, at most %d reads and writes at once: want at least 4 objects, 4 to %d at once",
+					len(list), prefix, seen, pipeline.DefaultUploads)
+			}
+			if prefix == "pending/" {
+				rows := pendingRows(t, h.b)
+				var want int64
+				for _, id := range accountsWithPending(h) {
+					want += int64(len(h.srv.Pending(id)))
+					if rows[id] != len(h.srv.Pending(id)) {
+						t.Errorf("account %s: %d pending rows, Akahu has %d", id, rows[id], len(h.srv.Pending(id)))
+					}
+				}
+				if m.Counts.Pending != want {
+					t.Errorf("manifest counts %d pending rows, Akahu has %d", m.Counts.Pending, want)
+				}
+			} else if m.Counts.Accounts != int64(opts.Users*opts.AccountsPerUser) {
+				t.Errorf("manifest counts %d account rows; want %d", m.Counts.Accounts, opts.Users*opts.AccountsPerUser)
+			}
+		})
+	}
+}
