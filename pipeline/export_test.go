@@ -9,13 +9,15 @@ import (
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
-// SlowBucket answers the Gets and Puts of objects under Prefix ("": every object)
-// after Delay, as a remote store would, and counts how many are under way at once.
+// SlowBucket answers the Gets and Puts (or with PutsOnly the Puts) of objects under
+// Prefix ("": every object) after Delay, as a remote store would, and counts how many are under way at once.
 // A test helper of this package's tests and its external tests.
 type SlowBucket struct {
 	bucket.Bucket
 	Delay  time.Duration
 	Prefix string
+	// PutsOnly slows and counts the Puts alone.
+	PutsOnly bool
 
 	mu        sync.Mutex
 	now, most int
@@ -42,7 +44,7 @@ func (s *SlowBucket) leave() {
 }
 
 func (s *SlowBucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
-	if s.enter(name) {
+	if !s.PutsOnly && s.enter(name) {
 		defer s.leave()
 	}
 	return s.Bucket.Get(ctx, name)

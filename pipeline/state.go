@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sourcegraph/conc/pool"
+
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
@@ -352,8 +354,11 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 			}
 		}
 	}
+	var mu sync.Mutex // err and written, from the puts of one kind at once
 	put := func(name string, data []byte, gen *int64) {
 		attrs, perr := r.b.Put(ctx, name, data, bucket.Condition{DoesNotExist: *gen == 0, GenerationMatch: *gen})
+		mu.Lock()
+		defer mu.Unlock()
 		if perr != nil {
 			err = errors.Join(err, fmt.Errorf("write state %s: %w", name, perr))
 			return
@@ -361,20 +366,23 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 		*gen = attrs.Generation
 		written += int64(len(data))
 	}
-	// Members first: a coverage entry of an account no members object names is
-	// never read.
-	for _, bk := range sortedInts(users) {
-		bs := r.state.buckets[bk]
-		put(usersObject(bk), bs.encodeUsers(), &bs.usrGen)
+	// One kind after the other, members first: a coverage entry of an account no
+	// members object names is never read. The buckets' objects of a kind go up to
+	// DefaultUploads at once (each a round trip to the store at the end of the run).
+	// Each object is encoded before the puts begin, one at a time (a gzip writer at
+	// its best compression holds about a megabyte).
+	putAll := func(bks map[int]bool, object func(int) string, encode func(*bucketState) []byte, gen func(*bucketState) *int64) {
+		p := pool.New().WithMaxGoroutines(DefaultUploads)
+		for _, bk := range sortedInts(bks) {
+			bs := r.state.buckets[bk]
+			name, data := object(bk), encode(bs)
+			p.Go(func() { put(name, data, gen(bs)) })
+		}
+		p.Wait()
 	}
-	for _, bk := range sortedInts(members) {
-		bs := r.state.buckets[bk]
-		put(membersObject(bk), bs.encodeMembers(), &bs.memGen)
-	}
-	for _, bk := range sortedInts(coverage) {
-		bs := r.state.buckets[bk]
-		put(coverageObject(bk), bs.encodeCoverage(), &bs.covGen)
-	}
+	putAll(users, usersObject, (*bucketState).encodeUsers, func(bs *bucketState) *int64 { return &bs.usrGen })
+	putAll(members, membersObject, (*bucketState).encodeMembers, func(bs *bucketState) *int64 { return &bs.memGen })
+	putAll(coverage, coverageObject, (*bucketState).encodeCoverage, func(bs *bucketState) *int64 { return &bs.covGen })
 	if rs := r.resolved; rs != nil {
 		changed := false
 		for _, u := range rs.fresh {

@@ -78,3 +78,42 @@ func TestSnapshotWritesOverlap(t *testing.T) {
 		})
 	}
 }
+
+// TestStateWritesOverlap: the state objects a run saves for its buckets (users,
+// members and coverage objects) are written several at once, each kind after the one
+// before it (members before coverage: a coverage entry no members object names is
+// never read), not one bucket after another; the next run continues from them.
+func TestStateWritesOverlap(t *testing.T) {
+	slow := &pipeline.SlowBucket{Bucket: newLocal(t), Delay: 100 * time.Millisecond, Prefix: "_state/bucket-", PutsOnly: true}
+	opts := smallPopulation()
+	opts.Users = 8
+	h := newHarness(t, slow, opts)
+	from, to := h.opts.From, h.opts.To
+	cfg := h.config(from, to)
+	cfg.Buckets = 8
+	if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	list, err := slow.List(context.Background(), "_state/bucket-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := slow.Most()
+	t.Logf("%d state objects, at most %d written at once", len(list), seen)
+	if len(list) < 12 || seen < 4 || seen > pipeline.DefaultUploads {
+		t.Errorf("%d state objects, at most %d written at once: want at least 12 objects, 4 to %d at once", len(list), seen, pipeline.DefaultUploads)
+	}
+	// The next day's run starts from that state: each account from where it is
+	// complete, not from the start of the history.
+	h.shift.Add(int64(24 * time.Hour))
+	st0 := h.srv.Stats()
+	cfg = h.config(time.Time{}, time.Time{})
+	cfg.Buckets = 8
+	if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got, backfill := h.srv.Stats().ByKind["transactions"]-st0.ByKind["transactions"], st0.ByKind["transactions"]; got*2 > backfill {
+		t.Errorf("daily run: %d transaction pages; the backfill read %d: want the daily run to continue from the saved state", got, backfill)
+	}
+	h.expectFaithful(from, to)
+}
