@@ -30,6 +30,20 @@ func (r *runner) readPartition(ctx context.Context, key partKey, cols []string) 
 }
 
 func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]arrow.Record, *bucket.Attrs, error) {
+	data, attrs, err := r.getObject(ctx, name)
+	if err != nil || attrs == nil {
+		return nil, nil, err
+	}
+	recs, err := r.decodeObject(name, data, cols)
+	if err != nil {
+		return nil, nil, err
+	}
+	return recs, attrs, nil
+}
+
+// getObject returns an object's bytes and attributes (nil when there is none), once
+// checkOwn has vouched for what it read.
+func (r *runner) getObject(ctx context.Context, name string) ([]byte, *bucket.Attrs, error) {
 	data, attrs, err := r.b.Get(ctx, name)
 	if errors.Is(err, bucket.ErrNotFound) {
 		return nil, nil, r.checkOwn(name, nil)
@@ -40,6 +54,12 @@ func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]
 	if err := r.checkOwn(name, &attrs); err != nil {
 		return nil, nil, err
 	}
+	return data, &attrs, nil
+}
+
+// decodeObject decodes the bytes getObject read of name: its columns cols, or all of
+// them checked against the schema.
+func (r *runner) decodeObject(name string, data []byte, cols []string) ([]arrow.Record, error) {
 	var opts []parquetsink.ReadOption
 	if len(cols) > 0 {
 		opts = append(opts, parquetsink.Columns(cols...))
@@ -49,9 +69,9 @@ func (r *runner) readObject(ctx context.Context, name string, cols []string) ([]
 		err = checkSchema(name, recs)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
 	}
-	return recs, &attrs, nil
+	return recs, nil
 }
 
 // readIDs reads the id column of the transactions object a lists, by range: its

@@ -89,7 +89,10 @@ type runner struct {
 	keptIDs    map[string]partKey    // while recovering: ids re-read into the partition that already had them
 	watch      map[string]bool       // ids of crashed runs' tombstones: seen in a partition?
 	pend       pendingRows           // pending transactions fetched, by bucket
-	marker     bool                  // the in-flight marker is written
+	// snapshotTurn lets one snapshot at a time decode, merge and encode, while the
+	// reads and writes of several are under way (replaceSnapshot).
+	snapshotTurn sync.Mutex
+	marker       bool // the in-flight marker is written
 	// wrote is the generation of each object this run wrote (0: deleted): a later
 	// read of it must find exactly that, and the run records one write per object.
 	wrote    map[string]int64

@@ -10,6 +10,7 @@ import (
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/akahu-etl/akahu-parquet/schema"
+	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
 // This file holds the snapshot stage: the pending and account snapshots of each
@@ -29,12 +30,14 @@ func (r *runner) pendingSnapshots() []func(context.Context) error {
 	var out []func(context.Context) error
 	for _, bk := range sortedInts(r.pend.fetched) {
 		out = append(out, func(ctx context.Context) error {
-			rec, err := r.heldRecord(r.pend.rows[bk], sch, r.newPendingBuilder)
-			if err != nil {
-				return fmt.Errorf("pending snapshot of bucket %d: %w", bk, err)
+			fresh := func() (arrow.Record, error) {
+				rec, err := r.heldRecord(r.pend.rows[bk], sch, r.newPendingBuilder)
+				if err != nil {
+					return nil, fmt.Errorf("pending snapshot of bucket %d: %w", bk, err)
+				}
+				return rec, nil
 			}
-			n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, []arrow.Record{rec}, r.pend.fetched[bk])
-			rec.Release()
+			n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, fresh, r.pend.fetched[bk])
 			if err != nil {
 				return err
 			}
@@ -50,7 +53,9 @@ func (r *runner) pendingSnapshots() []func(context.Context) error {
 // writeSnapshots runs snapshot writes (pendingSnapshots, accountSnapshots), up to
 // DefaultUploads at once: each reads its bucket's old object and writes the new one,
 // tens of milliseconds each on GCS, which one bucket after another made the tail of
-// every run. The first failure stops the others and is returned.
+// every run. Between the read and the write, the decoding, merging and encoding take
+// turns (replaceSnapshot), so memory holds one snapshot's working set, not eight.
+// The first failure stops the others and is returned.
 func writeSnapshots(ctx context.Context, writes []func(context.Context) error) error {
 	p := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(DefaultUploads)
 	for _, w := range writes {
@@ -257,12 +262,14 @@ func (r *runner) accountSnapshots() []func(context.Context) error {
 	var out []func(context.Context) error
 	for _, bk := range sortedInts(byBucket) {
 		out = append(out, func(ctx context.Context) error {
-			rec, err := r.heldRecord(r.accountRows[bk], sch, r.newAccountBuilder)
-			if err != nil {
-				return fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
+			fresh := func() (arrow.Record, error) {
+				rec, err := r.heldRecord(r.accountRows[bk], sch, r.newAccountBuilder)
+				if err != nil {
+					return nil, fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
+				}
+				return rec, nil
 			}
-			n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, []arrow.Record{rec}, byBucket[bk])
-			rec.Release()
+			n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, fresh, byBucket[bk])
 			if err != nil {
 				return err
 			}
@@ -285,23 +292,60 @@ func sortedInts[V any](m map[int]V) []int {
 }
 
 // replaceSnapshot rewrites a snapshot object in which each account's rows are replaced
-// as a whole: every account listed (fetched) gets exactly its rows in fresh, none if
-// fresh has none; other accounts keep theirs. Rows are compared without lineage
-// columns; an account whose rows are equal keeps its old rows. Returns the rows of the
-// fetched accounts.
-func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *arrow.Schema, fresh []arrow.Record, accounts []string) (int64, error) {
-	old, prev, err := r.readObject(ctx, name, nil)
+// as a whole: every account listed (fetched) gets exactly its rows in the record fresh
+// returns, none if it has none; other accounts keep theirs. Rows are compared without
+// lineage columns; an account whose rows are equal keeps its old rows. Returns the
+// rows of the fetched accounts. The read and the write of the object may be under way
+// for several snapshots at once; what lies between (fresh's record, the old rows
+// decoded, the merge and the encoding) is done by one snapshot at a time
+// (runner.snapshotTurn).
+func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *arrow.Schema, fresh func() (arrow.Record, error), accounts []string) (int64, error) {
+	data, prev, err := r.getObject(ctx, name)
 	if err != nil {
 		return 0, err
 	}
+	r.snapshotTurn.Lock()
+	count, enc, err := r.mergeSnapshot(kind, name, sch, data, prev, fresh, accounts)
+	r.snapshotTurn.Unlock()
+	if err != nil || enc == nil {
+		return count, err
+	}
+	return count, r.putObject(ctx, kind, name, enc.data, enc.rows, prev)
+}
+
+// encoded is an object's encoded bytes and rows, waiting for their write.
+type encoded struct {
+	data []byte
+	rows int64
+}
+
+// mergeSnapshot is replaceSnapshot between the read and the write: the new object's
+// bytes, or nil when nothing is to be written.
+func (r *runner) mergeSnapshot(kind, name string, sch *arrow.Schema, data []byte, prev *bucket.Attrs,
+	fresh func() (arrow.Record, error), accounts []string) (int64, *encoded, error) {
+	var old []arrow.Record
+	if prev != nil {
+		var err error
+		if old, err = r.decodeObject(name, data, nil); err != nil {
+			return 0, nil, err
+		}
+	}
+	rec, err := fresh()
+	if err != nil {
+		for _, o := range old {
+			o.Release()
+		}
+		return 0, nil, err
+	}
+	defer rec.Release()
 	t := &table{schema: sch}
 	defer func() {
-		for _, rec := range old {
-			rec.Release()
+		for _, o := range old {
+			o.Release()
 		}
 	}()
-	for _, rec := range old {
-		t.add(rec)
+	for _, o := range old {
+		t.add(o)
 	}
 	nOld := len(t.recs)
 	acctCol := fieldIndex(sch, "account_id")
@@ -326,7 +370,7 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 			order = append(order, id)
 		}
 	}
-	for _, rec := range fresh {
+	{
 		src := t.add(rec)
 		for i := 0; i < int(rec.NumRows()); i++ {
 			ref := rowRef{src, int32(i)}
@@ -365,15 +409,19 @@ func (r *runner) replaceSnapshot(ctx context.Context, kind, name string, sch *ar
 	}
 	if !changed && prev != nil {
 		r.adopt(kind, name, prev, int64(len(rows)))
-		return count, nil
+		return count, nil, nil
 	}
 	if len(rows) == 0 && prev == nil {
-		return count, nil
+		return count, nil, nil
 	}
-	rec, err := take(r.mem, sch, t, rows)
+	out, err := take(r.mem, sch, t, rows)
 	if err != nil {
-		return 0, fmt.Errorf("build %s: %w", name, err)
+		return 0, nil, fmt.Errorf("build %s: %w", name, err)
 	}
-	defer rec.Release()
-	return count, r.writeRecords(ctx, kind, name, sch, []arrow.Record{rec}, prev)
+	defer out.Release()
+	enc, n, err := encodeParquet(sch, []arrow.Record{out})
+	if err != nil {
+		return 0, nil, fmt.Errorf("encode %s: %w", name, err)
+	}
+	return count, &encoded{data: enc, rows: n}, nil
 }
