@@ -370,17 +370,15 @@ func (r *runner) mergeSnapshot(kind, name string, sch *arrow.Schema, data []byte
 			order = append(order, id)
 		}
 	}
-	{
-		src := t.add(rec)
-		for i := 0; i < int(rec.NumRows()); i++ {
-			ref := rowRef{src, int32(i)}
-			id := t.str(ref, acctCol)
-			if _, ok := newBy[id]; !ok {
-				continue // not an account of this object
-			}
-			newBy[id] = append(newBy[id], ref)
-			count++
+	src := t.add(rec)
+	for i := 0; i < int(rec.NumRows()); i++ {
+		ref := rowRef{src, int32(i)}
+		id := t.str(ref, acctCol)
+		if _, ok := newBy[id]; !ok {
+			continue // not an account of this object
 		}
+		newBy[id] = append(newBy[id], ref)
+		count++
 	}
 	less := func(rows []rowRef) {
 		sort.SliceStable(rows, func(i, j int) bool { return compareRows(t, rows[i], t, rows[j], skip) < 0 })

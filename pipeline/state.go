@@ -369,8 +369,8 @@ func (r *runner) saveState(ctx context.Context) (written int64, err error) {
 	// One kind after the other, members first: a coverage entry of an account no
 	// members object names is never read. The buckets' objects of a kind go up to
 	// DefaultUploads at once (each a round trip to the store at the end of the run).
-	// Each object is encoded before the puts begin, one at a time (a gzip writer at
-	// its best compression holds about a megabyte).
+	// The objects are encoded here, one at a time, while the earlier ones' puts are
+	// under way (a gzip writer at its best compression holds about a megabyte).
 	putAll := func(bks map[int]bool, object func(int) string, encode func(*bucketState) []byte, gen func(*bucketState) *int64) {
 		p := pool.New().WithMaxGoroutines(DefaultUploads)
 		for _, bk := range sortedInts(bks) {
