@@ -29,25 +29,34 @@ func (r *runner) pendingSnapshots() []func(context.Context) error {
 	sch := schema.Pending()
 	var out []func(context.Context) error
 	for _, bk := range sortedInts(r.pend.fetched) {
-		out = append(out, func(ctx context.Context) error {
-			fresh := func() (arrow.Record, error) {
-				rec, err := r.heldRecord(r.pend.rows[bk], sch, r.newPendingBuilder)
-				if err != nil {
-					return nil, fmt.Errorf("pending snapshot of bucket %d: %w", bk, err)
-				}
-				return rec, nil
-			}
-			n, err := r.replaceSnapshot(ctx, "pending", pendingObject(bk), sch, fresh, r.pend.fetched[bk])
-			if err != nil {
-				return err
-			}
-			r.mu.Lock()
-			r.m.Counts.Pending += n
-			r.mu.Unlock()
-			return nil
-		})
+		out = append(out, r.snapshotWrite("pending", pendingObject(bk), bk, sch, r.pend.rows[bk], r.newPendingBuilder,
+			r.pend.fetched[bk], &r.m.Counts.Pending))
 	}
 	return out
+}
+
+// snapshotWrite is the write of one bucket's snapshot object: the rows held for the
+// bucket replace the listed accounts' rows (replaceSnapshot), and their number is
+// added to count (under r.mu).
+func (r *runner) snapshotWrite(kind, name string, bk int, sch *arrow.Schema, held *heldRows, mk func() rowBuilder,
+	accounts []string, count *int64) func(context.Context) error {
+	return func(ctx context.Context) error {
+		fresh := func() (arrow.Record, error) {
+			rec, err := r.heldRecord(held, sch, mk)
+			if err != nil {
+				return nil, fmt.Errorf("%s snapshot of bucket %d: %w", kind, bk, err)
+			}
+			return rec, nil
+		}
+		n, err := r.replaceSnapshot(ctx, kind, name, sch, fresh, accounts)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		*count += n
+		r.mu.Unlock()
+		return nil
+	}
 }
 
 // writeSnapshots runs snapshot writes (pendingSnapshots, accountSnapshots), up to
@@ -261,23 +270,8 @@ func (r *runner) accountSnapshots() []func(context.Context) error {
 	today := dayOfTime(r.started, r.loc)
 	var out []func(context.Context) error
 	for _, bk := range sortedInts(byBucket) {
-		out = append(out, func(ctx context.Context) error {
-			fresh := func() (arrow.Record, error) {
-				rec, err := r.heldRecord(r.accountRows[bk], sch, r.newAccountBuilder)
-				if err != nil {
-					return nil, fmt.Errorf("accounts snapshot of bucket %d: %w", bk, err)
-				}
-				return rec, nil
-			}
-			n, err := r.replaceSnapshot(ctx, "accounts", accountsObject(today, bk), sch, fresh, byBucket[bk])
-			if err != nil {
-				return err
-			}
-			r.mu.Lock()
-			r.m.Counts.Accounts += n
-			r.mu.Unlock()
-			return nil
-		})
+		out = append(out, r.snapshotWrite("accounts", accountsObject(today, bk), bk, sch, r.accountRows[bk], r.newAccountBuilder,
+			byBucket[bk], &r.m.Counts.Accounts))
 	}
 	return out
 }
