@@ -10,8 +10,9 @@ import (
 )
 
 // SlowBucket answers the Gets and Puts (or with PutsOnly the Puts) of objects under
-// Prefix ("": every object) after Delay, as a remote store would, and counts how many are under way at once.
-// A test helper of this package's tests and its external tests.
+// Prefix ("": every object) after Delay, as a remote store would, and counts how
+// many are under way at once. A test helper of this package's tests and its
+// external tests.
 type SlowBucket struct {
 	bucket.Bucket
 	Delay  time.Duration

@@ -39,17 +39,8 @@ func TestSnapshotWritesOverlap(t *testing.T) {
 	for _, prefix := range []string{"pending/", "accounts/"} {
 		t.Run(prefix, func(t *testing.T) {
 			slow := &pipeline.SlowBucket{Bucket: newLocal(t), Delay: 100 * time.Millisecond, Prefix: prefix}
-			opts := smallPopulation()
-			opts.Users = 8
-			h := newHarness(t, slow, opts)
-			from, to := h.opts.From, h.opts.To
-			cfg := h.config(from, to)
-			cfg.Buckets = 8
-			m, err := pipeline.Run(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.expectFaithful(from, to)
+			h, m := backfillEightBuckets(t, slow)
+			h.expectFaithful(h.opts.From, h.opts.To)
 			list, err := slow.List(context.Background(), prefix)
 			if err != nil {
 				t.Fatal(err)
@@ -72,8 +63,8 @@ func TestSnapshotWritesOverlap(t *testing.T) {
 				if m.Counts.Pending != want {
 					t.Errorf("manifest counts %d pending rows, Akahu has %d", m.Counts.Pending, want)
 				}
-			} else if m.Counts.Accounts != int64(opts.Users*opts.AccountsPerUser) {
-				t.Errorf("manifest counts %d account rows; want %d", m.Counts.Accounts, opts.Users*opts.AccountsPerUser)
+			} else if want := int64(h.opts.Users * h.opts.AccountsPerUser); m.Counts.Accounts != want {
+				t.Errorf("manifest counts %d account rows; want %d", m.Counts.Accounts, want)
 			}
 		})
 	}
@@ -85,15 +76,7 @@ func TestSnapshotWritesOverlap(t *testing.T) {
 // never read), not one bucket after another; the next run continues from them.
 func TestStateWritesOverlap(t *testing.T) {
 	slow := &pipeline.SlowBucket{Bucket: newLocal(t), Delay: 100 * time.Millisecond, Prefix: "_state/bucket-", PutsOnly: true}
-	opts := smallPopulation()
-	opts.Users = 8
-	h := newHarness(t, slow, opts)
-	from, to := h.opts.From, h.opts.To
-	cfg := h.config(from, to)
-	cfg.Buckets = 8
-	if _, err := pipeline.Run(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	h, _ := backfillEightBuckets(t, slow)
 	list, err := slow.List(context.Background(), "_state/bucket-")
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +90,7 @@ func TestStateWritesOverlap(t *testing.T) {
 	// complete, not from the start of the history.
 	h.shift.Add(int64(24 * time.Hour))
 	st0 := h.srv.Stats()
-	cfg = h.config(time.Time{}, time.Time{})
+	cfg := h.config(time.Time{}, time.Time{})
 	cfg.Buckets = 8
 	if _, err := pipeline.Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
@@ -115,5 +98,21 @@ func TestStateWritesOverlap(t *testing.T) {
 	if got, backfill := h.srv.Stats().ByKind["transactions"]-st0.ByKind["transactions"], st0.ByKind["transactions"]; got*2 > backfill {
 		t.Errorf("daily run: %d transaction pages; the backfill read %d: want the daily run to continue from the saved state", got, backfill)
 	}
-	h.expectFaithful(from, to)
+	h.expectFaithful(h.opts.From, h.opts.To)
+}
+
+// backfillEightBuckets backfills 8 users of the small population into b, a dataset
+// of 8 buckets.
+func backfillEightBuckets(t *testing.T, b *pipeline.SlowBucket) (*harness, *pipeline.Manifest) {
+	t.Helper()
+	opts := smallPopulation()
+	opts.Users = 8
+	h := newHarness(t, b, opts)
+	cfg := h.config(h.opts.From, h.opts.To)
+	cfg.Buckets = 8
+	m, err := pipeline.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, m
 }
