@@ -33,7 +33,7 @@ func (r *runner) manifest() *Manifest {
 	m.SchemaVersion = schema.Version
 	m.Config = EffectiveConfig{Out: r.b.String(), Start: r.cfg.Start, End: r.cfg.End,
 		Lookback: fmt.Sprintf("%dd", r.cfg.Lookback), History: fmt.Sprintf("%dd", r.cfg.History),
-		Accounts: r.cfg.Accounts, Workers: r.cfg.Workers, Users: len(r.cfg.Users), TimeZone: r.loc.String(),
+		Accounts: r.cfg.Accounts, Workers: r.cfg.Workers, Users: r.tokens, TimeZone: r.loc.String(),
 		Buckets: r.ds.Buckets, Shard: r.cfg.Shard, Shards: r.cfg.Shards}
 	m.ConfigHash = m.Config.hash()
 	m.Range = DateRange{Start: r.start.String(), End: r.end.String()}

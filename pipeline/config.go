@@ -93,6 +93,10 @@ type Config struct {
 	// user is not the one claimed fails, with both ids named, and is not extracted.
 	// A claim is never recorded as a token's user, so it can never lead to a purge.
 	UserIDs []string
+	// Tokens, instead of Users and UserIDs, yields them (see Tokens): a run reads it
+	// during discovery and keeps only its own users' tokens, where Users is held
+	// whole for the whole run. Give a fleet's tokens file this way (TokensFile).
+	Tokens Tokens
 	// Start and End are inclusive local dates (YYYY-MM-DD) in the dataset time zone.
 	// Windows are whole months: the range is widened to the months it touches. With no
 	// Start a run continues from the last committed manifest minus Lookback days, or
@@ -179,7 +183,11 @@ func (c *Config) setDefaults() error {
 	if c.Out == nil || c.Source == nil {
 		return fmt.Errorf("%w: an output bucket and an Akahu source are required", ErrConfig)
 	}
-	if len(c.Users) == 0 {
+	if c.Tokens != nil {
+		if c.Users != nil || c.UserIDs != nil {
+			return fmt.Errorf("%w: user tokens given twice (Tokens, and Users or UserIDs): give one", ErrConfig)
+		}
+	} else if len(c.Users) == 0 {
 		return fmt.Errorf("%w: no user token (set AKAHU_USER_TOKEN or --user-tokens-file)", ErrConfig)
 	}
 	for i, u := range c.Users {
@@ -194,6 +202,9 @@ func (c *Config) setDefaults() error {
 		if err := CheckUserID(id); err != nil {
 			return fmt.Errorf("%w: user id of token %d: %v", ErrConfig, i+1, err)
 		}
+	}
+	if c.Tokens == nil {
+		c.Tokens = TokenList(c.Users, c.UserIDs)
 	}
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers

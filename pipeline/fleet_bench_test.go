@@ -12,7 +12,6 @@ package pipeline_test
 //	FLEET_USERS=2000 FLEET_MIX=sparse go test -run '^$' -bench BenchmarkFleet -benchtime 1x ./pipeline/
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -556,24 +555,8 @@ func TestFleetChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(job.TokensFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tokens []akahu.Token
-	var ids []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		tok, id, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
-		if tok != "" {
-			tokens = append(tokens, akahu.Token(tok))
-		}
-		if id != "" {
-			ids = append(ids, id)
-		}
-	}
-	f.Close()
-	if err := sc.Err(); err != nil {
+	// As the command does: each run reads the tokens file and keeps its own users'.
+	if _, err := pipeline.CheckTokensFile(job.TokensFile); err != nil {
 		t.Fatal(err)
 	}
 	lb, err := bucket.NewLocal(job.Dir)
@@ -597,10 +580,7 @@ func TestFleetChild(t *testing.T) {
 	cpu0 := processCPU()
 	t0 := time.Now()
 	var res fleetChildResult
-	if len(ids) != len(tokens) {
-		ids = nil // no ids given (FLEET_IDS unset)
-	}
-	cfg := pipeline.Config{Out: cb, Source: client, Users: tokens, UserIDs: ids,
+	cfg := pipeline.Config{Out: cb, Source: client, Tokens: pipeline.TokensFile(job.TokensFile),
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
 		Shards: job.Shards, Buckets: job.Buckets}
 	pipeline.RunShards(context.Background(), cfg, pipeline.TaskShards(job.Task, job.Tasks, job.Shards), func(shard int, m *pipeline.Manifest, err error) bool {

@@ -263,7 +263,12 @@ func (r *runner) userBatches() iter.Seq[[]*window] {
 // when they run at once. A refused or failing token marks that user alone;
 // a token /me did not resolve is named by the earlier run that recorded its
 // fingerprint, if any. Users other shards own leave the run.
-func (r *runner) discover(ctx context.Context, found func(*userRun)) {
+//
+// The tokens are read from Config.Tokens as they go, and only those of the users the
+// run keeps are held; a token that is empty, claims a malformed user id, or comes
+// twice among the kept ones, or a source that fails, ends the discovery with an
+// ErrConfig error (after the requests under way have answered).
+func (r *runner) discover(ctx context.Context, found func(*userRun)) error {
 	p := pool.New().WithMaxGoroutines(min(r.cfg.Workers, 8))
 	// Users are handed to found in their order as soon as they are discovered, at
 	// most discoverAhead behind the requests: a shard holds the listings of the
@@ -285,19 +290,32 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 		r.users = append(r.users, d.u)
 		found(d.u)
 	}
-	for i, tok := range r.cfg.Users {
-		fp := tokenFingerprint(tok)
-		claim := ""
-		if r.cfg.UserIDs != nil {
-			claim = r.cfg.UserIDs[i]
+	kept := map[string]int{} // fingerprints of the tokens kept: by index
+	var bad error
+	i := -1
+	err := r.cfg.Tokens(func(tok akahu.Token, claim string) bool {
+		i++
+		if tok == "" {
+			bad = fmt.Errorf("%w: user token %d is empty", ErrConfig, i+1)
+			return false
 		}
+		if err := CheckUserID(claim); err != nil {
+			bad = fmt.Errorf("%w: user id of token %d: %v", ErrConfig, i+1, err)
+			return false
+		}
+		fp := tokenFingerprint(tok)
 		entry, known := r.directory.lookup(fp)
 		id := entry.userID
 		if (known && !entry.mine()) || (!known && claim != "" && !r.ownsUser(claim)) {
 			// Another shard's user (or claimed by one: that shard asks /me and checks
 			// the claim): no request, and no record, as most of a fleet's tokens are.
-			continue
+			return true
 		}
+		if prev, dup := kept[fp]; dup {
+			bad = fmt.Errorf("%w: user token %d is the same as token %d", ErrConfig, i+1, prev+1)
+			return false
+		}
+		kept[fp] = i
 		for len(queue) >= discoverAhead {
 			next()
 		}
@@ -308,7 +326,7 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 			u.me.ID = id
 			u.status, u.err = "failed", fmt.Errorf("user %d (%s): %w: the tokens file says user %s; an earlier run found %s",
 				u.index+1, id, ErrUserMismatch, u.claim, id)
-			continue
+			return true
 		}
 		done := make(chan struct{})
 		queue[len(queue)-1].done = done
@@ -348,12 +366,23 @@ func (r *runner) discover(ctx context.Context, found func(*userRun)) {
 				u.status, u.err = "failed", err
 			}
 		})
-	}
+		return true
+	})
 	for len(queue) > 0 {
 		next()
 	}
 	p.Wait()
 	r.users = slices.Clip(r.users)
+	r.tokens = i + 1
+	switch {
+	case bad != nil:
+		return bad
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	case r.tokens == 0:
+		return fmt.Errorf("%w: no user token (set AKAHU_USER_TOKEN or --user-tokens-file)", ErrConfig)
+	}
+	return nil
 }
 
 // identify resolves a new token's user. Where this shard extracts the user whoever
@@ -689,6 +718,9 @@ func (r *runner) printPlan(w io.Writer) {
 // lead to a purge of the wrong one.
 func (r *runner) knownUser(u *userRun) string {
 	r.recorded.once.Do(func() { r.indexRecorded(r.fingerprints) })
+	if r.recorded.incomplete {
+		return ""
+	}
 	id := ""
 	for _, key := range []string{u.fp, u.fp[:min(len(u.fp), legacyFingerprintLen)]} {
 		e := r.recorded.byFP[key]
@@ -712,8 +744,9 @@ func (r *runner) knownUser(u *userRun) string {
 // records and one over the run's tokens: knownUser costs O(1) a failing user, not a
 // scan of the fleet's tokens.
 type recordedUsers struct {
-	once sync.Once
-	byFP map[string]*recordedUser
+	once       sync.Once
+	byFP       map[string]*recordedUser
+	incomplete bool // the run's tokens could not be read again: no match is trusted
 }
 
 // recordedUser is what the records say of one recorded fingerprint.
@@ -724,12 +757,18 @@ type recordedUser struct {
 	shared   bool        // a second, different token of the run matches it too
 }
 
-// fingerprints yields every token of the run, other shards' too, with its fingerprint.
+// fingerprints yields every token of the run, other shards' too, with its
+// fingerprint, reading Config.Tokens again; if that fails, the index is incomplete
+// and knownUser names no user.
 func (r *runner) fingerprints(yield func(akahu.Token, string) bool) {
-	for _, tok := range r.cfg.Users {
-		if !yield(tok, tokenFingerprint(tok)) {
-			return
-		}
+	stopped := false
+	err := r.cfg.Tokens(func(tok akahu.Token, _ string) bool {
+		stopped = !yield(tok, tokenFingerprint(tok))
+		return !stopped
+	})
+	if err != nil && !stopped {
+		r.recorded.incomplete = true
+		r.log.Warn("user tokens not read again to look up a failing token's recorded user: none is named, none purged", "err", err)
 	}
 }
 

@@ -224,7 +224,10 @@ func TestDiscoverDropsOtherShardsUsers(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	r.discover(context.Background(), func(u *userRun) { t.Errorf("user %d handed to the plan; it is another shard's", u.index+1) })
+	r.cfg.Tokens = TokenList(r.cfg.Users, nil)
+	if err := r.discover(context.Background(), func(u *userRun) { t.Errorf("user %d handed to the plan; it is another shard's", u.index+1) }); err != nil {
+		t.Fatal(err)
+	}
 	runtime.ReadMemStats(&after)
 	if len(r.users) != 0 {
 		t.Fatalf("%d users left after discovery, want 0 (all are another shard's)", len(r.users))
@@ -293,10 +296,13 @@ func TestDiscoveryHoldsFewListings(t *testing.T) {
 	}
 	var order []int
 	want := r.accountChoice()
-	r.discover(context.Background(), func(u *userRun) {
+	r.cfg.Tokens = TokenList(r.cfg.Users, nil)
+	if err := r.discover(context.Background(), func(u *userRun) {
 		order = append(order, u.index)
 		r.selectAccounts(u, want)
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.accountsSelected(want); err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +536,10 @@ func TestDiscoveryKeepsNoRecordOfOthersUsers(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	r.discover(context.Background(), func(u *userRun) { t.Errorf("user %d handed to the plan; it is another shard's", u.index+1) })
+	r.cfg.Tokens = TokenList(r.cfg.Users, nil)
+	if err := r.discover(context.Background(), func(u *userRun) { t.Errorf("user %d handed to the plan; it is another shard's", u.index+1) }); err != nil {
+		t.Fatal(err)
+	}
 	if len(r.users) != 0 {
 		t.Fatalf("%d users left after discovery, want 0", len(r.users))
 	}

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -381,13 +383,13 @@ func (r *runner) ownsObject(name string) bool {
 // and notes, on each revoked user of m, whether its data was purged or why not.
 func (r *runner) purgeRevoked(ctx context.Context, m *Manifest) error {
 	ids, notes := r.purgeTargets()
-	for i, note := range notes {
-		for k := range m.Users {
-			if m.Users[k].Index == i+1 {
-				m.Users[k].Note = note
-			}
+	for k := range m.Users {
+		if note, ok := notes[m.Users[k].Index-1]; ok {
+			m.Users[k].Note = note
 		}
-		if note != "" && note != notePurged {
+	}
+	for _, i := range slices.Sorted(maps.Keys(notes)) {
+		if note := notes[i]; note != notePurged {
 			r.log.Warn("revoked user not purged", "index", i+1, "reason", note)
 		}
 	}
@@ -435,8 +437,8 @@ const notePurged = "data purged"
 // not revoked remains unidentified (it may be the same user's new token). A user id
 // that another token of this run resolves to, or is recorded for, is never purged:
 // that user still grants access through the other token.
-func (r *runner) purgeTargets() ([]string, []string) {
-	notes := make([]string, len(r.cfg.Users)) // by token index: users of other shards left the run
+func (r *runner) purgeTargets() ([]string, map[int]string) {
+	notes := map[int]string{} // by token index, for the revoked users of this run
 	var revoked []*userRun
 	served, unidentified := 0, 0
 	live := map[string]bool{}
@@ -457,18 +459,17 @@ func (r *runner) purgeTargets() ([]string, []string) {
 	var ids []string
 	seen := map[string]bool{}
 	for _, u := range revoked {
-		note := &notes[u.index]
 		switch {
 		case u.me.ID == "":
-			*note = "not purged: no earlier run recorded this token's user, or more than one"
+			notes[u.index] = "not purged: no earlier run recorded this token's user, or more than one"
 		case served == 0:
-			*note = "not purged: no user of this run was served, so the revocation is not trusted"
+			notes[u.index] = "not purged: no user of this run was served, so the revocation is not trusted"
 		case live[u.me.ID]:
-			*note = "not purged: another token of this run belongs to the same user"
+			notes[u.index] = "not purged: another token of this run belongs to the same user"
 		case unidentified > 0:
-			*note = fmt.Sprintf("not purged this run: %d other token(s) could not be identified and may belong to this user", unidentified)
+			notes[u.index] = fmt.Sprintf("not purged this run: %d other token(s) could not be identified and may belong to this user", unidentified)
 		default:
-			*note = notePurged
+			notes[u.index] = notePurged
 			if !seen[u.me.ID] {
 				seen[u.me.ID] = true
 				ids = append(ids, u.me.ID)

@@ -59,6 +59,7 @@ type runner struct {
 	// pools (reconcile's re-reads); ensureMarker reads them under mu.
 	start    day
 	end      day
+	tokens   int // the fleet's user tokens (Config.Tokens), counted by discover
 	users    []*userRun
 	accounts []*acctRun
 	orphans  *orphanSet // crashed runs' tombstones, loaded before extraction
@@ -180,7 +181,9 @@ func (r *runner) run(ctx context.Context) (_ *Manifest, err error) {
 		return nil, err
 	}
 	want := r.accountChoice()
-	r.discover(ctx, func(u *userRun) { r.selectAccounts(u, want) })
+	if err := r.discover(ctx, func(u *userRun) { r.selectAccounts(u, want) }); err != nil {
+		return nil, err
+	}
 	r.directory = nil // every token is resolved: the fleet's directory is not needed again
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 	"github.com/akahu-etl/akahu-parquet/sources/akahu/akahutest"
 )
 
@@ -186,7 +188,9 @@ func TestTaskShards(t *testing.T) {
 }
 
 // TestUserTokensFile: the tokens file's lines are a token, optionally followed by the
-// token's user id; the ids are returned only when some line gives one.
+// token's user id ("" where a line gives none); each run reads the file again, so an
+// edit between runs is what the next run reads, and a line broken since the check
+// fails that run, named by its line.
 func TestUserTokensFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {
@@ -194,7 +198,7 @@ func TestUserTokensFile(t *testing.T) {
 		tokens        []string
 		ids           []string
 	}{
-		{"tokens only", "# fleet\nuser_token_a\n\nuser_token_b\n", []string{"user_token_a", "user_token_b"}, nil},
+		{"tokens only", "# fleet\nuser_token_a\n\nuser_token_b\n", []string{"user_token_a", "user_token_b"}, []string{"", ""}},
 		{"some ids", "user_token_a user_1\nuser_token_b\n  user_token_c\tuser_3  \n", []string{"user_token_a", "user_token_b", "user_token_c"}, []string{"user_1", "", "user_3"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -202,16 +206,30 @@ func TestUserTokensFile(t *testing.T) {
 			if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			tokens, ids, err := userTokens(func(string) string { return "" }, p)
+			source, err := userTokens(func(string) string { return "" }, p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, tok := range tokens {
-				got = append(got, string(tok))
+			read := func() ([]string, []string, error) {
+				var toks, ids []string
+				err := source(func(tok akahu.Token, id string) bool {
+					toks, ids = append(toks, string(tok)), append(ids, id)
+					return true
+				})
+				return toks, ids, err
 			}
-			if !slices.Equal(got, c.tokens) || !slices.Equal(ids, c.ids) || (ids == nil) != (c.ids == nil) {
-				t.Errorf("tokens %q ids %q; want %q %q", got, ids, c.tokens, c.ids)
+			for run := range 2 {
+				got, ids, err := read()
+				if err != nil || !slices.Equal(got, c.tokens) || !slices.Equal(ids, c.ids) {
+					t.Errorf("run %d: tokens %q ids %q (%v); want %q %q", run+1, got, ids, err, c.tokens, c.ids)
+				}
+			}
+			if err := os.WriteFile(p, []byte(c.content+"user_token_z user_token_y\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Count(c.content, "\n") + 1
+			if _, _, err := read(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("line %d, second column: a user token", lines)) || strings.Contains(err.Error(), "user_token_") {
+				t.Errorf("the file broken since the check: %v; want its line %d named, no token quoted", err, lines)
 			}
 		})
 	}

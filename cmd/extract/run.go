@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -330,7 +328,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 			accounts = append(accounts, a)
 		}
 	}
-	users, userIDs, err := userTokens(getenv, f.tokensFile)
+	tokens, err := userTokens(getenv, f.tokensFile)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -350,7 +348,7 @@ func (f *runFlags) config(ctx context.Context, getenv env, log *slog.Logger) (pi
 		return cfg, nil, err
 	}
 	cfg = pipeline.Config{
-		Out: out, Users: users, UserIDs: userIDs, Start: f.start, End: f.end, Lookback: lookback, History: history,
+		Out: out, Tokens: tokens, Start: f.start, End: f.end, Lookback: lookback, History: history,
 		Accounts: accounts, Workers: f.workers, DryRun: f.dryRun, TimeZone: f.timeZone,
 		Buckets: f.buckets, Shard: f.shard, Shards: f.shards, LockWait: f.lockWait,
 		Logger: log, ToolVersion: version(), BeforeWrite: killHook(getenv), PurgeRevoked: f.purgeRevoked,
@@ -366,62 +364,24 @@ func taskBudget(rps float64, tasks int) float64 {
 	return rps / float64(max(tasks, 1))
 }
 
-// userTokens reads the user tokens: AKAHU_USER_TOKEN, or a file with one per line
+// userTokens returns the user tokens: AKAHU_USER_TOKEN, or a file with one per line
 // (blank lines and # comments ignored), each optionally followed by the token's
-// Akahu user id (`TOKEN user_…`, separated by spaces or a tab). The ids are returned
-// only if a line gives one ("" for the lines that do not). Errors name the line,
-// never the token or the id.
-func userTokens(getenv env, file string) ([]akahu.Token, []string, error) {
+// Akahu user id (`TOKEN user_…`, separated by spaces or a tab; see
+// pipeline.TokensFile). The file is checked whole here, once, and read again by
+// each run, which keeps only the tokens of its own users: a process that runs many
+// shards holds no fleet-sized list. Errors name the line, never the token or the id.
+func userTokens(getenv env, file string) (pipeline.Tokens, error) {
 	if file == "" {
 		t := strings.TrimSpace(getenv("AKAHU_USER_TOKEN"))
 		if t == "" {
-			return nil, nil, errors.New("no user token: set AKAHU_USER_TOKEN or pass --user-tokens-file")
+			return nil, errors.New("no user token: set AKAHU_USER_TOKEN or pass --user-tokens-file")
 		}
-		return []akahu.Token{akahu.Token(t)}, nil, nil
+		return pipeline.TokenList([]akahu.Token{akahu.Token(t)}, nil), nil
 	}
-	fh, err := os.Open(file)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--user-tokens-file: %w", err)
+	if _, err := pipeline.CheckTokensFile(file); err != nil {
+		return nil, fmt.Errorf("--user-tokens-file: %w", err)
 	}
-	defer fh.Close()
-	var out []akahu.Token
-	var ids []string
-	anyID := false
-	seen := map[string]int{}
-	sc := bufio.NewScanner(fh)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Fields(line)
-		if len(fields) > 2 {
-			return nil, nil, fmt.Errorf("--user-tokens-file %s line %d: want a token, then optionally its user id (user_…); a token must not contain spaces", file, n)
-		}
-		tok, id := fields[0], ""
-		if len(fields) == 2 {
-			id, anyID = fields[1], true
-			if err := pipeline.CheckUserID(id); err != nil {
-				return nil, nil, fmt.Errorf("--user-tokens-file %s line %d, second column: %v", file, n, err)
-			}
-		}
-		if prev, dup := seen[tok]; dup {
-			return nil, nil, fmt.Errorf("--user-tokens-file %s line %d: same token as line %d", file, n, prev)
-		}
-		seen[tok] = n
-		out = append(out, akahu.Token(tok))
-		ids = append(ids, id)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, nil, fmt.Errorf("--user-tokens-file %s: %w", file, err)
-	}
-	if len(out) == 0 {
-		return nil, nil, fmt.Errorf("--user-tokens-file %s has no tokens (only blank or # comment lines)", file)
-	}
-	if !anyID {
-		ids = nil
-	}
-	return out, ids, nil
+	return pipeline.TokensFile(file), nil
 }
 
 // openBucket opens a local directory or a gs://BUCKET/PREFIX location.
