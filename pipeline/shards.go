@@ -143,9 +143,10 @@ type ReshardConfig struct {
 // Reshard changes the dataset's shard count and returns the old one. It takes every
 // lock of the old and the new count (so it waits for every running shard), refuses
 // while a crashed run of the old count is unrecovered (its in-flight marker is matched
-// by shard index: run the old count once first), then records the new count. A shard's
-// first run under the new count finds no manifest of its own, so it reads --history
-// days (or its --start).
+// by shard index: run the old count once first), then records the new count. It
+// refuses more shards than the dataset has buckets (a shard owns whole buckets: the
+// extra shards would own none). A shard's first run under the new count continues
+// each of its accounts from its covered_through: the state is kept per bucket.
 func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 	if cfg.Out == nil || cfg.Shards < 1 {
 		return 0, fmt.Errorf("%w: reshard needs an output and --shards of 1 or more", ErrConfig)
@@ -157,9 +158,14 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Out = bucket.WithHook(cfg.Out, cfg.BeforeWrite) // every write point, for crash tests
-	_, _, old, _, err := datasetShards(ctx, cfg.Out)
+	fields, _, old, _, err := datasetShards(ctx, cfg.Out)
 	if err != nil {
 		return 0, err
+	}
+	var buckets int
+	if raw, ok := fields["buckets"]; ok && json.Unmarshal(raw, &buckets) == nil && buckets >= 1 && cfg.Shards > buckets {
+		return 0, fmt.Errorf("%w: reshard --shards %d: the dataset has %d bucket(s), and a shard owns whole buckets, so %d shard(s) would own none; use at most %d shards (a divisor of %d spreads the buckets evenly)",
+			ErrConfig, cfg.Shards, buckets, cfg.Shards-buckets, buckets, buckets)
 	}
 	if old == 0 {
 		old = cfg.Shards

@@ -186,3 +186,36 @@ func TestFirstRunsWithDifferentShardCounts(t *testing.T) {
 		t.Errorf("%d runs refused (%v), want exactly one", refused, errs)
 	}
 }
+
+// TestReshardRefusesMoreShardsThanBuckets: a shard owns whole buckets, so a reshard
+// to more shards than the dataset has buckets is refused (ErrConfig, naming both
+// counts), and the count stays; up to the bucket count it goes through.
+func TestReshardRefusesMoreShardsThanBuckets(t *testing.T) {
+	ctx := context.Background()
+	b := newLocal(t)
+	h := newHarness(t, b, smallPopulation())
+	for i := range 2 {
+		if _, err := shardedRun(h, h.opts.From, h.opts.To, i, 2); err != nil { // 4 buckets
+			t.Fatalf("shard %d of 2: %v", i, err)
+		}
+	}
+	_, err := pipeline.Reshard(ctx, pipeline.ReshardConfig{Out: b, Shards: 6, LockWait: time.Millisecond})
+	if !errors.Is(err, pipeline.ErrConfig) || !strings.Contains(err.Error(), "--shards 6") || !strings.Contains(err.Error(), "4 bucket(s)") {
+		t.Fatalf("reshard 2 → 6 over 4 buckets: %v; want ErrConfig naming --shards 6 and the 4 buckets", err)
+	}
+	if v, _ := datasetField(t, b, "shards"); string(v) != "2" {
+		t.Errorf("after the refused reshard the dataset records shards %s; want 2", v)
+	}
+	if l, _ := b.List(ctx, "_locks/"); len(l) > 0 {
+		t.Errorf("the refused reshard left locks: %v", l)
+	}
+	if old, err := pipeline.Reshard(ctx, pipeline.ReshardConfig{Out: b, Shards: 4, LockWait: time.Millisecond}); err != nil || old != 2 {
+		t.Fatalf("reshard 2 → 4 over 4 buckets: old %d, %v", old, err)
+	}
+	for i := range 4 {
+		if _, err := shardedRun(h, h.opts.From, h.opts.To, i, 4); err != nil {
+			t.Fatalf("shard %d of 4: %v", i, err)
+		}
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
+}

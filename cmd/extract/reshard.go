@@ -43,6 +43,6 @@ func cmdReshard(ctx context.Context, args []string, stdout, stderr io.Writer, _ 
 		return exitOK
 	}
 	fmt.Fprintf(stdout, "%s: shard count changed from %d to %d; run every shard with --shards %d. "+
-		"A shard's first run under the new count reads --history days unless given --start.\n", b, old, *shards, *shards)
+		"Each shard's first run continues every account from where the state says it is complete.\n", b, old, *shards, *shards)
 	return exitOK
 }
