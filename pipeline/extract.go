@@ -14,7 +14,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/sourcegraph/conc/pool"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/akahu-etl/akahu-parquet/internal/jsonscan"
 	"github.com/akahu-etl/akahu-parquet/schema"
@@ -135,27 +134,11 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	var mu sync.Mutex
 	var done atomic.Int64
 
-	// A merged partition's write goes to the uploads, up to DefaultUploads at once
-	// holding up to DefaultUploadBytes, so that the mergers go on merging while the
-	// bucket answers. The first failed write ends the extraction as a failed merge
-	// does.
-	uploads := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithMaxGoroutines(DefaultUploads)
-	uploadBytes := semaphore.NewWeighted(DefaultUploadBytes)
-	upload := func(size int64, write func(context.Context) error) error {
-		n := min(size, DefaultUploadBytes) // a larger object waits until it is alone
-		if err := uploadBytes.Acquire(ctx, n); err != nil {
-			return err
-		}
-		uploads.Go(func(ctx context.Context) error {
-			defer uploadBytes.Release(n)
-			err := write(ctx)
-			if err != nil {
-				cancel()
-			}
-			return err
-		})
-		return nil
-	}
+	// A merged partition's write goes to the uploads, so that the mergers go on
+	// merging while the bucket answers. The first failed write ends the extraction as
+	// a failed merge does.
+	up := newUploads(ctx, cancel)
+	upload := up.add
 
 	// Merging and encoding is about half the CPU of a run: two consumers, so it keeps
 	// up with extraction.
@@ -281,7 +264,7 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	_ = extract.Wait()
 	close(ready)
 	mergeErr := merge.Wait()
-	uploadErr := uploads.Wait()
+	uploadErr := up.wait()
 	// Whichever failed first cancelled the other: its error is the one that says why.
 	switch {
 	case mergeErr != nil && !errors.Is(mergeErr, context.Canceled):

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -388,6 +389,35 @@ func TestKnownUser(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKnownUserTokensUnreadable: knownUser reads the run's tokens again (to see that
+// no other token shares a record); when they cannot be read it names nobody, so a
+// revoked token is never purged on an unchecked match, and says so in the log.
+func TestKnownUserTokensUnreadable(t *testing.T) {
+	tokA := akahu.Token("user_token_a")
+	fpA := tokenFingerprint(tokA)
+	var logs strings.Builder
+	for _, fail := range []bool{false, true} {
+		r := &runner{log: slog.New(slog.NewTextHandler(&logs, nil))}
+		r.state = &runState{buckets: map[int]*bucketState{0: {users: map[string]StateUser{fpA: {fpA, "user_1"}}}}}
+		r.cfg.Tokens = func(yield func(akahu.Token, string) bool) error {
+			if !yield(tokA, "") || fail {
+				return errors.New("tokens file /x: gone")
+			}
+			return nil
+		}
+		want := "user_1"
+		if fail {
+			want = ""
+		}
+		if got := r.knownUser(&userRun{token: tokA, fp: fpA}); got != want {
+			t.Errorf("tokens unreadable %v: knownUser = %q, want %q", fail, got, want)
+		}
+	}
+	if !strings.Contains(logs.String(), "tokens file /x: gone") || strings.Contains(logs.String(), string(tokA)) {
+		t.Errorf("log %q: want the source's error, no token", logs.String())
 	}
 }
 

@@ -130,10 +130,6 @@ func (r *runner) reconcile(ctx context.Context) error {
 	})
 	// Held partitions' final rows, decided once; they count for the crashed runs'
 	// tombstones too.
-	type heldFinal struct {
-		rows    []rowRef
-		changed bool
-	}
 	finals := make([]heldFinal, len(r.deferred))
 	for i, h := range r.deferred {
 		rows, changed := h.res.final(r.cols, dropHeld[h.key])
@@ -163,15 +159,11 @@ func (r *runner) reconcile(ctx context.Context) error {
 		return err
 	}
 
-	// 2. Held partitions without their dropped rows.
-	for i, h := range r.deferred {
-		if !finals[i].changed {
-			r.adopt("transactions", txObject(h.key), h.prev, int64(len(finals[i].rows)))
-			continue
-		}
-		if err := r.writeTx(ctx, h.key, h.res.t, finals[i].rows, h.prev); err != nil {
-			return err
-		}
+	// 2. Held partitions without their dropped rows: each encoded in turn while the
+	// writes of those before it are under way (uploads), all written before a moved
+	// row leaves its old partition.
+	if err := r.writeHeld(ctx, finals); err != nil {
+		return err
 	}
 	// 3. Rows that moved into a re-read partition leave the one they were in.
 	for _, key := range sortedParts(moveOut) {
@@ -210,6 +202,38 @@ func (r *runner) reconcile(ctx context.Context) error {
 
 	// 4. Snapshots, the pending and accounts objects of every bucket at once.
 	return writeSnapshots(ctx, append(r.pendingSnapshots(), r.accountSnapshots()...))
+}
+
+// heldFinal is a held partition's final rows, and whether they differ from its
+// object's.
+type heldFinal struct {
+	rows    []rowRef
+	changed bool
+}
+
+// writeHeld writes the held partitions (r.deferred) that changed, with their final
+// rows, and adopts the others as they are. Each is encoded in turn, its write going
+// to the uploads while the next is encoded; it returns when every write has
+// answered, with the first that failed.
+func (r *runner) writeHeld(ctx context.Context, finals []heldFinal) error {
+	up := newUploads(ctx, nil)
+	for i, h := range r.deferred {
+		if !finals[i].changed {
+			r.adopt("transactions", txObject(h.key), h.prev, int64(len(finals[i].rows)))
+			continue
+		}
+		write, size, err := r.encodeTx(h.key, h.res.t, finals[i].rows, h.prev)
+		if err == nil {
+			err = up.add(size, write)
+		}
+		if err != nil {
+			if werr := up.wait(); werr != nil {
+				return werr // a failed write cancelled the encoding's add
+			}
+			return err
+		}
+	}
+	return up.wait()
 }
 
 // cand is a deletion candidate: a row of a held partition.

@@ -70,6 +70,39 @@ func TestSnapshotWritesOverlap(t *testing.T) {
 	}
 }
 
+// TestHeldWritesOverlap: the partitions a run held to decide deletions (here one
+// in each of 8 buckets, each losing a transaction Akahu deleted) are written several
+// at once after the tombstones, not one after another, never more than
+// DefaultUploads at once; the dataset is what Akahu serves and the deletions are
+// counted once.
+func TestHeldWritesOverlap(t *testing.T) {
+	local := newLocal(t)
+	h, _ := backfillEightBuckets(t, &pipeline.SlowBucket{Bucket: local})
+	to := h.opts.To
+	month := time.Date(to.Year(), to.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for _, u := range h.srv.Users() {
+		txs := h.srv.SettledUser(u.ID, month, to.AddDate(0, 0, 1))
+		if len(txs) == 0 {
+			t.Fatalf("user %s has no transaction in %s", u.ID, month.Format("2006-01"))
+		}
+		must(t, h.srv.DeleteTransaction(txs[0].ID))
+	}
+	slow := &pipeline.SlowBucket{Bucket: local, Delay: 100 * time.Millisecond, Prefix: "transactions/", PutsOnly: true}
+	cfg := h.config(month, to)
+	cfg.Out = slow
+	m, err := pipeline.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.expectFaithful(h.opts.From, to)
+	seen := slow.Most()
+	t.Logf("%d deletions, at most %d partition writes at once", m.Counts.Deleted, seen)
+	if m.Counts.Deleted != int64(len(h.srv.Users())) || seen < 4 || seen > pipeline.DefaultUploads {
+		t.Errorf("%d deletions, at most %d partition writes at once: want %d deletions, 4 to %d writes at once",
+			m.Counts.Deleted, seen, len(h.srv.Users()), pipeline.DefaultUploads)
+	}
+}
+
 // TestStateWritesOverlap: the state objects a run saves for its buckets (users,
 // members and coverage objects) are written several at once, each kind after the one
 // before it (members before coverage: a coverage entry no members object names is
