@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"maps"
 	"slices"
@@ -186,10 +187,44 @@ func TestResolvedSurvivesReshard(t *testing.T) {
 	if _, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: b, Shards: 2, LockWait: time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
+	// No run of 4 shards will prune the old count's objects again: the reshard folds
+	// their lines into shard 0's object of the new count, which its runs prune.
+	const into = "_state/shard-000-of-002.users.jsonl.gz"
+	objs := resolvedObjects(t, b)
+	if len(objs) != 1 || !maps.Equal(objs[into].users, kept.users) {
+		t.Errorf("resolved objects after the reshard: %d (%s: %d lines); want only %s, with the %d lines of %s", len(objs), into, len(objs[into].users), into, len(kept.users), name)
+	}
 	if me, accounts := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 2, 0, 1); me != 0 || accounts != users {
 		t.Errorf("after the reshard to 2: %d /me and %d /accounts for %d users; want none and one per user", me, accounts, users)
 	}
+	fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 2, 0)
+	if objs := resolvedObjects(t, b); len(objs) != 0 {
+		t.Errorf("%d resolved objects left once every user's own shard recorded it (%s: %d lines); want none", len(objs), into, len(objs[into].users))
+	}
+	// Resharding to the count it has finishes an interrupted fold; with one shard no
+	// resolved object is read, so the fold deletes them.
+	putJSONLines(t, b, "_state/shard-001-of-004.users.jsonl.gz", kept.data)
+	if old, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: b, Shards: 2, LockWait: time.Millisecond}); err != nil || old != 2 {
+		t.Fatalf("reshard 2 → 2: old %d, %v", old, err)
+	}
+	if objs := resolvedObjects(t, b); len(objs) != 1 || !maps.Equal(objs[into].users, kept.users) {
+		t.Errorf("after resharding to the same count, %d resolved objects; want the left-over one folded into %s", len(objs), into)
+	}
+	if _, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: b, Shards: 1, LockWait: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if objs := resolvedObjects(t, b); len(objs) != 0 {
+		t.Errorf("after the reshard to 1: %d resolved objects; want none", len(objs))
+	}
 	h.expectFaithful(h.opts.From, h.opts.To)
+}
+
+// putJSONLines writes data (a resolved object's bytes) as name.
+func putJSONLines(t *testing.T, b bucket.Bucket, name string, data []byte) {
+	t.Helper()
+	if _, err := b.Put(context.Background(), name, data, bucket.Condition{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestPurgeForgetsResolved: a purged user is forgotten everywhere, its lines in
@@ -360,4 +395,51 @@ func TestStateCacheReadsUnchangedObjectsOnce(t *testing.T) {
 	if most := slices.Max(slices.Collect(maps.Values(gets))); most != 4 {
 		t.Errorf("without the cache a users object was read at most %d times by the four runs; want 4 (each run reads every bucket's)", most)
 	}
+}
+
+// failDelete fails every Delete of an object whose name starts with prefix.
+type failDelete struct {
+	bucket.Bucket
+	prefix string
+}
+
+func (f failDelete) Delete(ctx context.Context, name string, cond bucket.Condition) error {
+	if strings.HasPrefix(name, f.prefix) {
+		return errInjected
+	}
+	return f.Bucket.Delete(ctx, name, cond)
+}
+
+// TestReshardFoldInterrupted: a reshard whose fold of the old count's resolved
+// objects fails after the new count is recorded says so and to run it again; the
+// fleet meanwhile runs as before (the old object is still read: no /me), and the
+// reshard run again finishes the fold.
+func TestReshardFoldInterrupted(t *testing.T) {
+	b := newLocal(t)
+	opts := smallPopulation()
+	opts.Users, opts.AccountsPerUser = 12, 1
+	h := newHarness(t, b, opts)
+	fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 4, 0)
+	const old, into = "_state/shard-000-of-004.users.jsonl.gz", "_state/shard-000-of-002.users.jsonl.gz"
+	lines := resolvedObjects(t, b)[old].users
+	if len(lines) == 0 {
+		t.Fatalf("shard 0 of 4 resolved no token for other shards")
+	}
+	_, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: failDelete{b, old}, Shards: 2, LockWait: time.Millisecond})
+	if !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "run the reshard again") {
+		t.Fatalf("reshard with the old object's delete failing: %v; want the failure, and to run it again", err)
+	}
+	if objs := resolvedObjects(t, b); len(objs) != 2 || !maps.Equal(objs[into].users, lines) {
+		t.Errorf("after the interrupted fold: %d resolved objects; want the old one and %s with its %d lines", len(objs), into, len(lines))
+	}
+	if me, accounts := fleetRun(t, h, b, h.tokens, h.opts.From, h.opts.To, 2, 0, 1); me != 0 || accounts != int64(len(h.tokens)) {
+		t.Errorf("2 shards after the interrupted fold: %d /me, %d /accounts for %d users; want none and one per user", me, accounts, len(h.tokens))
+	}
+	if _, err := pipeline.Reshard(context.Background(), pipeline.ReshardConfig{Out: b, Shards: 2, LockWait: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if objs := resolvedObjects(t, b); objs[old].users != nil {
+		t.Errorf("%s still there after the reshard ran again", old)
+	}
+	h.expectFaithful(h.opts.From, h.opts.To)
 }

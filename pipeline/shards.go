@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
@@ -196,10 +198,14 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 		return 0, fmt.Errorf("reshard: the dataset's shard count changed from %d to %d while waiting for the locks; run it again", old, have)
 	}
 	if have == cfg.Shards {
-		if recorded {
-			return old, nil
+		if !recorded {
+			if err := recordShards(ctx, b, fields, gen, cfg.Shards); err != nil {
+				return 0, err
+			}
 		}
-		return old, recordShards(ctx, b, fields, gen, cfg.Shards)
+		// A reshard that failed after recording the count is finished by running it
+		// again: its resolved objects are folded here.
+		return old, foldResolved(ctx, b, cfg.Shards)
 	}
 	list, err := b.List(ctx, inflightPrefix)
 	if err != nil {
@@ -214,8 +220,64 @@ func Reshard(ctx context.Context, cfg ReshardConfig) (int, error) {
 	if err := recordShards(ctx, b, fields, gen, cfg.Shards); err != nil {
 		return 0, err
 	}
+	if err := foldResolved(ctx, b, cfg.Shards); err != nil {
+		return 0, fmt.Errorf("reshard: the count is now %d, but the old resolved objects were not folded (run the reshard again): %w", cfg.Shards, err)
+	}
 	cfg.Logger.Info("resharded", "from", old, "to", cfg.Shards)
 	return old, nil
+}
+
+// foldResolved moves the lines of the resolved objects other shard counts wrote into
+// shard 0's resolved object of shards, and deletes them. Every run reads every
+// resolved object, whatever its count, but only the shard that wrote one prunes it,
+// and no shard of another count runs any more: without the fold, what they name would
+// be read by every run for ever. Shard 0 prunes what it receives as it prunes its own
+// (the lines the owners' users objects name). With one shard no resolved object is
+// read, so they are deleted. Reshard calls it under every lock of the old and the new
+// count; a line of shard 0's object wins over a folded one.
+func foldResolved(ctx context.Context, b bucket.Bucket, shards int) error {
+	suffix := fmt.Sprintf("-of-%03d.users.jsonl.gz", shards)
+	into := resolvedObject(0, shards)
+	type stale struct {
+		name string
+		gen  int64
+	}
+	var old []stale
+	folded, own := map[string]StateUser{}, map[string]StateUser{}
+	var intoGen int64
+	err := readResolved(ctx, b, nil, func(name string, gen, _ int64, users map[string]StateUser) {
+		switch {
+		case name == into:
+			own, intoGen = users, gen
+		case strings.HasSuffix(name, suffix):
+		default:
+			old = append(old, stale{name, gen})
+			for fp, u := range users {
+				if _, ok := folded[fp]; !ok {
+					folded[fp] = u
+				}
+			}
+		}
+	})
+	if err != nil || len(old) == 0 {
+		return err
+	}
+	maps.Copy(folded, own)
+	if shards > 1 && len(folded) > len(own) {
+		cond := bucket.Condition{DoesNotExist: true}
+		if intoGen != 0 {
+			cond = bucket.Condition{GenerationMatch: intoGen}
+		}
+		if _, err := b.Put(ctx, into, encodeUserLines(folded), cond); err != nil {
+			return fmt.Errorf("write %s: %w", into, err)
+		}
+	}
+	for _, o := range old {
+		if err := b.Delete(ctx, o.name, bucket.Condition{GenerationMatch: o.gen}); err != nil && !errors.Is(err, bucket.ErrNotFound) {
+			return fmt.Errorf("delete %s: %w", o.name, err)
+		}
+	}
+	return nil
 }
 
 // acquireAll takes the named locks in order and returns the bucket to write through

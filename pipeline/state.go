@@ -33,7 +33,8 @@ import (
 //     (and purges, which remove a user's lines); every shard reads every shard's,
 //     whatever the shard count that wrote it, so a token costs /me once per fleet,
 //     not once per shard, even before its owner's run records it. The shard's later
-//     runs drop the lines the owners' users objects name, and the object once empty.
+//     runs drop the lines the owners' users objects name, and the object once empty;
+//     a reshard folds the objects of other counts into shard 0's (foldResolved).
 //     The entries name a token's user for discovery only: a revoked token's user,
 //     whom a purge deletes, is named by the owning bucket's users object alone.
 //   - _state/bucket-BBB.coverage.json, the coverage: the date most of the bucket's
