@@ -72,7 +72,8 @@ func TestSnapshotWritesOverlap(t *testing.T) {
 
 // TestHeldWritesOverlap: the partitions a run held to decide deletions (here one
 // in each of 8 buckets, each losing a transaction Akahu deleted) are written several
-// at once after the tombstones, not one after another, never more than
+// at once (7 here unloaded; at least 2 asked, so that -race on a loaded machine,
+// encoding slowly, passes) after the tombstones, not one after another, never more than
 // DefaultUploads at once; the dataset is what Akahu serves and the deletions are
 // counted once.
 func TestHeldWritesOverlap(t *testing.T) {
@@ -87,7 +88,8 @@ func TestHeldWritesOverlap(t *testing.T) {
 		}
 		must(t, h.srv.DeleteTransaction(txs[0].ID))
 	}
-	slow := &pipeline.SlowBucket{Bucket: local, Delay: 100 * time.Millisecond, Prefix: "transactions/", PutsOnly: true}
+	// 300 ms a write: under -race on a loaded machine an encoding takes tens of ms.
+	slow := &pipeline.SlowBucket{Bucket: local, Delay: 300 * time.Millisecond, Prefix: "transactions/", PutsOnly: true}
 	cfg := h.config(month, to)
 	cfg.Out = slow
 	m, err := pipeline.Run(context.Background(), cfg)
@@ -97,8 +99,8 @@ func TestHeldWritesOverlap(t *testing.T) {
 	h.expectFaithful(h.opts.From, to)
 	seen := slow.Most()
 	t.Logf("%d deletions, at most %d partition writes at once", m.Counts.Deleted, seen)
-	if m.Counts.Deleted != int64(len(h.srv.Users())) || seen < 4 || seen > pipeline.DefaultUploads {
-		t.Errorf("%d deletions, at most %d partition writes at once: want %d deletions, 4 to %d writes at once",
+	if m.Counts.Deleted != int64(len(h.srv.Users())) || seen < 2 || seen > pipeline.DefaultUploads {
+		t.Errorf("%d deletions, at most %d partition writes at once: want %d deletions, 2 to %d writes at once (one after another: 1)",
 			m.Counts.Deleted, seen, len(h.srv.Users()), pipeline.DefaultUploads)
 	}
 }
