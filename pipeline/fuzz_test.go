@@ -2,8 +2,13 @@ package pipeline
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/akahu-etl/akahu-parquet/sources/akahu"
 )
 
 // FuzzDecodeManifest: decoding arbitrary bytes as a manifest never panics, and a
@@ -58,6 +63,49 @@ func FuzzDates(f *testing.F) {
 		}
 		if p, ok := parseTxObject(txObject(partKey{m, 7})); !ok || p != (partKey{m, 7}) {
 			t.Fatalf("partition name of %s does not round trip", m)
+		}
+	})
+}
+
+// FuzzTokensFile: any tokens file is either refused by CheckTokensFile with an error
+// that quotes no token, or read by TokensFile as the tokens it counted, each one
+// field long and its user id valid or empty, as often as it is read.
+func FuzzTokensFile(f *testing.F) {
+	f.Add("user_token_a\nuser_token_b user_1\n")
+	f.Add("# fleet\n\n  user_token_a\tuser_2  \n")
+	f.Add("user_token_a\nuser_token_a\n")
+	f.Add("user_token_a user_token_b\n")
+	f.Add("a b c\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, content string) {
+		path := filepath.Join(t.TempDir(), "tokens")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n, err := CheckTokensFile(path)
+		if err != nil {
+			for _, field := range strings.Fields(content) {
+				if len(field) >= 12 && !strings.Contains(path, field) && strings.Contains(err.Error(), field) {
+					t.Fatalf("the error quotes %q: %v", field, err)
+				}
+			}
+			return
+		}
+		for range 2 {
+			got := 0
+			err := TokensFile(path)(func(tok akahu.Token, id string) bool {
+				got++
+				if tok == "" || strings.ContainsAny(string(tok), " \t\r\n") || strings.HasPrefix(string(tok), "#") {
+					t.Fatalf("token %d is not one field: %q", got, tok)
+				}
+				if err := CheckUserID(id); err != nil {
+					t.Fatalf("token %d's user id %q: %v", got, id, err)
+				}
+				return true
+			})
+			if err != nil || got != n {
+				t.Fatalf("read %d tokens (%v); the check counted %d", got, err, n)
+			}
 		}
 	})
 }
