@@ -60,8 +60,8 @@ func (r *runner) openDataset(ctx context.Context) error {
 	return nil
 }
 
-// loadState reads the latest committed manifest, crashed runs' markers and the list
-// of transactions partitions this shard owns.
+// loadState reads the latest committed manifest, the shard's state objects, crashed
+// runs' markers and, on a shard's first run, whether it has transactions partitions.
 func (r *runner) loadState(ctx context.Context) error {
 	latest, err := latestManifest(ctx, r.b, r.cfg.Shard, r.cfg.Shards)
 	if err != nil {
@@ -95,16 +95,24 @@ func (r *runner) loadState(ctx context.Context) error {
 			r.crashed = append(r.crashed, c)
 		}
 	}
-	list, err := r.b.List(ctx, txPrefix)
-	if err != nil {
-		return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
-	}
 	// Ids new to their partition matter only when other partitions exist: they may
-	// have moved from one. A first backfill keeps no per-id state at all.
-	for _, a := range list {
-		if p, ok := parseTxObject(a.Name); ok && p.bucket%r.cfg.Shards == r.cfg.Shard {
-			r.trackFresh = true
-			break
+	// have moved from one. A first backfill keeps no per-id state at all. Where the
+	// shard committed before, its buckets have state objects, or a crashed run is to
+	// be recovered, partitions may exist and the ids are kept; only a shard that has
+	// none of these lists the partitions to see, as that listing names every
+	// partition of the dataset: it grows with the fleet, and every shard's every run
+	// would pay it.
+	r.trackFresh = r.latest != nil || !r.state.legacy || len(r.crashed) > 0
+	if !r.trackFresh {
+		list, err := r.b.List(ctx, txPrefix)
+		if err != nil {
+			return fmt.Errorf("list %s in %s: %w", txPrefix, r.b, err)
+		}
+		for _, a := range list {
+			if p, ok := parseTxObject(a.Name); ok && p.bucket%r.cfg.Shards == r.cfg.Shard {
+				r.trackFresh = true
+				break
+			}
 		}
 	}
 	if len(r.crashed) > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/akahu-etl/akahu-parquet/pipeline"
 	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
@@ -201,4 +202,50 @@ func TestSpillEverything(t *testing.T) {
 	if left, _ := os.ReadDir(spillDir); len(left) != 0 {
 		t.Errorf("spill files left behind: %v", left)
 	}
+}
+
+// TestRunsListNoPartitions: listing transactions/ names every partition of the
+// dataset (it grows with the fleet), so only a shard's first run lists it, to learn
+// whether the shard has partitions; a shard that committed before does not (unless
+// a possible move makes it scan its partitions), and its runs still find moves and
+// deletions (the dataset stays what Akahu serves).
+func TestRunsListNoPartitions(t *testing.T) {
+	counted := &countingBucket{Bucket: newLocal(t), gets: map[string]int{}}
+	opts := smallPopulation()
+	opts.Users = 4
+	h := newHarness(t, counted, opts)
+	fleet := func(start, end time.Time) (lists int) {
+		t.Helper()
+		for shard := range 2 {
+			cfg := h.config(start, end)
+			cfg.Out, cfg.Buckets, cfg.Shard, cfg.Shards = counted, 4, shard, 2
+			if _, err := pipeline.Run(context.Background(), cfg); err != nil {
+				t.Fatalf("shard %d: %v", shard, err)
+			}
+		}
+		return counted.listed("transactions/")
+	}
+	if n := fleet(h.opts.From, h.opts.To); n != 2 {
+		t.Errorf("the fleet's first runs listed transactions/ %d times; want once a shard", n)
+	}
+	to := h.opts.To
+	h.shift.Add(int64(24 * time.Hour))
+	if n := fleet(time.Time{}, time.Time{}); n != 0 {
+		t.Errorf("the fleet's daily runs listed transactions/ %d times; want none", n)
+	}
+	// A day later a transaction of the last month has moved to the month before and
+	// another is deleted: a possible move still scans the shard's partitions (one
+	// listing), and the dataset stays what Akahu serves.
+	month := time.Date(to.Year(), to.Month(), 1, 0, 0, 0, 0, time.UTC)
+	txs := h.srv.SettledUser(h.srv.Users()[0].ID, month, to.AddDate(0, 0, 1))
+	if len(txs) < 2 {
+		t.Fatalf("%d transactions in the last month", len(txs))
+	}
+	must(t, h.srv.MoveDate(txs[0].ID, month.AddDate(0, 0, -3)))
+	must(t, h.srv.DeleteTransaction(txs[1].ID))
+	h.shift.Add(int64(24 * time.Hour))
+	if n := fleet(time.Time{}, time.Time{}); n > 2 {
+		t.Errorf("the daily runs with a move listed transactions/ %d times; want at most one a shard (the presence scan)", n)
+	}
+	h.expectFaithful(h.opts.From, to)
 }

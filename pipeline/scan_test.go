@@ -14,8 +14,28 @@ import (
 // countingBucket counts reads of each object, whole or by range.
 type countingBucket struct {
 	bucket.Bucket
-	mu   sync.Mutex
-	gets map[string]int
+	mu    sync.Mutex
+	gets  map[string]int
+	lists map[string]int // by prefix, made on the first List
+}
+
+func (c *countingBucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error) {
+	c.mu.Lock()
+	if c.lists == nil {
+		c.lists = map[string]int{}
+	}
+	c.lists[prefix]++
+	c.mu.Unlock()
+	return c.Bucket.List(ctx, prefix)
+}
+
+// listed returns how many times prefix was listed, and forgets the count.
+func (c *countingBucket) listed(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.lists[prefix]
+	delete(c.lists, prefix)
+	return n
 }
 
 func (c *countingBucket) Get(ctx context.Context, name string) ([]byte, bucket.Attrs, error) {
