@@ -1,7 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +112,75 @@ func FuzzTokensFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodeStateLine: the direct reading of a state object's line agrees with
+// encoding/json on every line it accepts, and every line encoding/json writes for a
+// user or an account is read directly.
+func FuzzDecodeStateLine(f *testing.F) {
+	f.Add([]byte(`{"user":{"token_fingerprint":"0a1b","user_id":"user_1"}}`), "fp", "user_2", false)
+	f.Add([]byte(`{"account":{"account_id":"acc_1"}}`), "acc_1", "", true)
+	f.Add([]byte(`{"account":{"account_id":"acc_1","user_id":"user_1"}}`), "acc_2", "user_1", true)
+	f.Add([]byte(`{"user":{"token_fingerprint":"a","user_id":"b","x":"c"}}`), "a\"b", "é", false)
+	f.Fuzz(func(t *testing.T, line []byte, a, b string, account bool) {
+		if got, ok := fastStateLine(line); ok {
+			var want stateLine
+			if err := json.Unmarshal(line, &want); err != nil {
+				t.Fatalf("%q read directly as %+v; encoding/json refuses it: %v", line, got, err)
+			}
+			if g, w := fmt.Sprint(deref(got)), fmt.Sprint(deref(want)); g != w {
+				t.Fatalf("%q: read directly as %s, encoding/json reads %s", line, g, w)
+			}
+		}
+		l := stateLine{User: &StateUser{TokenFP: a, UserID: b}}
+		if account {
+			l = stateLine{Account: &StateAccount{AccountID: a, UserID: b}}
+		}
+		data, err := json.Marshal(l)
+		if err != nil {
+			return
+		}
+		var want stateLine // what it holds (invalid UTF-8 was replaced)
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeStateLine(data)
+		if err != nil || fmt.Sprint(deref(got)) != fmt.Sprint(deref(want)) {
+			t.Fatalf("%s decoded as %+v (%v), want %+v", data, deref(got), err, deref(want))
+		}
+	})
+}
+
+// deref shows a state line's values rather than its pointers.
+func deref(l stateLine) [2]any {
+	var out [2]any
+	if l.User != nil {
+		out[0] = *l.User
+	}
+	if l.Account != nil {
+		out[1] = *l.Account
+	}
+	return out
+}
+
+// TestStateLinesReadDirectly: the lines this tool writes in users and members objects
+// take the direct reading, not encoding/json.
+func TestStateLinesReadDirectly(t *testing.T) {
+	users := encodeUserLines(map[string]StateUser{tokenFingerprint("user_token_a"): {tokenFingerprint("user_token_a"), "user_ck9x-2_a"}})
+	bs := &bucketState{accounts: map[string]StateAccount{"acc_1": {AccountID: "acc_1"}, "acc_2": {AccountID: "acc_2", UserID: "user_2"}}}
+	for _, data := range [][]byte{users, bs.encodeMembers()} {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+			if _, ok := fastStateLine(line); !ok {
+				t.Errorf("%s is not read directly", line)
+			}
+		}
+	}
 }

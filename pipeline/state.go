@@ -243,8 +243,8 @@ func readLinesCached(ctx context.Context, b bucket.Bucket, cache *StateCache, na
 	sc := bufio.NewScanner(zr)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for n := 1; sc.Scan(); n++ {
-		var l stateLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+		l, err := decodeStateLine(sc.Bytes())
+		if err != nil {
 			return fmt.Errorf("%w: %s line %d: %v", ErrCorrupt, name, n, err)
 		}
 		fn(l)
@@ -253,6 +253,60 @@ func readLinesCached(ctx context.Context, b bucket.Bucket, cache *StateCache, na
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
 	return nil
+}
+
+// The exact lines gzipLines writes for a user and an account: decodeStateLine reads
+// them without encoding/json (a task's runs read every bucket's users object, tens of
+// thousands of lines each run).
+var (
+	userLinePrefix    = []byte(`{"user":{"token_fingerprint":"`)
+	userLineMiddle    = []byte(`","user_id":"`)
+	accountLinePrefix = []byte(`{"account":{"account_id":"`)
+	lineSuffix        = []byte(`"}}`)
+)
+
+// decodeStateLine parses one line of a state object. The lines this tool writes are
+// read directly; any other line (another writer's spacing, escapes, other fields)
+// goes through encoding/json, so the result is what json.Unmarshal gives.
+func decodeStateLine(b []byte) (stateLine, error) {
+	if l, ok := fastStateLine(b); ok {
+		return l, nil
+	}
+	var l stateLine
+	err := json.Unmarshal(b, &l)
+	return l, err
+}
+
+// fastStateLine reads a line in the exact form gzipLines writes, whose values hold
+// no quote, backslash or control character; ok is false for any other line.
+func fastStateLine(b []byte) (stateLine, bool) {
+	plain := func(v []byte) bool {
+		for _, c := range v {
+			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	rest, ok := bytes.CutSuffix(b, lineSuffix)
+	if !ok {
+		return stateLine{}, false
+	}
+	if v, ok := bytes.CutPrefix(rest, userLinePrefix); ok {
+		fp, id, ok := bytes.Cut(v, userLineMiddle)
+		if !ok || !plain(fp) || !plain(id) {
+			return stateLine{}, false
+		}
+		return stateLine{User: &StateUser{TokenFP: string(fp), UserID: string(id)}}, true
+	}
+	if v, ok := bytes.CutPrefix(rest, accountLinePrefix); ok {
+		acct, id, withUser := bytes.Cut(v, userLineMiddle)
+		if !plain(acct) || (withUser && (len(id) == 0 || !plain(id))) {
+			return stateLine{}, false
+		}
+		return stateLine{Account: &StateAccount{AccountID: string(acct), UserID: string(id)}}, true
+	}
+	return stateLine{}, false
 }
 
 // encodeMembers renders a bucket's members deterministically.
