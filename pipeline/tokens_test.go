@@ -14,9 +14,9 @@ import (
 
 // TestTokensReadPerRun: a task that runs a fleet's shards in turn (RunShards) with
 // the tokens given as a file (Config.Tokens) reads the file once per run, not once
-// for the task, and extracts what it would from the same tokens held as a list; a
-// token added to the file between two tasks is extracted by the next, without its
-// line being read by a shard that does not own it more than once either.
+// for the task, and each manifest counts the file's tokens; between them the shards
+// extract every user of the file once, and a token added to the file between two
+// tasks is extracted by the next.
 func TestTokensReadPerRun(t *testing.T) {
 	b := newLocal(t)
 	opts := smallPopulation()
