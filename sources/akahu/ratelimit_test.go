@@ -84,7 +84,10 @@ func fleet(t *testing.T, users int, budget, rate float64, burst int, latency, d 
 		}()
 	}
 	time.Sleep(d)
-	st, cs := srv.Stats(), c.Stats()
+	// The client counts a 429 after the server answered it: its stats first, so
+	// that they lag the server's by at most the requests in flight, never lead.
+	cs := c.Stats()
+	st := srv.Stats()
 	elapsed := time.Since(start)
 	cancel()
 	wg.Wait()
@@ -128,7 +131,9 @@ func TestRateLimitFleet(t *testing.T) {
 	if useful < 0.85*limit {
 		t.Errorf("useful rate %.1f/s, want at least 85%% of %d/s (95%% on an idle machine)", useful, limit)
 	}
-	if l.stats.RateLimited != l.refused || l.stats.Slowdowns == 0 || l.stats.RateLimit <= 0 {
-		t.Errorf("client stats %+v: want the %d 429s counted, slow-downs and a pace", l.stats, l.refused)
+	// Counted while the load runs: the answers in flight may not have reached the
+	// client yet (up to MaxInFlight of them).
+	if l.stats.RateLimited > l.refused || l.stats.RateLimited < l.refused-akahu.DefaultMaxInFlight || l.stats.Slowdowns == 0 || l.stats.RateLimit <= 0 {
+		t.Errorf("client stats %+v: want the %d 429s counted (less at most the %d in flight), slow-downs and a pace", l.stats, l.refused, akahu.DefaultMaxInFlight)
 	}
 }
