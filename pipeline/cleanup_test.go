@@ -61,6 +61,10 @@ func (f *flakyBucket) Delete(ctx context.Context, name string, cond bucket.Condi
 }
 
 func (f *flakyBucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error) {
+	return f.ListFrom(ctx, prefix, "")
+}
+
+func (f *flakyBucket) ListFrom(ctx context.Context, prefix, start string) ([]bucket.Attrs, error) {
 	f.mu.Lock()
 	fail := f.committed && f.failLists > 0 && prefix == "deletions/"
 	if fail {
@@ -70,7 +74,7 @@ func (f *flakyBucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, 
 	if fail {
 		return nil, errInjected
 	}
-	return f.Bucket.List(ctx, prefix)
+	return f.Bucket.ListFrom(ctx, prefix, start)
 }
 
 // TestCleanupFailureKeepsMarker: a run that resolves a crashed run removes the

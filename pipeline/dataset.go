@@ -63,7 +63,7 @@ func (r *runner) openDataset(ctx context.Context) error {
 // loadState reads the latest committed manifest, the shard's state objects, crashed
 // runs' markers and, on a shard's first run, whether it has transactions partitions.
 func (r *runner) loadState(ctx context.Context) error {
-	latest, err := latestManifest(ctx, r.b, r.cfg.Shard, r.cfg.Shards)
+	latest, err := latestManifest(ctx, r.b, r.cfg.Now(), r.cfg.Shard, r.cfg.Shards)
 	if err != nil {
 		return err
 	}

@@ -708,6 +708,11 @@ func (c *meteredBucket) List(ctx context.Context, prefix string) ([]bucket.Attrs
 	return c.Bucket.List(ctx, prefix)
 }
 
+func (c *meteredBucket) ListFrom(ctx context.Context, prefix, start string) ([]bucket.Attrs, error) {
+	c.count(func(io *bucketIO) { io.Lists++ })
+	return c.Bucket.ListFrom(ctx, prefix, start)
+}
+
 // CleanTemp keeps the local bucket's TempCleaner visible through the wrapper.
 func (c *meteredBucket) CleanTemp(ctx context.Context, olderThan time.Duration) ([]string, error) {
 	if tc, ok := c.Bucket.(bucket.TempCleaner); ok {

@@ -249,3 +249,57 @@ func TestRunsListNoPartitions(t *testing.T) {
 	}
 	h.expectFaithful(h.opts.From, to)
 }
+
+// TestManifestLookupListsRecentRuns: a run finds its shard's newest manifest by
+// listing the manifests from two days before its clock on, not every manifest the
+// dataset has (a listing that grew with every run of every shard, for ever); a shard
+// that has not run for weeks still finds it, and so does one whose newest run's
+// clock was ahead of its own. Which manifest a run found shows in its range: a
+// scheduled run starts the lookback before the newest run's end.
+func TestManifestLookupListsRecentRuns(t *testing.T) {
+	counted := &countingBucket{Bucket: newLocal(t), gets: map[string]int{}}
+	h := newHarness(t, counted, smallPopulation())
+	run := func(start, end time.Time) *pipeline.Manifest {
+		t.Helper()
+		m, err := pipeline.Run(context.Background(), h.config(start, end))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	startsAfter := func(m, prev *pipeline.Manifest) {
+		t.Helper()
+		end := min(prev.Range.End, m.Range.End) // dates: text order is date order
+		want := mustDay(t, end).AddDate(0, 0, -pipeline.DefaultLookback).Format(time.DateOnly)
+		if m.Range.Start != want {
+			t.Errorf("run %s covers %s..%s; want it to start %s, %d days before the end of run %s (%s): the newest manifest not found?",
+				m.RunID, m.Range.Start, m.Range.End, want, pipeline.DefaultLookback, prev.RunID, prev.Range.End)
+		}
+	}
+	prev := run(h.opts.From, h.opts.To)
+	counted.listedNames("_manifests/")
+	for day := 1; day <= 6; day++ {
+		h.shift.Add(int64(24 * time.Hour))
+		m := run(time.Time{}, time.Time{})
+		if n := counted.listedNames("_manifests/"); n > 2 {
+			t.Errorf("daily run %d listed %d manifest names; want at most 2 (the last two days'), not all %d", day, n, day)
+		}
+		startsAfter(m, prev)
+		prev = m
+	}
+	h.shift.Add(int64(40 * 24 * time.Hour)) // weeks without a run: wider listings
+	m := run(time.Time{}, time.Time{})
+	startsAfter(m, prev)
+	prev = m
+	h.shift.Add(int64(-2 * 24 * time.Hour)) // a clock two days behind the newest run's
+	startsAfter(run(time.Time{}, time.Time{}), prev)
+}
+
+func mustDay(t *testing.T, s string) time.Time {
+	t.Helper()
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		t.Fatalf("date %q: %v", s, err)
+	}
+	return d
+}

@@ -189,8 +189,12 @@ func bucketOf(id string, buckets int) int {
 
 // newRunID returns a sortable run id: UTC start time, shard and a random suffix.
 func newRunID(now time.Time, shard int, rnd string) string {
-	return fmt.Sprintf("%s-s%03d-%s", now.UTC().Format("20060102T150405.000Z"), shard, rnd)
+	return fmt.Sprintf("%s-s%03d-%s", now.UTC().Format(runIDTime), shard, rnd)
 }
+
+// runIDTime is the layout of the UTC start time that begins a run id: run ids sort
+// by it.
+const runIDTime = "20060102T150405.000Z"
 
 // runShard returns the shard encoded in a run id, or -1.
 func runShard(runID string) int {

@@ -242,30 +242,57 @@ type MarkerRange struct {
 	Buckets []int  `json:"buckets"`
 }
 
-// readManifests returns the committed manifests of a shard, oldest first. Only the
-// newest is decoded fully; the others are listed by run id.
-func latestManifest(ctx context.Context, b bucket.Bucket, shard, shards int) (*Manifest, error) {
-	list, err := b.List(ctx, manifestPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("list manifests: %w", err)
-	}
-	var ids []string
-	for _, a := range list {
-		if id, ok := runIDOfObject(a.Name, manifestPrefix); ok && runShard(id) == shard {
-			ids = append(ids, id)
+// latestManifest returns the newest committed run manifest of the shard for the
+// shard count (any count with shards 0), or nil.
+func latestManifest(ctx context.Context, b bucket.Bucket, now time.Time, shard, shards int) (*Manifest, error) {
+	return newestManifest(ctx, b, now, func(id string) bool { return runShard(id) == shard },
+		func(m *Manifest) bool { return m.Kind != "purge" && (m.Shards == shards || shards == 0) })
+}
+
+// manifestWindows are how far before the run's clock newestManifest lists the
+// manifests, one window after the other until one holds a match; 0 is all of them.
+// A shard that ran in the last two days (a daily job) reads two days of the fleet's
+// manifests, however many runs the dataset has had; one that has not run for a
+// long while, or never, pays a wider listing once.
+var manifestWindows = []time.Duration{2 * 24 * time.Hour, 16 * 24 * time.Hour, 128 * 24 * time.Hour, 0}
+
+// newestManifest returns the manifest with the greatest run id among those whose id
+// passes want and whose content passes keep, or nil: the one a listing of every
+// manifest would pick. Run ids begin with their run's UTC start time, so it lists
+// only the names from a point in time on (Bucket.ListFrom), widening through
+// manifestWindows while none matches. Whatever the clocks, the newest is found: a
+// window lists every name from its start, also those of runs whose clock was ahead,
+// and the last lists all.
+func newestManifest(ctx context.Context, b bucket.Bucket, now time.Time, want func(runID string) bool, keep func(*Manifest) bool) (*Manifest, error) {
+	read := map[string]bool{}
+	for _, back := range manifestWindows {
+		start := ""
+		if back > 0 {
+			start = manifestPrefix + now.Add(-back).UTC().Format(runIDTime)
 		}
-	}
-	sort.Strings(ids)
-	for i := len(ids) - 1; i >= 0; i-- {
-		m, err := readManifest(ctx, b, ids[i])
+		list, err := b.ListFrom(ctx, manifestPrefix, start)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list manifests: %w", err)
 		}
-		if m.Kind == "purge" {
-			continue
+		var ids []string
+		for _, a := range list {
+			if id, ok := runIDOfObject(a.Name, manifestPrefix); ok && !read[id] && want(id) {
+				ids = append(ids, id)
+			}
 		}
-		if m.Shards == shards || shards == 0 {
-			return m, nil
+		sort.Strings(ids)
+		for i := len(ids) - 1; i >= 0; i-- {
+			read[ids[i]] = true // an id read in one window is no newer in the next
+			m, err := readManifest(ctx, b, ids[i])
+			if err != nil {
+				return nil, err
+			}
+			if keep(m) {
+				return m, nil
+			}
+		}
+		if start == "" {
+			break
 		}
 	}
 	return nil, nil

@@ -17,16 +17,38 @@ type countingBucket struct {
 	mu    sync.Mutex
 	gets  map[string]int
 	lists map[string]int // by prefix, made on the first List
+	names map[string]int // names listed, by prefix
 }
 
 func (c *countingBucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error) {
+	return c.ListFrom(ctx, prefix, "")
+}
+
+func (c *countingBucket) ListFrom(ctx context.Context, prefix, start string) ([]bucket.Attrs, error) {
 	c.mu.Lock()
 	if c.lists == nil {
 		c.lists = map[string]int{}
 	}
 	c.lists[prefix]++
 	c.mu.Unlock()
-	return c.Bucket.List(ctx, prefix)
+	list, err := c.Bucket.ListFrom(ctx, prefix, start)
+	c.mu.Lock()
+	if c.names == nil {
+		c.names = map[string]int{}
+	}
+	c.names[prefix] += len(list)
+	c.mu.Unlock()
+	return list, err
+}
+
+// listedNames returns how many names listings of prefix returned, and forgets the
+// count.
+func (c *countingBucket) listedNames(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.names[prefix]
+	delete(c.names, prefix)
+	return n
 }
 
 // listed returns how many times prefix was listed, and forgets the count.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sort"
 	"strings"
 	"time"
 
@@ -40,33 +39,18 @@ func datasetShards(ctx context.Context, b bucket.Bucket) (fields map[string]json
 		}
 		return fields, attrs.Generation, shards, true, nil
 	}
-	shards, err = newestRunShards(ctx, b)
+	shards, err = newestRunShards(ctx, b, time.Now()) // the clock only picks the first window
 	return fields, attrs.Generation, shards, false, err
 }
 
 // newestRunShards returns the shard count of the newest committed run, or 0.
-func newestRunShards(ctx context.Context, b bucket.Bucket) (int, error) {
-	list, err := b.List(ctx, manifestPrefix)
-	if err != nil {
-		return 0, fmt.Errorf("list manifests: %w", err)
+func newestRunShards(ctx context.Context, b bucket.Bucket, now time.Time) (int, error) {
+	m, err := newestManifest(ctx, b, now, func(string) bool { return true },
+		func(m *Manifest) bool { return m.Kind == "run" && m.Shards > 0 })
+	if m == nil || err != nil {
+		return 0, err
 	}
-	var ids []string
-	for _, a := range list {
-		if id, ok := runIDOfObject(a.Name, manifestPrefix); ok {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	for i := len(ids) - 1; i >= 0; i-- {
-		m, err := readManifest(ctx, b, ids[i])
-		if err != nil {
-			return 0, err
-		}
-		if m.Kind == "run" && m.Shards > 0 {
-			return m.Shards, nil
-		}
-	}
-	return 0, nil
+	return m.Shards, nil
 }
 
 // recordShards writes the shard count into _dataset.json, keeping its other fields,

@@ -137,6 +137,13 @@ type Bucket interface {
 	// temporary or lock files. An empty result is not an error.
 	List(ctx context.Context, prefix string) ([]Attrs, error)
 
+	// ListFrom is List restricted to the names at or after start in byte order
+	// (GCS's startOffset): the newest end of a series whose names sort by time,
+	// without reading the rest. start "" lists like List; a start that sorts
+	// after every name under prefix lists nothing. start need not be an object's
+	// name nor begin with prefix.
+	ListFrom(ctx context.Context, prefix, start string) ([]Attrs, error)
+
 	// String says where the bucket is ("file:///data/out", "gs://b/p"), for
 	// messages. It never contains credentials.
 	String() string

@@ -486,12 +486,18 @@ func (l *Local) delete(ctx context.Context, name string, cond Condition) error {
 // List implements Bucket. Attributes of an object that disappears while
 // listing are left out.
 func (l *Local) List(ctx context.Context, prefix string) ([]Attrs, error) {
+	return l.ListFrom(ctx, prefix, "")
+}
+
+// ListFrom implements Bucket. Directories whose names all sort before start are
+// not entered, and names before start are not stat'ed.
+func (l *Local) ListFrom(ctx context.Context, prefix, start string) ([]Attrs, error) {
 	if err := ValidatePrefix(prefix); err != nil {
 		return nil, fmt.Errorf("bucket: list in %s: %w", l, err)
 	}
 	var out []Attrs
-	err := l.walk(ctx, prefix, func(rel string, d fs.DirEntry) error {
-		if isTempName(d.Name()) || rel == LockFileName || rel == WritersFileName || !d.Type().IsRegular() {
+	err := l.walkFrom(ctx, prefix, start, func(rel string, d fs.DirEntry) error {
+		if rel < start || isTempName(d.Name()) || rel == LockFileName || rel == WritersFileName || !d.Type().IsRegular() {
 			return nil
 		}
 		a, err := l.attrs(ctx, rel)
@@ -516,11 +522,17 @@ func (l *Local) List(ctx context.Context, prefix string) ([]Attrs, error) {
 // directory the prefix names, so listing one partition does not walk the
 // whole dataset.
 func (l *Local) walk(ctx context.Context, prefix string, fn func(rel string, d fs.DirEntry) error) error {
-	start := l.dir
+	return l.walkFrom(ctx, prefix, "", fn)
+}
+
+// walkFrom is walk that skips the directories whose entries' names all sort
+// before from.
+func (l *Local) walkFrom(ctx context.Context, prefix, from string, fn func(rel string, d fs.DirEntry) error) error {
+	root := l.dir
 	if i := strings.LastIndexByte(prefix, '/'); i > 0 {
-		start = l.path(prefix[:i])
+		root = l.path(prefix[:i])
 	}
-	err := filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // start does not exist, or a directory vanished
@@ -538,6 +550,9 @@ func (l *Local) walk(ctx context.Context, prefix string, fn func(rel string, d f
 		if d.IsDir() {
 			if rel != "." && !strings.HasPrefix(rel+"/", prefix) && !strings.HasPrefix(prefix, rel+"/") {
 				return filepath.SkipDir
+			}
+			if dir := rel + "/"; rel != "." && dir < from && !strings.HasPrefix(from, dir) {
+				return filepath.SkipDir // every name in it sorts before from
 			}
 			return nil
 		}

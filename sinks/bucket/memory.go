@@ -134,6 +134,11 @@ func (m *Memory) Delete(ctx context.Context, name string, cond Condition) error 
 
 // List implements Bucket.
 func (m *Memory) List(ctx context.Context, prefix string) ([]Attrs, error) {
+	return m.ListFrom(ctx, prefix, "")
+}
+
+// ListFrom implements Bucket.
+func (m *Memory) ListFrom(ctx context.Context, prefix, start string) ([]Attrs, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bucket: list %q in %s: %w", prefix, m, err)
 	}
@@ -143,7 +148,7 @@ func (m *Memory) List(ctx context.Context, prefix string) ([]Attrs, error) {
 	m.mu.RLock()
 	out := make([]Attrs, 0, len(m.objects))
 	for name, o := range m.objects {
-		if strings.HasPrefix(name, prefix) {
+		if strings.HasPrefix(name, prefix) && name >= start {
 			out = append(out, o.attrs)
 		}
 	}

@@ -587,10 +587,19 @@ func (b *Bucket) Delete(ctx context.Context, name string, cond bucket.Condition)
 // bucket prefix plus prefix, asking only for the attributes Attrs carries,
 // started over if a page fails transiently.
 func (b *Bucket) List(ctx context.Context, prefix string) ([]bucket.Attrs, error) {
+	return b.ListFrom(ctx, prefix, "")
+}
+
+// ListFrom implements bucket.Bucket with the listing's startOffset: GCS pages
+// only through the names at or after start.
+func (b *Bucket) ListFrom(ctx context.Context, prefix, start string) ([]bucket.Attrs, error) {
 	if err := bucket.ValidatePrefix(prefix); err != nil {
 		return nil, fmt.Errorf("gcs: list in %s: %w", b, err)
 	}
 	q := &storage.Query{Prefix: b.prefix + prefix}
+	if start != "" {
+		q.StartOffset = b.prefix + start
+	}
 	if err := q.SetAttrSelection([]string{"Name", "Size", "Generation", "CRC32C", "Updated"}); err != nil {
 		return nil, fmt.Errorf("gcs: list %q in %s: %w", prefix, b, err)
 	}

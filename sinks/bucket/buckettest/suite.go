@@ -41,6 +41,7 @@ var cases = []struct {
 	{"DeleteThenRecreateNewGeneration", testRecreate},
 	{"InvalidConditionsRejected", testInvalidConditions},
 	{"List", testList},
+	{"ListFrom", testListFrom},
 	{"InvalidNamesRejected", testInvalidNames},
 	{"ConcurrentConditionalWriters", testConcurrentWriters},
 	{"LargeObject", testLarge},
@@ -368,6 +369,58 @@ func testList(t *testing.T, b bucket.Bucket) {
 		if _, err := b.List(ctx, p); !bucket.IsInvalidName(err) {
 			t.Errorf("List(%q) error = %v, want ErrInvalidName", p, err)
 		}
+	}
+}
+
+func testListFrom(t *testing.T, b bucket.Bucket) {
+	ctx := context.Background()
+	names := []string{
+		"_manifests/20261130T010000.000Z-s000-aa.json",
+		"_manifests/20261201T010000.000Z-s001-bb.json",
+		"_manifests/20261201T020000.000Z-s000-cc.json",
+		"_manifests/20261202T010000.000Z-s000-dd.json",
+		"_state/bucket-0000.json",
+		"deletions/month=2026-10/x.parquet",
+		"deletions/month=2026-11/y.parquet",
+		"deletions/month=2026-12/z.parquet",
+		"z",
+	}
+	data := map[string][]byte{}
+	for i, n := range names {
+		data[n] = fmt.Appendf(nil, "object %d %s", i, n)
+		put(t, b, n, data[n], bucket.Condition{})
+	}
+	tests := []struct {
+		prefix, start string
+		want          []string
+	}{
+		{"_manifests/", "", names[:4]},
+		{"_manifests/", "_manifests/20261201", names[1:4]},
+		{"_manifests/", "_manifests/20261201T020000.000Z-s000-cc.json", names[2:4]}, // inclusive
+		{"_manifests/", "_manifests/20261203", nil},
+		{"_manifests/", "_a", names[:4]},                      // before the prefix: the whole prefix
+		{"_manifests/", "_state/", nil},                       // after it: nothing
+		{"deletions/", "deletions/month=2026-11", names[6:8]}, // across directories
+		{"deletions/", "deletions/month=2026-11/z", names[7:8]},
+		{"", "deletions/month=2026-12/", names[7:]},
+	}
+	for _, tc := range tests {
+		got, err := b.ListFrom(ctx, tc.prefix, tc.start)
+		if err != nil {
+			t.Errorf("ListFrom(%q, %q): %v", tc.prefix, tc.start, err)
+			continue
+		}
+		var gotNames []string
+		for _, a := range got {
+			gotNames = append(gotNames, a.Name)
+			checkAttrs(t, "ListFrom", a, a.Name, data[a.Name])
+		}
+		if fmt.Sprint(gotNames) != fmt.Sprint(tc.want) {
+			t.Errorf("ListFrom(%q, %q) = %q, want %q", tc.prefix, tc.start, gotNames, tc.want)
+		}
+	}
+	if _, err := b.ListFrom(ctx, "../up", ""); !bucket.IsInvalidName(err) {
+		t.Errorf("ListFrom(../up) error = %v, want ErrInvalidName", err)
 	}
 }
 
