@@ -94,6 +94,26 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkWriteSmall writes a 150-row file, a quiet bucket's month (a fleet's run
+// writes thousands): its cost is mostly the writer's setup, which Write saves by
+// reusing writers (on this machine, 2026-12-03: 0.64 ms and 529 kB allocated a file
+// with a new writer each time, 0.33 ms and 19 kB reused).
+func BenchmarkWriteSmall(b *testing.B) {
+	mem := memory.NewGoAllocator()
+	rec := testRecord(mem, 0, 150)
+	defer rec.Release()
+	sch := testSchema()
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Reset()
+		if _, err := Write(&buf, sch, []arrow.Record{rec}, WithCompression(ZstdFastest)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "files/s")
+}
+
 // zstdFastestLevel is the zstd level Arrow maps to klauspost's SpeedFastest.
 func zstdFastestLevel() int {
 	for l := 1; l < 20; l++ {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -59,12 +58,22 @@ func Write(w io.Writer, sch *arrow.Schema, recs []arrow.Record, opts ...Option) 
 		}
 	}
 
-	pw := parquetgo.NewWriter(w, writerOptions(sch, cols, cfg)...)
+	kv := fileMetadata(sch, cfg)
+	key, reusable := writerKeyOf(sch, cfg, kv)
+	pooled := getWriter(key, reusable)
+	if pooled == nil {
+		pooled = &reusableWriter{pw: parquetgo.NewWriter(w, writerOptions(cols, cfg, kv)...), enc: encoder{buf: make([]parquetgo.Value, writeChunk)}}
+	} else {
+		pooled.pw.Reset(w)
+		for k, v := range kv {
+			pooled.pw.SetKeyValueMetadata(k, v) // the same keys: each value replaced in place
+		}
+	}
+	pw, enc := pooled.pw, &pooled.enc
 	cws := pw.ColumnWriters()
 	if len(cws) != len(cols) {
 		return FileInfo{}, fmt.Errorf("parquet: writer has %d columns, schema %d: %w", len(cws), len(cols), ErrSchemaMismatch)
 	}
-	enc := encoder{buf: make([]parquetgo.Value, writeChunk)}
 	var info FileInfo
 	inGroup := 0
 	for ri, rec := range recs {
@@ -93,40 +102,26 @@ func Write(w io.Writer, sch *arrow.Schema, recs []arrow.Record, opts ...Option) 
 	if f := pw.File(); f != nil {
 		info.RowGroups = len(f.Metadata().RowGroups)
 	}
+	putWriter(key, reusable, pooled) // only a writer that closed its file goes back
 	return info, nil
 }
 
-// writerOptions translates cfg into parquet-go writer options.
-func writerOptions(sch *arrow.Schema, cols []column, cfg writeConfig) []parquetgo.WriterOption {
+// writerOptions translates cfg into parquet-go writer options, with kv as the file's
+// key-value metadata (fileMetadata).
+func writerOptions(cols []column, cfg writeConfig, kv map[string]string) []parquetgo.WriterOption {
 	opts := []parquetgo.WriterOption{
-		parquetgo.NewSchema("schema", nil), // placeholder, replaced below
-	}
-	opts = opts[:0]
-	opts = append(opts,
 		parquetSchema(cols, cfg.codec),
 		&parquetgo.WriterConfig{CreatedBy: CreatedBy},
 		parquetgo.PageBufferSize(cfg.pageBytes),
 		parquetgo.DataPageVersion(1),
 		parquetgo.DataPageStatistics(true),
 		parquetgo.MaxRowsPerRowGroup(int64(cfg.rowGroupRows)),
-	)
+	}
 	if cfg.codec != nil {
 		opts = append(opts, parquetgo.Compression(cfg.codec))
 	}
-	md := sch.Metadata()
-	for i, k := range md.Keys() {
-		opts = append(opts, parquetgo.KeyValueMetadata(k, md.Values()[i]))
-	}
-	if fm := fieldMetadataJSON(sch); fm != "" {
-		opts = append(opts, parquetgo.KeyValueMetadata(MetadataKeyFieldMetadata, fm))
-	}
-	keys := make([]string, 0, len(cfg.keyValues))
-	for k := range cfg.keyValues {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		opts = append(opts, parquetgo.KeyValueMetadata(k, cfg.keyValues[k]))
+	for k, v := range kv { // parquet-go sorts the pairs by key
+		opts = append(opts, parquetgo.KeyValueMetadata(k, v))
 	}
 	var filters []parquetgo.BloomFilterColumn
 	for _, name := range cfg.bloom {
