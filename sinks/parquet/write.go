@@ -62,14 +62,24 @@ func Write(w io.Writer, sch *arrow.Schema, recs []arrow.Record, opts ...Option) 
 	key, reusable := writerKeyOf(sch, cfg, kv)
 	pooled := getWriter(key, reusable)
 	if pooled == nil {
-		pooled = &reusableWriter{pw: parquetgo.NewWriter(w, writerOptions(cols, cfg, kv)...), enc: encoder{buf: make([]parquetgo.Value, writeChunk)}}
+		pooled = newReusableWriter(w, cols, cfg, kv)
 	} else {
 		pooled.pw.Reset(w)
 		for k, v := range kv {
 			pooled.pw.SetKeyValueMetadata(k, v) // the same keys: each value replaced in place
 		}
 	}
-	pw, enc := pooled.pw, &pooled.enc
+	info, err := pooled.writeFile(cols, recs, cfg)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	putWriter(key, reusable, pooled) // only a writer that closed its file goes back
+	return info, nil
+}
+
+// writeFile writes recs as one file through w's writer and closes it.
+func (w *reusableWriter) writeFile(cols []column, recs []arrow.Record, cfg writeConfig) (FileInfo, error) {
+	pw, enc := w.pw, &w.enc
 	cws := pw.ColumnWriters()
 	if len(cws) != len(cols) {
 		return FileInfo{}, fmt.Errorf("parquet: writer has %d columns, schema %d: %w", len(cws), len(cols), ErrSchemaMismatch)
@@ -102,7 +112,6 @@ func Write(w io.Writer, sch *arrow.Schema, recs []arrow.Record, opts ...Option) 
 	if f := pw.File(); f != nil {
 		info.RowGroups = len(f.Metadata().RowGroups)
 	}
-	putWriter(key, reusable, pooled) // only a writer that closed its file goes back
 	return info, nil
 }
 

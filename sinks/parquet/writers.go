@@ -31,6 +31,12 @@ type reusableWriter struct {
 	enc encoder
 }
 
+// newReusableWriter returns a new writer of files of columns cols written with cfg
+// and metadata kv, onto out.
+func newReusableWriter(out io.Writer, cols []column, cfg writeConfig, kv map[string]string) *reusableWriter {
+	return &reusableWriter{pw: parquetgo.NewWriter(out, writerOptions(cols, cfg, kv)...), enc: encoder{buf: make([]parquetgo.Value, writeChunk)}}
+}
+
 // writerKey names a kind of file (see above).
 type writerKey struct {
 	schema, fieldMeta string

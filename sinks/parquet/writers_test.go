@@ -6,7 +6,6 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	parquetgo "github.com/parquet-go/parquet-go"
 )
 
 // writeFresh writes recs with a writer of its own, as Write did before writers were
@@ -19,29 +18,7 @@ func writeFresh(t *testing.T, sch *arrow.Schema, recs []arrow.Record, opts ...Op
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	pw := parquetgo.NewWriter(&buf, writerOptions(cols, cfg, fileMetadata(sch, cfg))...)
-	enc := encoder{buf: make([]parquetgo.Value, writeChunk)}
-	cws := pw.ColumnWriters()
-	inGroup := 0
-	for _, rec := range recs {
-		n := int(rec.NumRows())
-		for off := 0; off < n; {
-			m := min(n-off, cfg.rowGroupRows-inGroup)
-			for ci := range cols {
-				if err := enc.writeColumn(cws[ci], &cols[ci], ci, rec.Column(ci), off, off+m); err != nil {
-					t.Fatal(err)
-				}
-			}
-			off, inGroup = off+m, inGroup+m
-			if inGroup == cfg.rowGroupRows {
-				if err := pw.Flush(); err != nil {
-					t.Fatal(err)
-				}
-				inGroup = 0
-			}
-		}
-	}
-	if err := pw.Close(); err != nil {
+	if _, err := newReusableWriter(&buf, cols, cfg, fileMetadata(sch, cfg)).writeFile(cols, recs, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
