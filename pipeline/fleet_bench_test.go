@@ -111,7 +111,8 @@ func fleetLatencies(tb testing.TB, users int) []time.Duration {
 }
 
 // BenchmarkFleet runs the fleet benchmark for each population in FLEET_USERS
-// (comma-separated, default 2000,20000) and mix in FLEET_MIX (default sparse,dense).
+// (comma-separated, default 2000,20000), mix in FLEET_MIX (default sparse,dense) and
+// latency in FLEET_LATENCY (default 50ms,cpu; see fleetLatencies).
 // Reported, for the backfill (bf_) and the daily run (daily_) separately, each
 // summed or maxed over the four shard runs:
 //

@@ -12,17 +12,18 @@ import (
 	"github.com/parquet-go/parquet-go/compress"
 )
 
-// A parquet-go writer's page and column buffers, dictionaries and page compressors are
-// most of what writing a small file costs (BenchmarkWriteSmall: a 150-row file took
-// 0.64 ms and allocated 529 kB with a new writer, 0.33 ms and 19 kB with a reused
-// one), and a fleet's run writes thousands of such files (a month per bucket). Write therefore keeps closed writers for reuse, one pool per
-// kind of file: the same columns (schema fingerprint and field metadata), codec, page
-// and row-group sizes, bloom filter columns, and metadata keys. A reused writer is
-// Reset onto the new output and given this file's metadata values under the same keys
-// (SetKeyValueMetadata replaces each in place, keeping parquet-go's key order), so it
-// writes the bytes a new writer would (TestReusedWriterSameBytes). A writer goes back
-// only after it closed its file; one that failed is dropped. Pooled writers go with
-// the garbage collector like anything in a sync.Pool.
+// A parquet-go writer's page and column buffers, dictionaries and page compressors
+// are most of what writing a small file costs (BenchmarkWriteSmall: a 150-row file
+// took 0.64 ms and allocated 529 kB with a new writer, 0.33 ms and 19 kB with a
+// reused one), and a fleet's run writes thousands of such files (a month per
+// bucket). Write therefore keeps closed writers for reuse, one pool per kind of
+// file: the same columns (schema fingerprint and field metadata), codec, page and
+// row-group sizes, bloom filter columns, and metadata keys. A reused writer is Reset
+// onto the new output and given this file's metadata values under the same keys
+// (SetKeyValueMetadata replaces each in place, keeping parquet-go's key order), so
+// it writes the bytes a new writer would (TestReusedWriterSameBytes). A writer goes
+// back only after it closed its file; one that failed is dropped. Pooled writers go
+// with the garbage collector like anything in a sync.Pool.
 
 // reusableWriter is a writer with the encoder that feeds it.
 type reusableWriter struct {
