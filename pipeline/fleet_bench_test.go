@@ -61,24 +61,25 @@ func fleetPopulation(users int, mix string, latency time.Duration) akahutest.Opt
 	return o
 }
 
-// fleetLatency is the page latency the fake sleeps per request in the CPU-bound
-// case at a population size ("cpu" in FLEET_LATENCY, and BenchmarkShardMemory's):
-// 5 ms at up to 2,000 users, 2 ms above. There 8 requests in flight ask for 1,600
-// and 4,000 requests a second, more than this 2-core machine, which also serves the
-// fake, can answer and process: the run measures CPU, not latency hiding. FLEET_LATENCY
-// (a Go duration) overrides it for BenchmarkShardMemory.
-func fleetLatency(tb testing.TB, users int) time.Duration {
-	if s := os.Getenv("FLEET_LATENCY"); s != "" && !strings.Contains(s, ",") && s != "cpu" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			tb.Fatalf("FLEET_LATENCY: %v", err)
-		}
-		return d
-	}
+// fleetCPULatency is the page latency of the CPU-bound case ("cpu" in FLEET_LATENCY)
+// at a population size: 5 ms at up to 2,000 users, 2 ms above. There 8 requests in
+// flight ask for 1,600 and 4,000 requests a second, more than this 2-core machine,
+// which also serves the fake, can answer and process: the run measures CPU, not
+// latency hiding.
+func fleetCPULatency(users int) time.Duration {
 	if users <= 2000 {
 		return 5 * time.Millisecond
 	}
 	return 2 * time.Millisecond
+}
+
+// fleetLatency is BenchmarkShardMemory's latency: FLEET_LATENCY when it names one,
+// else the CPU-bound one.
+func fleetLatency(tb testing.TB, users int) time.Duration {
+	if ls := fleetLatencies(tb, users); os.Getenv("FLEET_LATENCY") != "" && len(ls) == 1 {
+		return ls[0]
+	}
+	return fleetCPULatency(users)
 }
 
 // fleetLatencyBound is the latency of the latency-bound case: 50 ms a request, an
@@ -87,7 +88,7 @@ func fleetLatency(tb testing.TB, users int) time.Duration {
 const fleetLatencyBound = 50 * time.Millisecond
 
 // fleetLatencies are the latencies BenchmarkFleet runs a population at: FLEET_LATENCY,
-// comma-separated Go durations or "cpu" (fleetLatency's), default "50ms,cpu": the
+// comma-separated Go durations or "cpu" (fleetCPULatency's), default "50ms,cpu": the
 // latency-bound case, then the CPU-bound one.
 func fleetLatencies(tb testing.TB, users int) []time.Duration {
 	spec := os.Getenv("FLEET_LATENCY")
@@ -98,7 +99,7 @@ func fleetLatencies(tb testing.TB, users int) []time.Duration {
 	for _, f := range strings.Split(spec, ",") {
 		f = strings.TrimSpace(f)
 		if f == "cpu" {
-			out = append(out, fleetLatency(tb, users))
+			out = append(out, fleetCPULatency(users))
 			continue
 		}
 		d, err := time.ParseDuration(f)
