@@ -45,6 +45,7 @@ func (r *runner) manifest() *Manifest {
 		m.API.AchievedRPS = round2(float64(m.API.Requests) / d)
 	}
 	m.Reads = r.reads.stats()
+	m.Spill = r.spill.stats()
 	// A refused user (revoked or forbidden) is routine at scale: reported in Users, not a
 	// failure, unless every user was refused.
 	refused := map[string]int{}

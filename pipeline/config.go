@@ -44,6 +44,10 @@ const (
 	// a 20,000-user fleet's dense backfill peaked at 301 MiB a process, at 32 MiB 278
 	// MiB, no slower (docs/scaling.md).
 	DefaultHoldBytes = 32 << 20
+	// DefaultHeldBytes is how many bytes of held partitions (merged partitions that
+	// may lose rows, waiting for the reconcile stage to decide) may stay in memory;
+	// the others wait in the spill file and come back one at a time.
+	DefaultHeldBytes = 8 << 20
 	// DefaultRefreshWait bounds the wait for Akahu's refresh (Config.Refresh);
 	// DefaultRefreshPoll is the first pause between listings while waiting.
 	DefaultRefreshWait = 3 * time.Minute
@@ -146,6 +150,10 @@ type Config struct {
 	// spills everything.
 	SpillDir  string
 	HoldBytes int64
+	// HeldBytes bounds the memory of the partitions held back for the reconcile
+	// stage (they may lose rows to deletions): beyond it they wait in the spill file.
+	// 0 is DefaultHeldBytes; negative parks every one.
+	HeldBytes int64
 	// StateCache, shared by the runs of a process that runs several shards of a
 	// fleet one after another, spares each run re-reading the other shards' state
 	// objects that have not changed since the previous run read them (every run
@@ -267,6 +275,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HoldBytes == 0 {
 		c.HoldBytes = DefaultHoldBytes
+	}
+	if c.HeldBytes == 0 {
+		c.HeldBytes = DefaultHeldBytes
 	}
 	if c.PlanOut == nil {
 		c.PlanOut = io.Discard

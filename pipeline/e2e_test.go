@@ -30,6 +30,30 @@ type harness struct {
 	// accountWalks sets Config.AccountWalks: for tests whose faults target one
 	// account's endpoints, which a walk over a user's accounts does not call.
 	accountWalks bool
+	// heldBytes sets Config.HeldBytes (heldCases).
+	heldBytes int64
+}
+
+// heldCases runs a test with the partitions held for the reconcile stage in memory
+// (the default budget) and with every one parked in the spill file; check, if set,
+// gets the manifests of the runs that held partitions, to assert the parking.
+func heldCases(t *testing.T, test func(t *testing.T, heldBytes int64)) {
+	for _, c := range []struct {
+		name  string
+		bytes int64
+	}{{"held in memory", 0}, {"held parked", -1}} {
+		t.Run(c.name, func(t *testing.T) { test(t, c.bytes) })
+	}
+}
+
+// expectParked checks a run's parking of held partitions against its harness's
+// budget: none with the default budget (the tests' partitions are small), at least
+// one when every one is parked.
+func (h *harness) expectParked(m *pipeline.Manifest) {
+	h.t.Helper()
+	if parked := m.Spill.HeldParked; (h.heldBytes < 0) != (parked > 0) {
+		h.t.Errorf("run %s parked %d held partitions (%d spill bytes) with HeldBytes %d", m.RunID, parked, m.Spill.Bytes, h.heldBytes)
+	}
 }
 
 func smallPopulation() akahutest.Options {
@@ -70,7 +94,7 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 
 func (h *harness) config(start, end time.Time) pipeline.Config {
 	cfg := pipeline.Config{Out: h.b, Source: h.client, Users: h.tokens, Now: h.now, Workers: 4, LockWait: 30 * time.Second,
-		AccountWalks: h.accountWalks}
+		AccountWalks: h.accountWalks, HeldBytes: h.heldBytes}
 	if !start.IsZero() {
 		cfg.Start, cfg.End = start.Format(time.DateOnly), end.Format(time.DateOnly)
 	}
@@ -176,11 +200,12 @@ func newLocal(t *testing.T) bucket.Bucket {
 // TestRunSequence drives the scripted sequence of runs from the pipeline issue and
 // checks invariants 1–4 after each.
 func TestRunSequence(t *testing.T) {
-	testRunSequence(t, newLocal(t))
+	heldCases(t, func(t *testing.T, held int64) { testRunSequence(t, newLocal(t), held) })
 }
 
-func testRunSequence(t *testing.T, b bucket.Bucket) {
+func testRunSequence(t *testing.T, b bucket.Bucket, heldBytes int64) {
 	h := newHarness(t, b, smallPopulation())
+	h.heldBytes = heldBytes
 	from, to := h.opts.From, h.opts.To
 	total := 0
 	for _, u := range h.srv.Users() {
@@ -240,6 +265,7 @@ func testRunSequence(t *testing.T, b bucket.Bucket) {
 	added := h.srv.AddTransaction(acct, date(2026, 2, 14), "0.1", "Koha")
 	added2 := h.srv.AddTransaction(acct, date(2026, 2, 14), "0.2", "Koha")
 	m = h.run(feb, to)
+	h.expectParked(m)
 	rows := h.expectFaithful(from, to)
 	for _, id := range []string{deleted, replaced} {
 		if _, ok := rows[id]; ok {

@@ -8,9 +8,12 @@ import (
 // lost a row that moved further away. That row is decided like every other candidate
 // (by id at Akahu), not taken for a deletion: it is a move, recorded in no tombstone,
 // and its new month is re-read so it stays in the dataset.
-func TestChainedFarMoves(t *testing.T) {
+func TestChainedFarMoves(t *testing.T) { heldCases(t, testChainedFarMoves) }
+
+func testChainedFarMoves(t *testing.T, heldBytes int64) {
 	b := newLocal(t)
 	h := newHarness(t, b, smallPopulation())
+	h.heldBytes = heldBytes
 	from, to := h.opts.From, h.opts.To
 	h.run(from, to)
 	feb, oct := date(2026, 2, 1), date(2025, 10, 1)
@@ -23,6 +26,7 @@ func TestChainedFarMoves(t *testing.T) {
 	must(t, h.srv.MoveDate(second, date(2025, 12, 9)))
 
 	m := h.run(feb, to)
+	h.expectParked(m)
 	rows := h.expectFaithful(from, to)
 	for id, want := range map[string]string{first: "2025-10-20", second: "2025-12-09"} {
 		if r, ok := rows[id]; !ok || r.DateLocal != want {

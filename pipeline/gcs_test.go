@@ -44,7 +44,7 @@ func newGCS(t *testing.T) bucket.Bucket {
 
 // TestRunSequenceGCS runs the whole scripted sequence with GCS output.
 func TestRunSequenceGCS(t *testing.T) {
-	testRunSequence(t, newGCS(t))
+	testRunSequence(t, newGCS(t), 0)
 }
 
 // TestGCSMatchesLocal: the same runs give the same rows, tombstones and manifest

@@ -56,6 +56,7 @@ type Manifest struct {
 	API      APIStats        `json:"api"`
 	Uploads  UploadStats     `json:"uploads"`
 	Reads    ReadStats       `json:"reads"`
+	Spill    SpillStats      `json:"spill"`
 	Deleted  []Tombstone     `json:"deleted"`
 	// CoveredThrough is where manifests before 2026-12 kept each account's
 	// covered_through; it now lives in the per-bucket state objects (state.go), and
@@ -207,6 +208,15 @@ type ReadStats struct {
 	Objects int64 `json:"objects"`
 	Ranges  int64 `json:"ranges"`
 	Bytes   int64 `json:"bytes"`
+}
+
+// SpillStats is what the run put in its local spill file (never part of the
+// dataset): the bytes written, of rows waiting beyond Config.HoldBytes, of held
+// partitions beyond Config.HeldBytes and of pending rows, and how many held
+// partitions were parked there.
+type SpillStats struct {
+	Bytes      int64 `json:"bytes"`
+	HeldParked int64 `json:"held_parked"`
 }
 
 // Tombstone is a deleted (or purged) transaction with its last known values.

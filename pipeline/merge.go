@@ -10,8 +10,6 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-
-	"github.com/akahu-etl/akahu-parquet/sinks/bucket"
 )
 
 // This file holds the merge stage: merging a partition with the run's fresh windows,
@@ -292,13 +290,6 @@ func (m *mergeResult) compact(mem memory.Allocator) error {
 	return nil
 }
 
-// heldPart is a merged partition held back to the end because it may lose rows.
-type heldPart struct {
-	key  partKey
-	prev *bucket.Attrs
-	res  *mergeResult
-}
-
 // mergeAndWrite merges one partition with its fresh windows and writes it through
 // upload (which runs the write of size encoded bytes, possibly after mergeAndWrite
 // returns), or holds it back when it may lose rows.
@@ -339,10 +330,17 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(s
 		// written once at the end. Read from storage and written now, the partition
 		// would change under the held write, which would then fail as a conflict with
 		// this very run. Only this goroutine touches h until extraction is over.
+		if err := r.loadHeld(h); err != nil {
+			for _, rec := range fresh {
+				rec.Release()
+			}
+			return err
+		}
 		c := h.res.mergeMore(r.cols, fresh, reread, len(r.crashed) > 0)
 		r.mu.Lock()
 		r.noteMerge(ps.key, h.res.t, c)
 		r.mu.Unlock()
+		r.rehold(h)
 		return nil
 	}
 	if r.mayProbe(fresh) {
@@ -380,6 +378,7 @@ func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(s
 		}
 		r.held[ps.key] = h
 		r.mu.Unlock()
+		r.keepHeld(h)
 		return nil
 	}
 	r.mu.Unlock()

@@ -187,14 +187,27 @@ func resultIDs(res *mergeResult, cols txCols) (ids, cands []string) {
 // rows) keeps its fresh rows as one record, not the many small records its walks
 // handed it (one per user in a daily run, each a range of a walk's record): a
 // shard's held partitions would otherwise grow with its users. The held rows,
-// candidates and new ids are those of the merge.
+// candidates and new ids are those of the merge, whether the partition stays in
+// memory or, over the held budget, is parked in the spill file (its records
+// released) and read back.
 func TestHeldPartitionCompact(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		budget int64
+		parked bool
+	}{{"in memory", DefaultHeldBytes, false}, {"parked", -1, true}} {
+		t.Run(c.name, func(t *testing.T) { testHeldPartitionCompact(t, c.budget, c.parked) })
+	}
+}
+
+func testHeldPartitionCompact(t *testing.T, budget int64, parked bool) {
 	const walks = 40
 	loc := mustZone(t)
-	r := &runner{cfg: Config{Workers: 1}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
+	r := &runner{cfg: Config{Workers: 1, HeldBytes: budget}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
 		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	r.cols = newTxCols(r.txSch)
-	r.spill = &spill{budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
+	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
+	defer r.spill.close()
 	key := partKey{month{2026, time.February}, 0}
 	feb := span{dayOf(2026, 2, 1), dayOf(2026, 2, 28)}
 
@@ -238,6 +251,21 @@ func TestHeldPartitionCompact(t *testing.T) {
 	}
 	h := r.deferred[0]
 	defer h.res.t.release()
+	if got := h.seg != nil && h.res.t.recs == nil; got != parked {
+		t.Fatalf("held partition parked %v (segment %v, %d records in memory), want %v", got, h.seg, len(h.res.t.recs), parked)
+	}
+	if parked && r.heldMem != 0 {
+		t.Errorf("a parked partition counts %d bytes against the held budget, want 0", r.heldMem)
+	}
+	if !parked && r.heldMem <= 0 {
+		t.Errorf("a partition in memory counts %d bytes against the held budget, want its size", r.heldMem)
+	}
+	if want := []heldCand{{row: h.res.candidates[0], id: old[0].id, account: "acc_000"}}; !slices.Equal(h.cands, want) {
+		t.Errorf("candidates without the table: %v, want %v", h.cands, want)
+	}
+	if err := r.loadHeld(h); err != nil {
+		t.Fatal(err)
+	}
 	if n := len(h.res.t.recs) - int(h.res.oldRecs); n != 1 {
 		t.Errorf("the held partition keeps %d fresh records, want 1 (one per walk grows with the users)", n)
 	}
@@ -266,5 +294,9 @@ func TestHeldPartitionCompact(t *testing.T) {
 	rows, changed := h.res.final(r.cols, map[string]bool{old[0].id: true})
 	if !changed || len(rows) != len(wantIDs)-1 {
 		t.Errorf("final: %d rows (changed %v), want %d", len(rows), changed, len(wantIDs)-1)
+	}
+	r.unloadHeld(h)
+	if got := h.res.t.recs == nil; got != parked {
+		t.Errorf("after unloadHeld the table is released: %v, want %v", got, parked)
 	}
 }

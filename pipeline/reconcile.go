@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/sourcegraph/conc/pool"
 
@@ -65,16 +64,17 @@ func (r *runner) reconcile(ctx context.Context) error {
 	present := map[string]bool{}              // candidates found in another partition
 	moveOut := map[partKey]map[string]bool{}  // ids to remove from partitions on disk
 	dropHeld := map[partKey]map[string]bool{} // ids to remove from held partitions
+	// The ids kept are copies: a parked partition's table goes after its visit.
 	mark := func(m map[partKey]map[string]bool, k partKey, id string) {
 		if m[k] == nil {
 			m[k] = map[string]bool{}
 		}
-		m[k][id] = true
+		m[k][strings.Clone(id)] = true
 	}
 	var movedFresh int64 // moves whose new copy this run counted as inserted
 	visit := func(key partKey, id string) {
 		if c, ok := cands[id]; ok && c.h.key != key {
-			present[id] = true
+			present[c.id] = true
 		}
 		if _, ok := r.watch[id]; ok {
 			r.watch[id] = true
@@ -109,10 +109,13 @@ func (r *runner) reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	for _, h := range r.deferred {
+	if err := r.eachHeld(func(_ int, h *heldPart) error {
 		for _, row := range h.res.rows {
 			visit(h.key, h.res.t.str(row, r.cols.id))
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	var deleted []cand
 	for id, c := range cands {
@@ -125,31 +128,44 @@ func (r *runner) reconcile(ctx context.Context) error {
 			deleted = append(deleted, c)
 		}
 	}
-	sort.Slice(deleted, func(i, j int) bool {
-		return deleted[i].h.res.t.str(deleted[i].row, r.cols.id) < deleted[j].h.res.t.str(deleted[j].row, r.cols.id)
-	})
-	// Held partitions' final rows, decided once; they count for the crashed runs'
-	// tombstones too.
+	sort.Slice(deleted, func(i, j int) bool { return deleted[i].id < deleted[j].id })
+	// Held partitions' final rows, decided once (they count for the crashed runs'
+	// tombstones too), and the deleted rows copied out for the tombstones, in the
+	// order above.
+	byPart := map[*heldPart][]int{} // indexes into deleted
+	for i, d := range deleted {
+		byPart[d.h] = append(byPart[d.h], i)
+	}
+	tb := &table{schema: r.txSch}
+	defer tb.release()
+	tombRows := make([]rowRef, len(deleted))
 	finals := make([]heldFinal, len(r.deferred))
-	for i, h := range r.deferred {
+	if err := r.eachHeld(func(i int, h *heldPart) error {
 		rows, changed := h.res.final(r.cols, dropHeld[h.key])
 		finals[i] = heldFinal{rows, changed}
 		r.noteWatched(h.res.t, rows)
+		idx := byPart[h]
+		if len(idx) == 0 {
+			return nil
+		}
+		refs := make([]rowRef, len(idx))
+		for j, k := range idx {
+			refs[j] = deleted[k].row
+		}
+		rec, err := take(r.mem, r.txSch, h.res.t, refs)
+		if err != nil {
+			return fmt.Errorf("tombstones of %s: %w", txObject(h.key), err)
+		}
+		src := tb.add(rec)
+		for j, k := range idx {
+			tombRows[k] = rowRef{src, int32(j)}
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 
 	// 1. Tombstones: this run's deletions plus crashed runs' ones whose rows are gone.
-	tb := &table{schema: r.txSch}
-	var tombRows []rowRef
-	srcOf := map[arrow.Record]int32{}
-	for _, d := range deleted {
-		rec := d.h.res.t.recs[d.row.src]
-		src, ok := srcOf[rec]
-		if !ok {
-			src = tb.add(rec)
-			srcOf[rec] = src
-		}
-		tombRows = append(tombRows, rowRef{src, d.row.row})
-	}
 	handled := map[string]bool{}
 	for id := range cands {
 		handled[id] = true
@@ -222,7 +238,13 @@ func (r *runner) writeHeld(ctx context.Context, finals []heldFinal) error {
 			r.adopt("transactions", txObject(h.key), h.prev, int64(len(finals[i].rows)))
 			continue
 		}
-		write, size, err := r.encodeTx(h.key, h.res.t, finals[i].rows, h.prev)
+		err := r.loadHeld(h)
+		var write func(context.Context) error
+		var size int64
+		if err == nil {
+			write, size, err = r.encodeTx(h.key, h.res.t, finals[i].rows, h.prev)
+			r.unloadHeld(h)
+		}
 		if err == nil {
 			err = up.add(size, write)
 		}
@@ -240,6 +262,9 @@ func (r *runner) writeHeld(ctx context.Context, finals []heldFinal) error {
 type cand struct {
 	h   *heldPart
 	row rowRef
+	id  string
+	// account is the row's account: nil if the run did not extract it.
+	account *acctRun
 }
 
 // candidates returns the old rows of fully re-read accounts that Akahu did not return.
@@ -247,12 +272,12 @@ type cand struct {
 func (r *runner) candidates() map[string]cand {
 	out := map[string]cand{}
 	for _, h := range r.deferred {
-		for _, c := range h.res.candidates {
-			a := r.accountByID(h.res.t.str(c, r.cols.account))
+		for _, c := range h.cands {
+			a := r.accountByID(c.account)
 			if a == nil || a.failed() {
 				continue
 			}
-			out[h.res.t.str(c, r.cols.id)] = cand{h, c}
+			out[c.id] = cand{h: h, row: c.row, id: c.id, account: a}
 		}
 	}
 	return out
@@ -312,7 +337,7 @@ func (r *runner) confirmCandidates(ctx context.Context, cands map[string]cand) (
 	var todo []lookup
 	for id, c := range cands {
 		if _, fresh := r.freshIDs[id]; !fresh {
-			todo = append(todo, lookup{id, r.accountByID(c.h.res.t.str(c.row, r.cols.account))})
+			todo = append(todo, lookup{id, c.account})
 		}
 	}
 	if len(todo) == 0 {
@@ -386,7 +411,7 @@ func (r *runner) extractNeighbours(ctx context.Context, cands map[string]cand) e
 	need := map[*acctRun]bool{}
 	for id, c := range cands {
 		if _, fresh := r.freshIDs[id]; !fresh {
-			need[r.accountByID(c.h.res.t.str(c.row, r.cols.account))] = true
+			need[c.account] = true
 		}
 	}
 	if len(need) == 0 {

@@ -87,6 +87,7 @@ type runner struct {
 	suspicious bool
 	deferred   []*heldPart
 	held       map[partKey]*heldPart // deferred, by partition
+	heldMem    int64                 // bytes of held partitions in memory (held.go)
 	keptIDs    map[string]partKey    // while recovering: ids re-read into the partition that already had them
 	watch      map[string]bool       // ids of crashed runs' tombstones: seen in a partition?
 	pend       pendingRows           // pending transactions fetched, by bucket

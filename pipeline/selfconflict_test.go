@@ -83,37 +83,43 @@ func TestRereadOfOwnPartition(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b := newLocal(t)
-			h, bAcct, march := newLagged(t, b)
-			from := h.opts.From
-			jan, feb := date(2026, 1, 1), date(2026, 2, 1)
-			wj, wf := akahu.LocalDates(jan, feb.AddDate(0, 0, -1), auckland), akahu.LocalDates(feb, feb.AddDate(0, 1, -1), auckland)
-			newDate := c.change(h, h.srv.Settled(bAcct, wj.Start, wj.End), h.srv.Settled(bAcct, wf.Start, wf.End))
-			must(t, h.srv.MoveDate(march, newDate))
+			heldCases(t, func(t *testing.T, heldBytes int64) {
+				b := newLocal(t)
+				h, bAcct, march := newLagged(t, b)
+				h.heldBytes = heldBytes
+				from := h.opts.From
+				jan, feb := date(2026, 1, 1), date(2026, 2, 1)
+				wj, wf := akahu.LocalDates(jan, feb.AddDate(0, 0, -1), auckland), akahu.LocalDates(feb, feb.AddDate(0, 1, -1), auckland)
+				newDate := c.change(h, h.srv.Settled(bAcct, wj.Start, wj.End), h.srv.Settled(bAcct, wf.Start, wf.End))
+				must(t, h.srv.MoveDate(march, newDate))
 
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			m, err := pipeline.Run(ctx, h.config(time.Time{}, time.Time{}))
-			if err != nil {
-				t.Fatalf("run re-reading its own partitions: %v", err)
-			}
-			if m.Counts.Moved != c.moved || m.Counts.Deleted != c.deleted || m.Counts.Updated != c.upd || m.Counts.Inserted != 0 {
-				t.Errorf("counts %+v, want moved %d deleted %d updated %d, nothing inserted", m.Counts, c.moved, c.deleted, c.upd)
-			}
-			rows := h.expectFaithful(from, date(2026, 4, 10))
-			if r, ok := rows[march]; !ok || r.DateLocal != newDate.Format(time.DateOnly) {
-				t.Errorf("moved transaction: present %v, dated %s in %s", ok, r.DateLocal, r.Object)
-			}
-			seen := map[string]int{}
-			for _, ow := range m.Objects {
-				if seen[ow.Path]++; seen[ow.Path] == 2 {
-					t.Errorf("the manifest lists %s more than once: %+v", ow.Path, m.Objects)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				m, err := pipeline.Run(ctx, h.config(time.Time{}, time.Time{}))
+				if err != nil {
+					t.Fatalf("run re-reading its own partitions: %v", err)
 				}
-			}
-			rep, err := pipeline.Verify(context.Background(), b)
-			if err != nil || !rep.OK() {
-				t.Errorf("verify: %v %v", err, rep.Problems)
-			}
+				if m.Counts.Moved != c.moved || m.Counts.Deleted != c.deleted || m.Counts.Updated != c.upd || m.Counts.Inserted != 0 {
+					t.Errorf("counts %+v, want moved %d deleted %d updated %d, nothing inserted", m.Counts, c.moved, c.deleted, c.upd)
+				}
+				rows := h.expectFaithful(from, date(2026, 4, 10))
+				if r, ok := rows[march]; !ok || r.DateLocal != newDate.Format(time.DateOnly) {
+					t.Errorf("moved transaction: present %v, dated %s in %s", ok, r.DateLocal, r.Object)
+				}
+				seen := map[string]int{}
+				for _, ow := range m.Objects {
+					if seen[ow.Path]++; seen[ow.Path] == 2 {
+						t.Errorf("the manifest lists %s more than once: %+v", ow.Path, m.Objects)
+					}
+				}
+				rep, err := pipeline.Verify(context.Background(), b)
+				if err != nil || !rep.OK() {
+					t.Errorf("verify: %v %v", err, rep.Problems)
+				}
+				if c.deleted > 0 {
+					h.expectParked(m)
+				}
+			})
 		})
 	}
 }

@@ -38,6 +38,7 @@ type spill struct {
 	size    int64 // bytes written to f
 	held    int64 // bytes of records waiting in memory
 	written int64 // bytes spilled, for the run's figures
+	parked  int64 // held partitions parked (held.go)
 }
 
 // segment is one spilled batch of records: a whole IPC stream at an offset.
@@ -121,6 +122,13 @@ func (s *spill) readAs(sch *arrow.Schema, seg *segment) ([]arrow.Record, error) 
 		return nil, fmt.Errorf("spill: read %s at %d: %w", f.Name(), seg.off, err)
 	}
 	return out, nil
+}
+
+// stats returns the bytes written to the spill file and the held partitions parked.
+func (s *spill) stats() SpillStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return SpillStats{Bytes: s.written, HeldParked: s.parked}
 }
 
 // close removes the spill file.
