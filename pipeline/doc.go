@@ -50,7 +50,8 @@
 // and a few counters. Windows and walks are made user by user as the extraction
 // pool takes them and go when their partition is merged; extracted rows wait for
 // the rest of their partition in memory up to Config.HoldBytes, on local disk beyond
-// (spill.go); a partition held back to the end keeps its fresh rows as one record.
+// (spill.go); a partition held back to the end keeps its fresh rows as one record,
+// in memory up to Config.HeldBytes and parked in the spill file beyond (held.go).
 //
 // The lock is a lease refreshed by a heartbeat. Refreshes that fail are retried until a
 // quarter of the TTL before the lease ends; then the lease is lost, the run's work is

@@ -132,7 +132,9 @@ func fleetLatencies(tb testing.TB, users int) []time.Duration {
 //     ranged_MB: the part of read_MB read by range (footers and column chunks),
 //     whole_tx_MB: transactions partitions read whole;
 //     state_kB: bytes written under _manifests/, _inflight/ and _state/;
-//   - gets, puts, lists: bucket operations (attrs and deletes are in the summary).
+//   - gets, puts, lists: bucket operations (attrs and deletes are in the summary);
+//   - spill_MB, held_parked: bytes the runs wrote to their local spill files and
+//     held partitions they parked there (the manifests' spill figures).
 //
 // FLEET_IDS=1 gives each token's user id in the tokens file (Config.UserIDs), as a
 // fleet that knows its users' ids runs: a new token costs no GET /me.
@@ -176,6 +178,8 @@ func BenchmarkFleet(b *testing.B) {
 						b.ReportMetric(float64(s.IO.Gets)/n, run.name+"_gets")
 						b.ReportMetric(float64(s.IO.Puts)/n, run.name+"_puts")
 						b.ReportMetric(float64(s.IO.Lists)/n, run.name+"_lists")
+						b.ReportMetric(float64(s.Spill.Bytes)/1e6/n, run.name+"_spill_MB")
+						b.ReportMetric(float64(s.Spill.HeldParked)/n, run.name+"_held_parked")
 					}
 					b.Logf("fleet summary (latency %s, %d iteration(s)):\n%s\n%s", latency, b.N, fleetTableHeader,
 						sum.rows(users, mix, latency, b.N))
@@ -293,9 +297,12 @@ type fleetRunResult struct {
 	Updated    int64
 	Deleted    int64
 	Failures   int
+	Spill      pipeline.SpillStats // the runs' manifests' spill figures, added up
 }
 
 func (r *fleetRunResult) add(o fleetRunResult) {
+	r.Spill.Bytes += o.Spill.Bytes
+	r.Spill.HeldParked += o.Spill.HeldParked
 	r.Requests += o.Requests
 	r.Pages += o.Pages
 	r.Minimum += o.Minimum
@@ -507,7 +514,7 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 		}
 		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs), CPU: time.Duration(c.CPUNs),
 			PeakRSSKiB: c.MaxRSSKiB, RunPeaks: c.RunPeaksMiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
-			Failures: c.Failures})
+			Failures: c.Failures, Spill: c.Spill})
 		if start == "" || (c.RangeStart != "" && c.RangeStart < start) {
 			start = c.RangeStart
 		}
@@ -568,6 +575,7 @@ type fleetChildResult struct {
 	IO                         bucketIO
 	Inserted, Updated, Deleted int64
 	Failures                   int
+	Spill                      pipeline.SpillStats
 	RangeStart, RangeEnd       string
 }
 
@@ -638,6 +646,8 @@ func TestFleetChild(t *testing.T) {
 		if m != nil {
 			res.Inserted, res.Updated, res.Deleted = res.Inserted+m.Counts.Inserted, res.Updated+m.Counts.Updated, res.Deleted+m.Counts.Deleted
 			res.Failures += len(m.Failures)
+			res.Spill.Bytes += m.Spill.Bytes
+			res.Spill.HeldParked += m.Spill.HeldParked
 			if res.RangeStart == "" || (m.Range.Start != "" && m.Range.Start < res.RangeStart) {
 				res.RangeStart = m.Range.Start
 			}

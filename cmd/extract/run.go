@@ -65,7 +65,7 @@ func (f *runFlags) register(fs *flag.FlagSet, getenv env) {
 	fs.DurationVar(&f.lockWait, "lock-wait", pipeline.DefaultLockWait, "how long to wait for another run writing the same dataset")
 	fs.BoolVar(&f.refresh, "refresh", false, "before extracting, ask Akahu to fetch each user's data from the banks (POST /refresh) and wait for it (not in a dry run)")
 	fs.DurationVar(&f.refreshWait, "refresh-wait", pipeline.DefaultRefreshWait, "with --refresh: how long to wait for the accounts to refresh; the others are extracted as they are, with a warning")
-	fs.StringVar(&f.spillDir, "spill-dir", "", "local directory where extracted rows wait for the rest of their partition beyond the memory budget (default: the system's temporary directory)")
+	fs.StringVar(&f.spillDir, "spill-dir", "", "local directory where extracted rows wait for the rest of their partition, and partitions held for the deletion checks wait for the end of the run, beyond their memory budgets (default: the system's temporary directory)")
 	fs.BoolVar(&f.accountWalks, "account-walks", false, "walk every account on its own (a request per account at least) instead of one walk over all of a user's accounts")
 	fs.BoolVar(&f.compareValues, "compare-values", false, "read every re-read partition whole and compare every value; by default a partition whose re-read rows all carry the stored updated_at is checked by range and left unread and unwritten (a change Akahu makes without advancing updated_at is picked up only with this flag)")
 }
