@@ -92,9 +92,11 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 	return h
 }
 
+// config is the run's configuration. Its memory is a poisonAllocator: nothing a run
+// keeps may point into a released record.
 func (h *harness) config(start, end time.Time) pipeline.Config {
 	cfg := pipeline.Config{Out: h.b, Source: h.client, Users: h.tokens, Now: h.now, Workers: 4, LockWait: 30 * time.Second,
-		AccountWalks: h.accountWalks, HeldBytes: h.heldBytes}
+		AccountWalks: h.accountWalks, HeldBytes: h.heldBytes, Memory: &poisonAllocator{}}
 	if !start.IsZero() {
 		cfg.Start, cfg.End = start.Format(time.DateOnly), end.Format(time.DateOnly)
 	}
@@ -290,6 +292,13 @@ func testRunSequence(t *testing.T, b bucket.Bucket, heldBytes int64) {
 	expectTombstones(t, b, map[string]int{deleted: 1, replaced: 1})
 	if len(m.Deleted) != 2 {
 		t.Errorf("manifest lists %d deletions, want 2: %+v", len(m.Deleted), m.Deleted)
+	}
+	// The manifest's tombstones carry the rows' last values (read from records the
+	// run has released by the time it writes the manifest).
+	for _, d := range m.Deleted {
+		if (d.ID != deleted && d.ID != replaced) || d.AccountID != acct || d.Reason != "deleted" {
+			t.Errorf("manifest tombstone %+v: want %s or %s of account %s, deleted", d, deleted, replaced, acct)
+		}
 	}
 
 	// 4. The same run again records no deletion twice and writes nothing.

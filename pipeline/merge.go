@@ -472,7 +472,7 @@ func (r *runner) noteMerge(key partKey, t *table, c mergeCounts) {
 			r.freshIDs = map[string]partKey{}
 		}
 		for i, id := range c.fresh {
-			r.freshIDs[id] = key
+			r.freshIDs[strings.Clone(id)] = key // the records go before the run ends
 			if !r.suspicious && !r.surelyNew(t, c.freshRow[i]) {
 				r.suspicious = true
 			}
@@ -482,7 +482,7 @@ func (r *runner) noteMerge(key partKey, t *table, c mergeCounts) {
 		if r.keptIDs == nil {
 			r.keptIDs = map[string]partKey{}
 		}
-		r.keptIDs[id] = key
+		r.keptIDs[strings.Clone(id)] = key
 	}
 	r.m.Counts.Inserted += int64(len(c.fresh)) // moves are subtracted at the end
 }

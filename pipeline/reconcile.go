@@ -77,7 +77,7 @@ func (r *runner) reconcile(ctx context.Context) error {
 			present[c.id] = true
 		}
 		if _, ok := r.watch[id]; ok {
-			r.watch[id] = true
+			r.watch[strings.Clone(id)] = true // a scanned record goes after its visit
 		}
 		fk, ok := r.freshIDs[id]
 		if !ok {

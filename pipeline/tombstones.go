@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -98,7 +99,7 @@ func (r *runner) noteWatched(t *table, rows []rowRef) {
 	for _, row := range rows {
 		id := t.str(row, r.cols.id)
 		if _, ok := r.watch[id]; ok {
-			r.watch[id] = true
+			r.watch[strings.Clone(id)] = true // a held partition's records go first
 		}
 	}
 }
@@ -179,10 +180,13 @@ func (r *runner) tombstone(t *table, ref rowRef, reason, object string) Tombston
 	descCol := fieldIndex(t.schema, "description")
 	amt := t.col(ref, amountCol).(*array.Decimal128)
 	dt := arrow.Timestamp(t.i64(ref, r.cols.date)).ToTime(arrow.Microsecond).UTC()
+	// Copies: the manifest outlives the records (the tombstones' own are released
+	// once written).
 	return Tombstone{
-		ID: t.str(ref, r.cols.id), UserID: t.str(ref, r.cols.user), AccountID: t.str(ref, r.cols.account),
-		Date: dt.Format("2006-01-02T15:04:05.000Z"), DateLocal: day(t.i64(ref, r.cols.dateLocal)).String(),
-		Amount: amt.Value(int(ref.row)).ToString(schema.Money.Scale), Description: t.str(ref, descCol),
+		ID: strings.Clone(t.str(ref, r.cols.id)), UserID: strings.Clone(t.str(ref, r.cols.user)),
+		AccountID: strings.Clone(t.str(ref, r.cols.account)),
+		Date:      dt.Format("2006-01-02T15:04:05.000Z"), DateLocal: day(t.i64(ref, r.cols.dateLocal)).String(),
+		Amount: amt.Value(int(ref.row)).ToString(schema.Money.Scale), Description: strings.Clone(t.str(ref, descCol)),
 		Reason: reason, Object: object,
 	}
 }

@@ -1,0 +1,36 @@
+package pipeline_test
+
+import (
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+// poisonAllocator is Go memory that is overwritten when it is freed: a record's
+// buffers once its last reference is released, a builder's old buffer once it has
+// grown. The harness runs the pipeline with it (Config.Memory), so that a value
+// read from a record and kept after the record is released (an id as a map key, a
+// tombstone's description) reads back poisoned, as it would with an allocator that
+// reuses memory (Arrow's C allocators, a pool), instead of silently keeping the
+// buffer alive as Go memory does.
+type poisonAllocator struct{ memory.GoAllocator }
+
+// poison is what freed bytes become.
+const poison = 0xAA
+
+func (p *poisonAllocator) Free(b []byte) {
+	b = b[:cap(b)]
+	for i := range b {
+		b[i] = poison
+	}
+}
+
+func (p *poisonAllocator) Reallocate(size int, b []byte) []byte {
+	if size <= cap(b) {
+		return b[:size]
+	}
+	n := p.Allocate(size)
+	copy(n, b)
+	p.Free(b)
+	return n
+}
+
+var _ memory.Allocator = (*poisonAllocator)(nil)
