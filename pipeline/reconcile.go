@@ -262,8 +262,8 @@ func (r *runner) writeHeld(ctx context.Context, finals []heldFinal) error {
 type cand struct {
 	h   *heldPart
 	row rowRef
-	id  string
-	// account is the row's account: nil if the run did not extract it.
+	id  string // the row's id (a copy)
+	// account is the row's account, one this run extracted.
 	account *acctRun
 }
 
