@@ -1,11 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,24 +192,38 @@ func resultIDs(res *mergeResult, cols txCols) (ids, cands []string) {
 // shard's held partitions would otherwise grow with its users. The held rows,
 // candidates and new ids are those of the merge, whether the partition stays in
 // memory or, over the held budget, is parked in the spill file (its records
-// released) and read back.
+// released) and read back. A park that fails (the spill's directory unusable) keeps
+// the partition in memory, over the budget, and says so.
 func TestHeldPartitionCompact(t *testing.T) {
+	unusable := func(t *testing.T) string {
+		f := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(f, "sub") // a directory under a file: every spill fails
+	}
 	for _, c := range []struct {
-		name   string
-		budget int64
-		parked bool
-	}{{"in memory", DefaultHeldBytes, false}, {"parked", -1, true}} {
-		t.Run(c.name, func(t *testing.T) { testHeldPartitionCompact(t, c.budget, c.parked) })
+		name     string
+		budget   int64
+		spillDir func(*testing.T) string
+		parked   bool
+	}{
+		{"in memory", DefaultHeldBytes, (*testing.T).TempDir, false},
+		{"parked", -1, (*testing.T).TempDir, true},
+		{"park fails", -1, unusable, false},
+	} {
+		t.Run(c.name, func(t *testing.T) { testHeldPartitionCompact(t, c.budget, c.spillDir(t), c.parked) })
 	}
 }
 
-func testHeldPartitionCompact(t *testing.T, budget int64, parked bool) {
+func testHeldPartitionCompact(t *testing.T, budget int64, spillDir string, parked bool) {
 	const walks = 40
 	loc := mustZone(t)
+	var logs bytes.Buffer
 	r := &runner{cfg: Config{Workers: 1, HeldBytes: budget}, loc: loc, b: bucket.NewMemory(), mem: memory.DefaultAllocator,
-		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		txSch: schema.Transactions(), lease: &lease{}, log: slog.New(slog.NewTextHandler(&logs, nil))}
 	r.cols = newTxCols(r.txSch)
-	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
+	r.spill = &spill{dir: spillDir, budget: DefaultHoldBytes, mem: r.mem, sch: r.txSch}
 	defer r.spill.close()
 	key := partKey{month{2026, time.February}, 0}
 	feb := span{dayOf(2026, 2, 1), dayOf(2026, 2, 28)}
@@ -253,6 +270,9 @@ func testHeldPartitionCompact(t *testing.T, budget int64, parked bool) {
 	defer h.res.t.release()
 	if got := h.seg != nil && h.res.t.recs == nil; got != parked {
 		t.Fatalf("held partition parked %v (segment %v, %d records in memory), want %v", got, h.seg, len(h.res.t.recs), parked)
+	}
+	if warned := strings.Contains(logs.String(), "cannot park a held partition"); warned != (budget < 0 && !parked) {
+		t.Errorf("warned of a failed park %v, want %v; log:\n%s", warned, budget < 0 && !parked, logs.String())
 	}
 	if parked && r.heldMem != 0 {
 		t.Errorf("a parked partition counts %d bytes against the held budget, want 0", r.heldMem)
