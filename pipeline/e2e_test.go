@@ -35,8 +35,8 @@ type harness struct {
 }
 
 // heldCases runs a test with the partitions held for the reconcile stage in memory
-// (the default budget) and with every one parked in the spill file; check, if set,
-// gets the manifests of the runs that held partitions, to assert the parking.
+// (the default budget) and with every one parked in the spill file (expectParked
+// checks a run's manifest for it).
 func heldCases(t *testing.T, test func(t *testing.T, heldBytes int64)) {
 	for _, c := range []struct {
 		name  string

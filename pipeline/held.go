@@ -61,17 +61,14 @@ func (r *runner) keepHeld(h *heldPart) {
 	r.mu.Lock()
 	fits := r.heldMem+size <= r.cfg.HeldBytes
 	if fits {
-		r.heldMem += size
+		r.heldMem += size // reserved at once: two mergers may hold at the same time
 	}
 	r.mu.Unlock()
 	if !fits {
-		seg, err := r.spill.write(h.res.t.recs)
+		seg, err := r.spill.park(h.res.t.recs)
 		if err == nil {
 			h.seg, h.nrecs = seg, len(h.res.t.recs)
 			h.res.t.release()
-			r.spill.mu.Lock()
-			r.spill.parked++
-			r.spill.mu.Unlock()
 			return
 		}
 		r.log.Warn("cannot park a held partition in the spill file; it stays in memory", "object", txObject(h.key), "err", err)

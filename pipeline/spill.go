@@ -66,6 +66,17 @@ func (s *spill) free(size int64) {
 // write appends recs to the spill file as one IPC stream.
 func (s *spill) write(recs []arrow.Record) (*segment, error) { return s.writeAs(s.sch, recs) }
 
+// park appends a held partition's records to the spill file, counted as parked.
+func (s *spill) park(recs []arrow.Record) (*segment, error) {
+	seg, err := s.write(recs)
+	if err == nil {
+		s.mu.Lock()
+		s.parked++
+		s.mu.Unlock()
+	}
+	return seg, err
+}
+
 // writeAs appends recs of schema sch (not the transactions') to the spill file.
 func (s *spill) writeAs(sch *arrow.Schema, recs []arrow.Record) (*segment, error) {
 	var buf bytes.Buffer
