@@ -46,8 +46,11 @@ const (
 	DefaultHoldBytes = 32 << 20
 	// DefaultHeldBytes is how many bytes of held partitions (merged partitions that
 	// may lose rows, waiting for the reconcile stage to decide) may stay in memory;
-	// the others wait in the spill file and come back one at a time.
-	DefaultHeldBytes = 8 << 20
+	// the others wait in the spill file and come back one at a time. 1 MiB keeps a
+	// quiet shard's few small ones in memory and parks a dense month: with 8 MiB the
+	// highest of a 20,000-user dense daily fleet's run peaks were the runs holding
+	// dense partitions (docs/scaling.md).
+	DefaultHeldBytes = 1 << 20
 	// DefaultRefreshWait bounds the wait for Akahu's refresh (Config.Refresh);
 	// DefaultRefreshPoll is the first pause between listings while waiting.
 	DefaultRefreshWait = 3 * time.Minute

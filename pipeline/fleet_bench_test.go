@@ -508,7 +508,7 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 		srv.ResetStats()
 		c := runFleetChild(tb, job)
 		st := srv.Stats()
-		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; live after, KiB: %v", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunRetainedKiB)
+		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; live after, KiB: %v; data %q", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunRetainedKiB, c.RunData)
 		if c.Err != "" {
 			tb.Fatalf("task %d of %s run: %s", task, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
@@ -570,6 +570,7 @@ type fleetChildResult struct {
 	RunHeapMiB                 []uint64 // each shard run's peak heap in use
 	RunGoMiB                   []uint64 // each shard run's peak Go memory (mapped, unreleased)
 	RunRetainedKiB             []uint64 // the live heap after each run, after a GC: what the next run starts from
+	RunData                    []string // each shard run's data: rows inserted/updated/deleted, objects written, spill MB, held partitions parked
 	PeakLive                   uint64   // peak heap marked live by a GC cycle (memSampler)
 	PeakHeap                   uint64   // peak heap in use: objects and unswept spans
 	IO                         bucketIO
@@ -644,6 +645,7 @@ func TestFleetChild(t *testing.T) {
 		}
 		resetPeakRSS(t)
 		if m != nil {
+			res.RunData = append(res.RunData, fmt.Sprintf("%d/%d/%d o%d s%.1f p%d", m.Counts.Inserted, m.Counts.Updated, m.Counts.Deleted, len(m.Objects), float64(m.Spill.Bytes)/1e6, m.Spill.HeldParked))
 			res.Inserted, res.Updated, res.Deleted = res.Inserted+m.Counts.Inserted, res.Updated+m.Counts.Updated, res.Deleted+m.Counts.Deleted
 			res.Failures += len(m.Failures)
 			res.Spill.Bytes += m.Spill.Bytes

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -165,5 +166,118 @@ func TestTakeWaitingGathersEachRowOnce(t *testing.T) {
 		if want := 5 - len(c.want); len(ps.results) != want {
 			t.Errorf("spill %v: %d results left, want %d", c.spill, len(ps.results), want)
 		}
+	}
+}
+
+// TestParkAllocatesNoCopy: parking a held partition (a whole month of a bucket) in
+// the spill file streams its records' buffers to the file as they are. It used to
+// compress every buffer of a record (LZ4) and collect the stream in a buffer before
+// writing it, which allocated about the partition's size again at the moment it was
+// meant to leave memory: the runs of a dense fleet that held partitions peaked
+// highest. The partition reads back with the same rows, after other spill writes.
+func TestParkAllocatesNoCopy(t *testing.T) {
+	sch := schema.Transactions()
+	s := &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: memory.DefaultAllocator, sch: sch}
+	defer s.close()
+	// A dense month: 6,000 rows, each with a description of some length.
+	var txs []tx
+	for i := range 6000 {
+		txs = append(txs, tx{fmt.Sprintf("trans_%05d", i), fmt.Sprintf("acc_%03d", i%40), fmt.Sprintf("2026-02-%02d", 1+i%28),
+			"-12.34", fmt.Sprintf("EFTPOS %05d %s", i, strings.Repeat("purchase ", 6))})
+	}
+	recs := records(t, "run_1", txs...)
+	defer func() {
+		for _, rec := range recs {
+			rec.Release()
+		}
+	}()
+	var size int64
+	for _, rec := range recs {
+		size += recordSize(rec)
+	}
+	small := records(t, "run_2", txs[:3]...)
+	before, err := s.write(small) // the file holds something first: offsets matter
+	for _, rec := range small {
+		rec.Release()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	seg, err := s.park(recs)
+	runtime.ReadMemStats(&m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alloc := int64(m1.TotalAlloc - m0.TotalAlloc); alloc > size/16 {
+		t.Errorf("parking a %d-byte partition allocated %d bytes, want under 1/16 of it (no copy of its buffers)", size, alloc)
+	}
+	if st := s.stats(); st.HeldParked != 1 || st.Bytes != before.n+seg.n || seg.off != before.n {
+		t.Errorf("spill stats %+v, park segment %+v after a %d-byte write: want 1 parked, bytes the sum, the park after the write", st, *seg, before.n)
+	}
+	after, err := s.write(recs[:1]) // a write after the park goes after it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.off != seg.off+seg.n {
+		t.Errorf("write after the park at %d, want %d", after.off, seg.off+seg.n)
+	}
+
+	back, err := s.read(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, rec := range back {
+			rec.Release()
+		}
+	}()
+	if len(back) != len(recs) {
+		t.Fatalf("read back %d records, want %d", len(back), len(recs))
+	}
+	for i := range recs {
+		if !array.RecordEqual(recs[i], back[i]) {
+			t.Errorf("record %d differs after the park", i)
+		}
+	}
+}
+
+// TestDefaultHeldBudget: with the default budget a quiet month held for the
+// reconcile stage (a row or two per account of a bucket) stays in memory, and a dense
+// month (thousands of rows) is parked: with 8 MiB, the default until 2026-12-03, a
+// dense fleet's runs that held a few dense months peaked the highest.
+func TestDefaultHeldBudget(t *testing.T) {
+	sch := schema.Transactions()
+	r := &runner{cfg: Config{HeldBytes: DefaultHeldBytes}, txSch: sch, mem: memory.DefaultAllocator, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r.cols = newTxCols(sch)
+	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: sch}
+	defer r.spill.close()
+	month := func(rows int) *heldPart {
+		var txs []tx
+		for i := range rows {
+			txs = append(txs, tx{fmt.Sprintf("trans_%05d", i), fmt.Sprintf("acc_%03d", i%375), fmt.Sprintf("2026-02-%02d", 1+i%28),
+				"-12.34", fmt.Sprintf("EFTPOS %05d %s", i, strings.Repeat("purchase ", 6))})
+		}
+		return &heldPart{res: &mergeResult{t: &table{schema: sch, recs: records(t, "run_1", txs...)}}}
+	}
+	quiet := []*heldPart{month(400), month(400)} // 125 users, 3 accounts each, ~1 row a month
+	dense := month(5500)                         // and 37 accounts of them with ~150
+	for _, h := range append(quiet, dense) {
+		r.keepHeld(h)
+		defer h.res.t.release()
+	}
+	for i, h := range quiet {
+		if h.seg != nil {
+			t.Errorf("quiet month %d (%d bytes) parked, want it in memory", i, h.mem)
+		}
+	}
+	if dense.seg == nil {
+		t.Errorf("dense month kept in memory (%d bytes) with the default budget, want it parked", dense.mem)
+	}
+	if r.heldMem > DefaultHeldBytes {
+		t.Errorf("%d bytes of held partitions in memory, over the default budget %d", r.heldMem, DefaultHeldBytes)
 	}
 }

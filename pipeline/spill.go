@@ -19,7 +19,8 @@ import (
 // A walk over two years hands rows to 24 partitions at once, and a partition is
 // merged only when every account of its bucket is in. Rows that would wait in memory
 // beyond the run's budget are written instead to one temporary file as Arrow IPC
-// streams (LZ4-compressed) and read back when their partition is merged, so memory
+// streams (LZ4-compressed; held partitions parked there, uncompressed: park) and read
+// back when their partition is merged, so memory
 // is bounded by the budget and the partitions being merged, whatever the number of
 // users. A spill takes the partition's rows waiting in memory along, as one record:
 // a quiet user's walk leaves a row or two per month, and one stream each would cost
@@ -67,14 +68,61 @@ func (s *spill) free(size int64) {
 func (s *spill) write(recs []arrow.Record) (*segment, error) { return s.writeAs(s.sch, recs) }
 
 // park appends a held partition's records to the spill file, counted as parked.
+// Unlike write it streams them into the file uncompressed, holding the file's lock:
+// a held partition is a whole month of its bucket, and compressing it first (LZ4
+// keeps a compressed copy of every buffer of a record until the record is written)
+// into a buffer cost about its size again at the moment it was meant to leave
+// memory. The records' buffers go to the file as they are, without a copy; a park
+// takes a few milliseconds of the lock, and parks are rare (a partition that lost a
+// row, beyond Config.HeldBytes).
 func (s *spill) park(recs []arrow.Record) (*segment, error) {
-	seg, err := s.write(recs)
-	if err == nil {
-		s.mu.Lock()
-		s.parked++
-		s.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.open(); err != nil {
+		return nil, err
 	}
-	return seg, err
+	cw := &countingWriter{w: io.NewOffsetWriter(s.f, s.size)}
+	w := ipc.NewWriter(cw, ipc.WithSchema(s.sch), ipc.WithAllocator(s.mem))
+	for _, rec := range recs {
+		if err := w.Write(rec); err != nil {
+			_ = w.Close()
+			return nil, fmt.Errorf("spill: park in %s: %w", s.f.Name(), err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("spill: park in %s: %w", s.f.Name(), err)
+	}
+	// What a failed park wrote lies beyond s.size: the next write overwrites it.
+	seg := &segment{off: s.size, n: cw.n}
+	s.size += cw.n
+	s.written += cw.n
+	s.parked++
+	return seg, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// open creates the spill file if the run has none yet; s.mu is held.
+func (s *spill) open() error {
+	if s.f != nil {
+		return nil
+	}
+	f, err := os.CreateTemp(s.dir, ".akahu-spill-*")
+	if err != nil {
+		return fmt.Errorf("spill: create temporary file in %s: %w", s.dirName(), err)
+	}
+	s.f = f
+	return nil
 }
 
 // writeAs appends recs of schema sch (not the transactions') to the spill file.
@@ -91,12 +139,8 @@ func (s *spill) writeAs(sch *arrow.Schema, recs []arrow.Record) (*segment, error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
-		f, err := os.CreateTemp(s.dir, ".akahu-spill-*")
-		if err != nil {
-			return nil, fmt.Errorf("spill: create temporary file in %s: %w", s.dirName(), err)
-		}
-		s.f = f
+	if err := s.open(); err != nil {
+		return nil, err
 	}
 	seg := &segment{off: s.size, n: int64(buf.Len())}
 	if _, err := s.f.WriteAt(buf.Bytes(), seg.off); err != nil {
