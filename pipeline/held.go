@@ -16,7 +16,8 @@ import (
 // partition is the whole month of its bucket: held in memory, they made a dense
 // shard's peak follow how many dense partitions happened to lose a row. They stay in
 // memory up to Config.HeldBytes; beyond it a partition is parked: its records go to
-// the spill file as one Arrow IPC stream and are released, and the stage that needs
+// the spill file as one Arrow IPC stream, uncompressed and streamed from their
+// buffers (spill.park: no copy), and are released, and the stage that needs
 // them reads them back, one partition at a time, and lets them go again. Its
 // candidates' ids and accounts stay in memory (heldCand), so deciding them needs no
 // table. A parked partition's records come back in the same order and sizes, so its
