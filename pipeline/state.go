@@ -502,6 +502,7 @@ func readResolved(ctx context.Context, b bucket.Bucket, cache *StateCache, fn fu
 	if err != nil {
 		return fmt.Errorf("list %s: %w", resolvedPrefix, err)
 	}
+	cache.keepListed(resolvedPrefix, list)
 	// One at a time: on a fleet's first run with its shards started at once, each
 	// object may name most of the fleet's tokens (users objects, read 16 at once,
 	// are a bucket's size).
@@ -676,6 +677,7 @@ func (r *runner) loadDirectory(ctx context.Context) (*tokenDirectory, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", statePrefix, err)
 		}
+		cache.keepListed(statePrefix+"bucket-", list)
 		listed = make(map[string]int64, len(list))
 		for _, a := range list {
 			listed[a.Name] = a.Generation
@@ -833,6 +835,26 @@ func (c *StateCache) get(name string, gen int64) ([]byte, bool) {
 	defer c.mu.Unlock()
 	o, ok := c.objs[name]
 	return o.data, ok && o.gen == gen
+}
+
+// keepListed forgets the cached objects under prefix that list (a List of prefix)
+// no longer names: a shard's resolved object goes when its last line is pruned, and
+// after a fleet's first run it names most of the fleet's tokens.
+func (c *StateCache) keepListed(prefix string, list []bucket.Attrs) {
+	if c == nil {
+		return
+	}
+	listed := make(map[string]bool, len(list))
+	for _, a := range list {
+		listed[a.Name] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.objs {
+		if strings.HasPrefix(name, prefix) && !listed[name] {
+			delete(c.objs, name)
+		}
+	}
 }
 
 func (c *StateCache) put(name string, gen int64, data []byte) {

@@ -76,3 +76,57 @@ func TestStateCacheByGeneration(t *testing.T) {
 		}
 	}
 }
+
+// TestStateCacheForgetsDeleted: an object the cache holds that a later listing no
+// longer names (a shard's resolved object, removed when its last line was pruned;
+// after a fleet's first run it names most of the fleet) leaves the cache, and the
+// objects still listed stay.
+func TestStateCacheForgetsDeleted(t *testing.T) {
+	ctx := context.Background()
+	b := &getCounter{Bucket: bucket.NewMemory()}
+	cache := NewStateCache()
+	names := []string{resolvedObject(0, 4), resolvedObject(1, 4)}
+	for i, name := range names {
+		users := map[string]StateUser{"fp": {TokenFP: "fp", UserID: "user_" + string(rune('a'+i))}}
+		if _, err := b.Put(ctx, name, encodeUserLines(users), bucket.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A users object of a bucket, under the other prefix the cache keeps.
+	if _, err := b.Put(ctx, usersObject(2), encodeUserLines(map[string]StateUser{"fp2": {TokenFP: "fp2", UserID: "user_2"}}), bucket.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	var gen, size int64
+	if err := readLinesCached(ctx, b, cache, usersObject(2), 0, &gen, &size, func(stateLine) {}); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (seen []string) {
+		t.Helper()
+		if err := readResolved(ctx, b, cache, func(name string, _, _ int64, _ map[string]StateUser) { seen = append(seen, name) }); err != nil {
+			t.Fatal(err)
+		}
+		return seen
+	}
+	if got := read(); len(got) != 2 || len(cache.objs) != 3 {
+		t.Fatalf("read %v, cached %d objects: want both resolved objects read and cached beside the users object", got, len(cache.objs))
+	}
+	if err := b.Delete(ctx, names[0], bucket.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	gets := b.gets
+	if got := read(); len(got) != 1 || got[0] != names[1] {
+		t.Errorf("read %v after %s went, want only %s", got, names[0], names[1])
+	}
+	if b.gets != gets {
+		t.Errorf("%d reads of unchanged objects, want none", b.gets-gets)
+	}
+	if _, ok := cache.objs[names[0]]; ok {
+		t.Errorf("the cache still holds %s after a listing without it", names[0])
+	}
+	if _, ok := cache.objs[names[1]]; !ok {
+		t.Errorf("the cache lost %s, still listed", names[1])
+	}
+	if _, ok := cache.objs[usersObject(2)]; !ok {
+		t.Errorf("the cache lost %s, under another prefix", usersObject(2))
+	}
+}
