@@ -170,6 +170,9 @@ func BenchmarkFleet(b *testing.B) {
 						}
 						b.ReportMetric(float64(s.PeakRSSKiB)/1024, run.name+"_rss_MiB")
 						b.ReportMetric(s.medianRunPeak(), run.name+"_run_rss_p50_MiB")
+						if len(s.RunAnon) > 0 {
+							b.ReportMetric(float64(slices.Max(s.RunAnon)), run.name+"_anon_MiB")
+						}
 						b.ReportMetric(float64(s.IO.BytesRead)/1e6/n, run.name+"_read_MB")
 						b.ReportMetric(float64(s.IO.RangedBytes)/1e6/n, run.name+"_ranged_MB")
 						b.ReportMetric(float64(s.IO.WholeTx)/1e6/n, run.name+"_whole_tx_MB")
@@ -290,6 +293,7 @@ type fleetRunResult struct {
 	CPU        time.Duration // the shard processes' CPU time, added up
 	PeakRSSKiB int64
 	RunPeaks   []int64 // every shard run's own peak RSS, MiB (a task's runs reset the peak between them)
+	RunAnon    []int64 // every shard run's peak anonymous resident memory, MiB (sampled every 20 ms)
 	PeakLive   uint64  // the highest peak live heap of the shard processes
 	IO         bucketIO
 	Served     int64 // settled transactions the fake serves over the run's range
@@ -310,6 +314,7 @@ func (r *fleetRunResult) add(o fleetRunResult) {
 	r.CPU += o.CPU
 	r.PeakRSSKiB = max(r.PeakRSSKiB, o.PeakRSSKiB)
 	r.RunPeaks = append(r.RunPeaks, o.RunPeaks...)
+	r.RunAnon = append(r.RunAnon, o.RunAnon...)
 	r.PeakLive = max(r.PeakLive, o.PeakLive)
 	r.IO.add(o.IO)
 	r.Served += o.Served
@@ -508,12 +513,12 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 		srv.ResetStats()
 		c := runFleetChild(tb, job)
 		st := srv.Stats()
-		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; live after, KiB: %v; data %q", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunRetainedKiB, c.RunData)
+		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; anonymous RSS %v; live after, KiB: %v; data %q", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunAnonMiB, c.RunRetainedKiB, c.RunData)
 		if c.Err != "" {
 			tb.Fatalf("task %d of %s run: %s", task, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
 		out.add(fleetRunResult{Requests: st.Requests, Pages: st.Pages, Wall: time.Duration(c.WallNs), CPU: time.Duration(c.CPUNs),
-			PeakRSSKiB: c.MaxRSSKiB, RunPeaks: c.RunPeaksMiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
+			PeakRSSKiB: c.MaxRSSKiB, RunPeaks: c.RunPeaksMiB, RunAnon: c.RunAnonMiB, PeakLive: c.PeakLive, IO: c.IO, Inserted: c.Inserted, Updated: c.Updated, Deleted: c.Deleted,
 			Failures: c.Failures, Spill: c.Spill})
 		if start == "" || (c.RangeStart != "" && c.RangeStart < start) {
 			start = c.RangeStart
@@ -569,6 +574,7 @@ type fleetChildResult struct {
 	RunLiveMiB                 []uint64 // each shard run's peak live heap, in order
 	RunHeapMiB                 []uint64 // each shard run's peak heap in use
 	RunGoMiB                   []uint64 // each shard run's peak Go memory (mapped, unreleased)
+	RunAnonMiB                 []int64  // each shard run's peak anonymous resident memory (sampled RssAnon)
 	RunRetainedKiB             []uint64 // the live heap after each run, after a GC: what the next run starts from
 	RunData                    []string // each shard run's data: rows inserted/updated/deleted, objects written, spill MB, held partitions parked
 	PeakLive                   uint64   // peak heap marked live by a GC cycle (memSampler)
@@ -633,7 +639,8 @@ func TestFleetChild(t *testing.T) {
 		kib := ownPeakRSSKiB(t)
 		res.MaxRSSKiB = max(res.MaxRSSKiB, kib)
 		res.RunPeaksMiB = append(res.RunPeaksMiB, kib>>10)
-		live, heap, gomem := sampler.lap()
+		live, heap, gomem, anon := sampler.lap()
+		res.RunAnonMiB = append(res.RunAnonMiB, int64(anon>>20))
 		res.RunLiveMiB = append(res.RunLiveMiB, live>>20)
 		res.RunHeapMiB = append(res.RunHeapMiB, heap>>20)
 		res.RunGoMiB = append(res.RunGoMiB, gomem>>20)
