@@ -316,8 +316,7 @@ func runChild(tb testing.TB, test, env string, spec []byte, timeout, prefix stri
 	return cmd.ProcessState
 }
 
-// childBinary returns a fresh copy of this test binary for one child process, removed
-// when the test ends. A child's peak RSS counts the binary's pages mapped from the
+// childBinary returns a fresh copy of this test binary for one child process. A child's peak RSS counts the binary's pages mapped from the
 // page cache, and how many are resident depends on how the file came into it: the
 // same binary run as the linker left it and as a copy measured 56 and 42 MB of
 // RssFile. Every child runs a copy made the same way, so passes compare; the caller
