@@ -18,7 +18,6 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,7 +180,6 @@ type memSampler struct {
 	stop                       chan struct{}
 	wg                         sync.WaitGroup
 	peakGo, peakHeap, peakLive uint64
-	peakAnon                   uint64 // peak anonymous resident memory (RssAnon), bytes
 
 	mu      sync.Mutex
 	lapLive uint64 // peak live heap since the last lap
@@ -207,20 +205,11 @@ func (s *memSampler) lap() (live, heap, gomem, anon uint64) {
 // resident count depends on how the page cache holds the file (the same binary
 // measured 42 and 56 MB of RssFile, by how it was written), not on the run.
 func rssAnon() uint64 {
-	data, err := os.ReadFile("/proc/self/status")
+	kib, err := procStatusKiB("RssAnon")
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
+	return uint64(kib) << 10
 }
 
 func startMemSampler(t *testing.T, profile string) *memSampler {
@@ -240,7 +229,7 @@ func startMemSampler(t *testing.T, profile string) *memSampler {
 			heap := samples[2].Value.Uint64() + samples[3].Value.Uint64()
 			live := samples[4].Value.Uint64()
 			anon := rssAnon()
-			s.peakGo, s.peakHeap, s.peakLive, s.peakAnon = max(s.peakGo, gomem), max(s.peakHeap, heap), max(s.peakLive, live), max(s.peakAnon, anon)
+			s.peakGo, s.peakHeap, s.peakLive = max(s.peakGo, gomem), max(s.peakHeap, heap), max(s.peakLive, live)
 			s.mu.Lock()
 			s.lapGo, s.lapHeap, s.lapLive, s.lapAnon = max(s.lapGo, gomem), max(s.lapHeap, heap), max(s.lapLive, live), max(s.lapAnon, anon)
 			s.mu.Unlock()
@@ -357,21 +346,29 @@ func childBinary(tb testing.TB) string {
 // child got at exec. Without /proc (not Linux) the benchmark cannot tell and fails.
 func ownPeakRSSKiB(tb testing.TB) int64 {
 	tb.Helper()
-	data, err := os.ReadFile("/proc/self/status")
+	kib, err := procStatusKiB("VmHWM")
 	if err != nil {
 		tb.Fatalf("peak RSS: %v", err)
 	}
+	return kib
+}
+
+// procStatusKiB reads one "Name: N kB" field of /proc/self/status.
+func procStatusKiB(field string) (int64, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			var kib int64
 			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err != nil {
-				tb.Fatalf("peak RSS: %q: %v", line, err)
+				return 0, fmt.Errorf("%q: %w", line, err)
 			}
-			return kib
+			return kib, nil
 		}
 	}
-	tb.Fatalf("peak RSS: no VmHWM in /proc/self/status")
-	return 0
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
 }
 
 // resetPeakRSS resets this process's VmHWM to its current resident set (Linux:

@@ -179,12 +179,7 @@ func TestParkAllocatesNoCopy(t *testing.T) {
 	sch := schema.Transactions()
 	s := &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: memory.DefaultAllocator, sch: sch}
 	defer s.close()
-	// A dense month: 6,000 rows, each with a description of some length.
-	var txs []tx
-	for i := range 6000 {
-		txs = append(txs, tx{fmt.Sprintf("trans_%05d", i), fmt.Sprintf("acc_%03d", i%40), fmt.Sprintf("2026-02-%02d", 1+i%28),
-			"-12.34", fmt.Sprintf("EFTPOS %05d %s", i, strings.Repeat("purchase ", 6))})
-	}
+	txs := monthTxs(6000, 40) // a dense month
 	recs := records(t, "run_1", txs...)
 	defer func() {
 		for _, rec := range recs {
@@ -256,12 +251,7 @@ func TestDefaultHeldBudget(t *testing.T) {
 	r.spill = &spill{dir: t.TempDir(), budget: DefaultHoldBytes, mem: r.mem, sch: sch}
 	defer r.spill.close()
 	month := func(rows int) *heldPart {
-		var txs []tx
-		for i := range rows {
-			txs = append(txs, tx{fmt.Sprintf("trans_%05d", i), fmt.Sprintf("acc_%03d", i%375), fmt.Sprintf("2026-02-%02d", 1+i%28),
-				"-12.34", fmt.Sprintf("EFTPOS %05d %s", i, strings.Repeat("purchase ", 6))})
-		}
-		return &heldPart{res: &mergeResult{t: &table{schema: sch, recs: records(t, "run_1", txs...)}}}
+		return &heldPart{res: &mergeResult{t: &table{schema: sch, recs: records(t, "run_1", monthTxs(rows, 375)...)}}}
 	}
 	quiet := []*heldPart{month(400), month(400)} // 125 users, 3 accounts each, ~1 row a month
 	dense := month(5500)                         // and 37 accounts of them with ~150
@@ -280,4 +270,15 @@ func TestDefaultHeldBudget(t *testing.T) {
 	if r.heldMem > DefaultHeldBytes {
 		t.Errorf("%d bytes of held partitions in memory, over the default budget %d", r.heldMem, DefaultHeldBytes)
 	}
+}
+
+// monthTxs returns rows transactions of one February spread over accounts accounts,
+// each with a description of some length.
+func monthTxs(rows, accounts int) []tx {
+	txs := make([]tx, 0, rows)
+	for i := range rows {
+		txs = append(txs, tx{fmt.Sprintf("trans_%05d", i), fmt.Sprintf("acc_%03d", i%accounts), fmt.Sprintf("2026-02-%02d", 1+i%28),
+			"-12.34", fmt.Sprintf("EFTPOS %05d %s", i, strings.Repeat("purchase ", 6))})
+	}
+	return txs
 }
