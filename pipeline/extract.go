@@ -375,6 +375,75 @@ func concatRecords(mem memory.Allocator, sch *arrow.Schema, recs []arrow.Record)
 	return out, nil
 }
 
+// concatReleasing returns recs as one record with buffers of its own and releases
+// recs, a column at a time: each column's parts are let go once their copy is made,
+// so the copy costs the rows once plus one column, where concatRecords holds them
+// twice until it returns (a dense month's fresh rows are megabytes). If it fails,
+// recs[k] are records with the same rows again (rebuilt from the columns copied so
+// far and those not yet), still the caller's.
+func concatReleasing(mem memory.Allocator, sch *arrow.Schema, recs []arrow.Record) (arrow.Record, error) {
+	parts := make([][]arrow.Array, sch.NumFields()) // parts[i][k]: recs[k]'s column i
+	lens := make([]int64, len(recs))
+	schemas := make([]*arrow.Schema, len(recs))
+	var rows int64
+	for k, rec := range recs {
+		lens[k], schemas[k] = rec.NumRows(), rec.Schema()
+		rows += lens[k]
+	}
+	for i := range parts {
+		parts[i] = make([]arrow.Array, len(recs))
+		for k, rec := range recs {
+			parts[i][k] = rec.Column(i)
+			parts[i][k].Retain()
+		}
+	}
+	for _, rec := range recs {
+		rec.Release()
+	}
+	cols := make([]arrow.Array, len(parts))
+	for i := range parts {
+		a, err := array.Concatenate(parts[i], mem)
+		if err != nil {
+			restoreRecords(recs, schemas, lens, cols[:i], parts[i:])
+			return nil, fmt.Errorf("concatenate column %s: %w", sch.Field(i).Name, err)
+		}
+		for _, p := range parts[i] {
+			p.Release()
+		}
+		cols[i] = a
+	}
+	out := array.NewRecord(sch, cols, rows)
+	for _, c := range cols {
+		c.Release()
+	}
+	return out, nil
+}
+
+// restoreRecords rebuilds recs (of schemas and lens rows each) after
+// concatReleasing failed: their first columns from slices of done (concatenated),
+// the others from rest (rest[j][k]: recs[k]'s column len(done)+j). It takes the
+// references of done and rest.
+func restoreRecords(recs []arrow.Record, schemas []*arrow.Schema, lens []int64, done []arrow.Array, rest [][]arrow.Array) {
+	var off int64
+	for k := range recs {
+		cols := make([]arrow.Array, 0, len(done)+len(rest))
+		for _, c := range done {
+			cols = append(cols, array.NewSlice(c, off, off+lens[k]))
+		}
+		for _, p := range rest {
+			cols = append(cols, p[k])
+		}
+		recs[k] = array.NewRecord(schemas[k], cols, lens[k])
+		for _, c := range cols {
+			c.Release()
+		}
+		off += lens[k]
+	}
+	for _, c := range done {
+		c.Release()
+	}
+}
+
 // failWindows fails the accounts of windows whose rows could not be kept.
 func (r *runner) failWindows(ws []*window, err error) {
 	for _, w := range ws {

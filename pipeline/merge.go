@@ -258,26 +258,25 @@ func (m *mergeResult) final(cols txCols, drop map[string]bool) (rows []rowRef, c
 	return rows, false
 }
 
-// compact copies the fresh records of a partition about to be held into one record
-// and points its rows there. A partition's rows can come as many small records (in a
-// daily run, a walk's record whose rows are all of the partition, one per user, and
-// batches read back from the spill); held until the end of the run, they would keep
-// memory growing with the users.
+// compact copies the fresh records of a partition about to be held into one record,
+// a column at a time (concatReleasing), and points its rows there. A partition's
+// rows can come as many small records (in a daily run, a walk's record whose rows
+// are all of the partition, one per user, and batches read back from the spill);
+// held until the end of the run, they would keep memory growing with the users.
 func (m *mergeResult) compact(mem memory.Allocator) error {
 	fresh := m.t.recs[m.oldRecs:]
 	if len(fresh) < 2 {
 		return nil
-	}
-	one, err := concatRecords(mem, m.t.schema, fresh)
-	if err != nil {
-		return fmt.Errorf("hold partition: %w", err)
 	}
 	first := make([]int32, len(fresh)) // each fresh record's first row in one
 	var n int32
 	for i, rec := range fresh {
 		first[i] = n
 		n += int32(rec.NumRows())
-		rec.Release()
+	}
+	one, err := concatReleasing(mem, m.t.schema, fresh)
+	if err != nil {
+		return fmt.Errorf("hold partition: %w", err)
 	}
 	for _, refs := range [][]rowRef{m.rows, m.candidates, m.freshRow} {
 		for i, ref := range refs {
