@@ -815,3 +815,38 @@ func TestDefaultLayoutForLookups(t *testing.T) {
 		}
 	}
 }
+
+// TestReadHoldsNoSpareCapacity: a decoded column's buffers are about the size of its
+// values. A builder grows string bytes by doubling, and a record keeps its builder's
+// buffers: a transactions partition read whole held a third more than its bytes.
+func TestReadHoldsNoSpareCapacity(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	sch := testSchema()
+	recs := []arrow.Record{testRecord(mem, 0, 3000)}
+	defer releaseAll(recs)
+	data, _ := writeBytes(t, sch, recs)
+	_, got, err := Read(bytes.NewReader(data), int64(len(data)), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseAll(got)
+	var used, held int
+	for _, rec := range got {
+		for i, col := range rec.Columns() {
+			for k, b := range col.Data().Buffers() {
+				if b == nil {
+					continue
+				}
+				used, held = used+b.Len(), held+b.Cap()
+				if b.Cap() > b.Len()+b.Len()/8+64 {
+					t.Errorf("column %s, buffer %d: %d bytes held for %d", sch.Field(i).Name, k, b.Cap(), b.Len())
+				}
+			}
+		}
+	}
+	if held > used+used/16 {
+		t.Errorf("decoded buffers hold %d bytes for %d", held, used)
+	}
+	assertSameRows(t, mem, recs, sch, got, sch)
+}
