@@ -32,10 +32,13 @@ import (
 // benchChildEnv carries a benchChildJob as JSON to the child.
 const benchChildEnv = "AKAHU_PARQUET_BENCH_CHILD"
 
-// benchChildHeapProfile, if set in the benchmark's environment, is a file the child
-// rewrites with a heap profile (after a forced GC) each time the sampled heap in use
-// reaches a new peak 10% above the last profiled one: `go tool pprof -top -sample_index
-// inuse_space FILE` then shows what is live near the peak. It perturbs the figures.
+// benchChildHeapProfile, if set in the benchmark's environment, names files the
+// child rewrites with a heap profile (after a forced GC), FILE.runN for its Nth run
+// (memSampler.lap starts the next), each time the run's live heap (as the last GC
+// cycle marked it) reaches a new peak 5% above the last profiled one: `go tool pprof
+// -top -sample_index inuse_space FILE.runN` then shows what the run holds near its
+// peak. (Not at the peaks of the heap in use: those follow the GC's pacing, and a
+// profile written there missed the live peak by half.) It perturbs the figures.
 const benchChildHeapProfile = "AKAHU_PARQUET_BENCH_HEAPPROFILE"
 
 // benchChildCPUProfile, if set in the benchmark's environment, is a file the child
@@ -174,8 +177,8 @@ func TestBenchChild(t *testing.T) {
 // memSampler samples the Go runtime's memory every 20ms while a run goes: peak
 // mapped-and-unreleased memory, peak heap in use (objects and unswept spans) and peak
 // heap marked live by a GC cycle (what the run really holds). With
-// benchChildHeapProfile set it also rewrites that file with a heap profile each time
-// the heap in use reaches a new peak 10% above the last profiled one.
+// benchChildHeapProfile set it also writes heap profiles at each lap's live-heap
+// peaks (see there).
 type memSampler struct {
 	stop                       chan struct{}
 	wg                         sync.WaitGroup
@@ -186,6 +189,7 @@ type memSampler struct {
 	lapHeap uint64 // peak heap in use since the last lap
 	lapGo   uint64 // peak Go memory (mapped, unreleased) since the last lap
 	lapAnon uint64 // peak anonymous resident memory since the last lap
+	laps    int    // laps ended: the run a profile is of
 }
 
 // lap returns the peaks of the live heap, the heap in use, the Go memory and the
@@ -196,6 +200,7 @@ func (s *memSampler) lap() (live, heap, gomem, anon uint64) {
 	defer s.mu.Unlock()
 	live, heap, gomem, anon = s.lapLive, s.lapHeap, s.lapGo, s.lapAnon
 	s.lapLive, s.lapHeap, s.lapGo, s.lapAnon = 0, 0, 0, 0
+	s.laps++
 	return live, heap, gomem, anon
 }
 
@@ -217,7 +222,8 @@ func startMemSampler(t *testing.T, profile string) *memSampler {
 	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
 		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
 		{Name: "/gc/heap/live:bytes"}}
-	var profiled uint64
+	var profiled uint64 // live heap of the current lap's last profile
+	profiledLap := 0
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -232,10 +238,14 @@ func startMemSampler(t *testing.T, profile string) *memSampler {
 			s.peakGo, s.peakHeap, s.peakLive = max(s.peakGo, gomem), max(s.peakHeap, heap), max(s.peakLive, live)
 			s.mu.Lock()
 			s.lapGo, s.lapHeap, s.lapLive, s.lapAnon = max(s.lapGo, gomem), max(s.lapHeap, heap), max(s.lapLive, live), max(s.lapAnon, anon)
+			lap := s.laps
 			s.mu.Unlock()
-			if profile != "" && s.peakHeap > profiled*11/10 {
-				profiled = s.peakHeap
-				writeHeapProfile(t, profile)
+			if lap != profiledLap {
+				profiled, profiledLap = 0, lap
+			}
+			if profile != "" && live > profiled*21/20 {
+				profiled = live
+				writeHeapProfile(t, fmt.Sprintf("%s.run%d", profile, lap))
 			}
 			select {
 			case <-s.stop:

@@ -142,6 +142,10 @@ func fleetLatencies(tb testing.TB, users int) []time.Duration {
 // FLEET_USERS_PER_BUCKET=N sizes the bucket count by the fleet (one bucket per N
 // users) instead of 16.
 //
+// FLEET_BACKFILL_CACHE=DIR keeps each population's bucket after its backfill in DIR
+// and, when it is there, starts from it instead of running the backfill: for
+// experiments on the daily run (the backfill is then not reported).
+//
 // It also logs one table row per population for docs/scaling.md.
 func BenchmarkFleet(b *testing.B) {
 	for _, users := range fleetSizes(b) {
@@ -159,6 +163,9 @@ func BenchmarkFleet(b *testing.B) {
 						s    *fleetRunResult
 					}{{"bf", &sum.Backfill}, {"daily", &sum.Daily}} {
 						s := run.s
+						if s.Requests == 0 {
+							continue // a cached backfill (FLEET_BACKFILL_CACHE): not run
+						}
 						b.ReportMetric(float64(s.Requests)/n, run.name+"_requests")
 						b.ReportMetric(float64(s.Minimum)/n, run.name+"_min_requests")
 						b.ReportMetric(s.ratio(), run.name+"_req/min")
@@ -426,7 +433,10 @@ func runFleetSharded(tb testing.TB, opts akahutest.Options, shards, tasks int) f
 	}
 	backfill := fleetJob{URL: srv.URL, AppToken: srv.AppToken(), TokensFile: tokens, Dir: dir,
 		Start: o.From.Format(time.DateOnly), Now: morning(1), Shards: shards, Tasks: tasks, Buckets: fleetBucketsFor(tb, o.Users, shards)}
-	res.Backfill = runFleetShards(tb, srv, backfill)
+	if !fleetCachedBackfill(tb, o, backfill, ids) {
+		res.Backfill = runFleetShards(tb, srv, backfill)
+		fleetCacheBackfill(tb, o, backfill, ids)
+	}
 
 	fleetUpstreamChange(tb, srv)
 
@@ -434,6 +444,54 @@ func runFleetSharded(tb testing.TB, opts akahutest.Options, shards, tasks int) f
 	daily.Start, daily.Now = "", morning(2)
 	res.Daily = runFleetShards(tb, srv, daily)
 	return res
+}
+
+// fleetBackfillCache is FLEET_BACKFILL_CACHE: a directory where a population's
+// bucket after its backfill is kept, so that experiments on the daily run can skip
+// the backfill (its figures are then not reported). The fake is deterministic, so
+// the daily run finds the same fake and the same bucket.
+func fleetBackfillCache(o akahutest.Options, job fleetJob, ids bool) string {
+	dir := os.Getenv("FLEET_BACKFILL_CACHE")
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, fmt.Sprintf("seed%d-users%d-dense%d-%d-shards%d-buckets%d-ids%t",
+		o.Seed, o.Users, o.DenseEvery, o.DenseTxPerAccountPerMonth, job.Shards, job.Buckets, ids))
+}
+
+// fleetCachedBackfill copies a cached backfill's bucket into job.Dir, if there is one.
+func fleetCachedBackfill(tb testing.TB, o akahutest.Options, job fleetJob, ids bool) bool {
+	tb.Helper()
+	cache := fleetBackfillCache(o, job, ids)
+	if cache == "" {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(cache, "done")); err != nil {
+		return false
+	}
+	if err := os.CopyFS(job.Dir, os.DirFS(filepath.Join(cache, "bucket"))); err != nil {
+		tb.Fatalf("cached backfill: %v", err)
+	}
+	tb.Logf("backfill copied from %s (not run, not reported)", cache)
+	return true
+}
+
+// fleetCacheBackfill keeps job.Dir in the backfill cache, if there is one.
+func fleetCacheBackfill(tb testing.TB, o akahutest.Options, job fleetJob, ids bool) {
+	tb.Helper()
+	cache := fleetBackfillCache(o, job, ids)
+	if cache == "" {
+		return
+	}
+	if err := os.RemoveAll(cache); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(cache, "bucket"), os.DirFS(job.Dir)); err != nil {
+		tb.Fatalf("cache backfill: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(cache, "done"), nil, 0o600); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // fleetUpstreamChange is a day's change upstream: on a few accounts each (one in
@@ -513,7 +571,7 @@ func runFleetShards(tb testing.TB, srv *akahutest.Server, job fleetJob) fleetRun
 		srv.ResetStats()
 		c := runFleetChild(tb, job)
 		st := srv.Stats()
-		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; anonymous RSS %v; live after, KiB: %v; data %q", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunAnonMiB, c.RunRetainedKiB, c.RunData)
+		tb.Logf("task %d: runs' peaks, MiB: RSS %v, Go %v, heap %v, live %v; anonymous RSS %v, at start %v; live after, KiB: %v; data %q", task, c.RunPeaksMiB, c.RunGoMiB, c.RunHeapMiB, c.RunLiveMiB, c.RunAnonMiB, c.RunStartAnonMiB, c.RunRetainedKiB, c.RunData)
 		if c.Err != "" {
 			tb.Fatalf("task %d of %s run: %s", task, map[bool]string{true: "backfill", false: "daily"}[job.Start != ""], c.Err)
 		}
@@ -576,6 +634,7 @@ type fleetChildResult struct {
 	RunGoMiB                   []uint64 // each shard run's peak Go memory (mapped, unreleased)
 	RunAnonMiB                 []int64  // each shard run's peak anonymous resident memory (sampled RssAnon)
 	RunRetainedKiB             []uint64 // the live heap after each run, after a GC: what the next run starts from
+	RunStartAnonMiB            []int64  // anonymous resident memory as each run starts (and after the last)
 	RunData                    []string // each shard run's data: rows inserted/updated/deleted, objects written, spill MB, held partitions parked
 	PeakLive                   uint64   // peak heap marked live by a GC cycle (memSampler)
 	PeakHeap                   uint64   // peak heap in use: objects and unswept spans
@@ -629,6 +688,7 @@ func TestFleetChild(t *testing.T) {
 	cpu0 := processCPU()
 	t0 := time.Now()
 	var res fleetChildResult
+	res.RunStartAnonMiB = append(res.RunStartAnonMiB, int64(rssAnon()>>20))
 	cfg := pipeline.Config{Out: cb, Source: client, Tokens: pipeline.TokensFile(job.TokensFile),
 		Now: func() time.Time { return job.Now.Add(time.Since(began)) }, Workers: benchWorkers, Start: job.Start,
 		Shards: job.Shards, Buckets: job.Buckets}
@@ -646,11 +706,14 @@ func TestFleetChild(t *testing.T) {
 		res.RunGoMiB = append(res.RunGoMiB, gomem>>20)
 		// The next run's peak starts from what this one leaves, not from its
 		// garbage: RunShards frees it before the next run, but only after this.
+		// Twice: what sync.Pools keep survives one collection.
+		liveAfterFree()
 		res.RunRetainedKiB = append(res.RunRetainedKiB, liveAfterFree()>>10)
 		if name := profileName(benchChildHeapProfile); name != "" {
 			writeHeapProfile(t, name+".retained")
 		}
 		resetPeakRSS(t)
+		res.RunStartAnonMiB = append(res.RunStartAnonMiB, int64(rssAnon()>>20))
 		if m != nil {
 			res.RunData = append(res.RunData, fmt.Sprintf("%d/%d/%d o%d s%.1f p%d", m.Counts.Inserted, m.Counts.Updated, m.Counts.Deleted, len(m.Objects), float64(m.Spill.Bytes)/1e6, m.Spill.HeldParked))
 			res.Inserted, res.Updated, res.Deleted = res.Inserted+m.Counts.Inserted, res.Updated+m.Counts.Updated, res.Deleted+m.Counts.Deleted

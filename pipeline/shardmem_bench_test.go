@@ -21,8 +21,8 @@ import (
 //   - live_MiB: peak heap marked live by a GC cycle (runtime/metrics
 //     /gc/heap/live:bytes, sampled every 20ms): what the run really holds.
 //
-// With AKAHU_PARQUET_BENCH_HEAPPROFILE=FILE each shard child rewrites
-// FILE.{backfill,daily}.shardN with a heap profile at its peaks. It skips unless
+// With AKAHU_PARQUET_BENCH_HEAPPROFILE=FILE each child writes heap profiles of its
+// runs at their live-heap peaks, FILE.{backfill,daily}.taskN.runM. It skips unless
 // SHARD_USERS is set (make bench's fleet figures are BenchmarkFleet's). Run it with
 //
 //	SHARD_USERS=500,5000 go test -run '^$' -bench BenchmarkShardMemory -benchtime 1x -timeout 3h ./pipeline/
