@@ -36,13 +36,14 @@ func (p *peakAllocator) Allocate(size int) []byte {
 
 func (p *peakAllocator) Free(b []byte) { p.add(-int64(cap(b))) }
 
+// Reallocate counts a grown buffer's new bytes before its old ones go: both are
+// held while the copy is made.
 func (p *peakAllocator) Reallocate(size int, b []byte) []byte {
-	if size <= cap(b) {
-		return b[:size]
+	n := p.GoAllocator.Reallocate(size, b)
+	if cap(n) != cap(b) {
+		p.add(int64(cap(n)))
+		p.add(-int64(cap(b)))
 	}
-	n := p.Allocate(size)
-	copy(n, b)
-	p.Free(b)
 	return n
 }
 
