@@ -364,6 +364,9 @@ func (r *fleetResult) rows(users int, mix string, latency time.Duration, n int) 
 		name string
 		s    fleetRunResult
 	}{{"backfill", r.Backfill}, {"daily", r.Daily}} {
+		if run.s.Requests == 0 {
+			continue // a cached backfill (FLEET_BACKFILL_CACHE): not run
+		}
 		s, f := run.s, float64(n)
 		out = append(out, fmt.Sprintf("| %d | %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f (%.1f, %.1f) | %.1f | %.0f | %.0f | %.0f | %.0f |",
 			users, mix, run.name, float64(s.Requests)/f, float64(s.Minimum)/f, s.ratio(),
