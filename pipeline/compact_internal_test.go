@@ -65,10 +65,7 @@ func TestCompactCopiesAColumnAtATime(t *testing.T) {
 			txs = append(txs, tx{fmt.Sprintf("trans_%02d_%03d", w, i), fmt.Sprintf("acc_%03d", w), "2026-02-10", "-2.50", fmt.Sprintf("dense month row %d of walk %d", i, w)})
 		}
 		recs := records(t, "run_new", txs...)
-		own, err := concatRecords(pa, sch, recs) // its buffers counted by pa
-		for _, rec := range recs {
-			rec.Release()
-		}
+		own, err := concatReleasing(pa, sch, recs) // its buffers counted by pa
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -202,7 +202,11 @@ func (r *runner) heldRecord(h *heldRows, sch *arrow.Schema, mk func() rowBuilder
 		recs = nil
 		return rec, nil
 	}
-	return concatRecords(r.mem, sch, recs)
+	one, err := concatReleasing(r.mem, sch, recs)
+	if err == nil {
+		recs = nil // released by concatReleasing; on failure they are whole again, and ours
+	}
+	return one, err
 }
 
 // addAccountRow appends the account's row of today's accounts snapshot, from its

@@ -20,12 +20,12 @@ import (
 // merged only when every account of its bucket is in. Rows that would wait in memory
 // beyond the run's budget are written instead to one temporary file as Arrow IPC
 // streams (LZ4-compressed; held partitions parked there, uncompressed: park) and read
-// back when their partition is merged, so memory
-// is bounded by the budget and the partitions being merged, whatever the number of
-// users. A spill takes the partition's rows waiting in memory along, as one record:
-// a quiet user's walk leaves a row or two per month, and one stream each would cost
-// more than the rows. The file is removed when the run ends; it holds transactions, so it is
-// created readable by its owner only, and it is never part of the dataset.
+// back when their partition is merged, so memory is bounded by the budget and the
+// partitions being merged, whatever the number of users. A spill takes the
+// partition's rows waiting in memory along, as one record: a quiet user's walk leaves
+// a row or two per month, and one stream each would cost more than the rows. The
+// file is removed when the run ends; it holds transactions, so it is created
+// readable by its owner only, and it is never part of the dataset.
 
 // spill is the run's spill file and in-memory budget.
 type spill struct {
