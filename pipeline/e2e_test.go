@@ -32,6 +32,9 @@ type harness struct {
 	accountWalks bool
 	// heldBytes sets Config.HeldBytes (heldCases).
 	heldBytes int64
+	// mem is every run's Config.Memory: what the runs allocate, they release by the
+	// end of the test, also when a run fails (checked at cleanup).
+	mem *poisonAllocator
 }
 
 // heldCases runs a test with the partitions held for the reconcile stage in memory
@@ -69,7 +72,12 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, srv: srv, client: client, b: b, opts: srv.Options()}
+	h := &harness{t: t, srv: srv, client: client, b: b, opts: srv.Options(), mem: &poisonAllocator{}}
+	t.Cleanup(func() {
+		if n := h.mem.held.Load(); n != 0 {
+			t.Errorf("the runs left %d bytes of Arrow memory unreleased (Config.Memory need not be memory the collector reclaims)", n)
+		}
+	})
 	for _, u := range srv.Users() {
 		h.tokens = append(h.tokens, akahu.Token(u.Token))
 	}
@@ -96,7 +104,7 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 // keeps may point into a released record.
 func (h *harness) config(start, end time.Time) pipeline.Config {
 	cfg := pipeline.Config{Out: h.b, Source: h.client, Users: h.tokens, Now: h.now, Workers: 4, LockWait: 30 * time.Second,
-		AccountWalks: h.accountWalks, HeldBytes: h.heldBytes, Memory: &poisonAllocator{}}
+		AccountWalks: h.accountWalks, HeldBytes: h.heldBytes, Memory: h.mem}
 	if !start.IsZero() {
 		cfg.Start, cfg.End = start.Format(time.DateOnly), end.Format(time.DateOnly)
 	}

@@ -265,6 +265,15 @@ func (r *runner) extract(ctx context.Context, counts map[partKey]int, batches it
 	close(ready)
 	mergeErr := merge.Wait()
 	uploadErr := up.wait()
+	// A stopped extraction leaves rows that never reached a merger: the partitions
+	// still owed windows, and those drained from the queue. Their records are
+	// Config.Memory's, which need not be memory the collector reclaims.
+	for _, ps := range parts {
+		for _, res := range ps.results {
+			res.release()
+		}
+		ps.results = nil
+	}
 	// Whichever failed first cancelled the other: its error is the one that says why.
 	switch {
 	case mergeErr != nil && !errors.Is(mergeErr, context.Canceled):
@@ -480,7 +489,7 @@ func (r *runner) extractWalk(ctx context.Context, wk *walk, spawn func([]*walk))
 		return nil
 	}
 	b := r.txBuilder()
-	defer r.builders.Put(b)
+	defer r.putTxBuilder(b)
 	var recs []arrow.Record
 	release := func() {
 		if b.Len() > 0 {
@@ -822,11 +831,32 @@ func (r *runner) handPending(accts []*acctRun, items []json.RawMessage, err erro
 	}
 }
 
-// txBuilder returns a transactions builder from the pool; each keeps its buffers
-// between windows.
+// txBuilder returns an idle transactions builder, or a new one; each keeps its
+// buffers between windows. putTxBuilder makes it idle again.
 func (r *runner) txBuilder() *schema.TransactionBuilder {
-	if b, ok := r.builders.Get().(*schema.TransactionBuilder); ok {
+	r.buildersMu.Lock()
+	defer r.buildersMu.Unlock()
+	if n := len(r.builders); n > 0 {
+		b := r.builders[n-1]
+		r.builders = r.builders[:n-1]
 		return b
 	}
 	return schema.NewTransactionBuilder(r.mem, schema.Options{Location: r.loc, RunID: r.runID, ExtractedAt: r.started})
+}
+
+func (r *runner) putTxBuilder(b *schema.TransactionBuilder) {
+	r.buildersMu.Lock()
+	defer r.buildersMu.Unlock()
+	r.builders = append(r.builders, b)
+}
+
+// releaseTxBuilders frees the idle builders' buffers at the end of the run: they
+// are Config.Memory's, which need not be Go memory that the collector reclaims.
+func (r *runner) releaseTxBuilders() {
+	r.buildersMu.Lock()
+	defer r.buildersMu.Unlock()
+	for _, b := range r.builders {
+		b.Release()
+	}
+	r.builders = nil
 }

@@ -294,6 +294,9 @@ func (m *mergeResult) compact(mem memory.Allocator) error {
 // returns), or holds it back when it may lose rows.
 func (r *runner) mergeAndWrite(ctx context.Context, ps *partState, upload func(size int64, write func(context.Context) error) error) error {
 	if err := r.lease.check(); err != nil {
+		for _, res := range ps.results {
+			res.release()
+		}
 		return err
 	}
 	reread := map[string]span{}

@@ -72,8 +72,11 @@ type runner struct {
 	accountRowsN     int
 	accountRowsBytes int
 
-	builders sync.Pool // *schema.TransactionBuilder, reused across walks
-	spill    *spill    // where extracted rows wait for the rest of their partition
+	// builders are the idle transactions builders, reused across walks (txBuilder)
+	// and released when the run ends.
+	buildersMu sync.Mutex
+	builders   []*schema.TransactionBuilder
+	spill      *spill // where extracted rows wait for the rest of their partition
 
 	// mu guards the fields below while extraction pools run (extraction, merging and
 	// writing; the re-reads of reconcile included). Between pools, and in reconcile's
@@ -130,6 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Manifest, error) {
 	r.log = cfg.Logger.With("run_id", r.runID)
 	defer r.pend.release()
 	defer r.releaseAccountRows()
+	defer r.releaseTxBuilders()
 	return r.run(ctx)
 }
 
