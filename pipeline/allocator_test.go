@@ -46,4 +46,13 @@ func (p *poisonAllocator) Reallocate(size int, b []byte) []byte {
 	return n
 }
 
-var _ memory.Allocator = (*poisonAllocator)(nil)
+func (p *poisonAllocator) unfreed() int64 { return p.held.Load() }
+
+// countingAllocator is an allocator that knows how many bytes it handed out that
+// were not freed since.
+type countingAllocator interface {
+	memory.Allocator
+	unfreed() int64
+}
+
+var _ countingAllocator = (*poisonAllocator)(nil)

@@ -32,9 +32,10 @@ type harness struct {
 	accountWalks bool
 	// heldBytes sets Config.HeldBytes (heldCases).
 	heldBytes int64
-	// mem is every run's Config.Memory: what the runs allocate, they release by the
-	// end of the test, also when a run fails (checked at cleanup).
-	mem *poisonAllocator
+	// mem is every run's Config.Memory (a poisonAllocator unless a test sets
+	// another): what the runs allocate, they free by the end of the test, also when
+	// a run fails (checked at cleanup).
+	mem countingAllocator
 }
 
 // heldCases runs a test with the partitions held for the reconcile stage in memory
@@ -74,7 +75,7 @@ func newHarness(t testing.TB, b bucket.Bucket, opts akahutest.Options) *harness 
 	}
 	h := &harness{t: t, srv: srv, client: client, b: b, opts: srv.Options(), mem: &poisonAllocator{}}
 	t.Cleanup(func() {
-		if n := h.mem.held.Load(); n != 0 {
+		if n := h.mem.unfreed(); n != 0 {
 			t.Errorf("the runs left %d bytes of Arrow memory unreleased (Config.Memory need not be memory the collector reclaims)", n)
 		}
 	})
@@ -214,8 +215,17 @@ func TestRunSequence(t *testing.T) {
 }
 
 func testRunSequence(t *testing.T, b bucket.Bucket, heldBytes int64) {
+	testRunSequenceWith(t, b, heldBytes, nil)
+}
+
+// testRunSequenceWith is testRunSequence with the runs' memory mem (nil: the
+// harness's poisonAllocator).
+func testRunSequenceWith(t *testing.T, b bucket.Bucket, heldBytes int64, mem countingAllocator) {
 	h := newHarness(t, b, smallPopulation())
 	h.heldBytes = heldBytes
+	if mem != nil {
+		h.mem = mem
+	}
 	from, to := h.opts.From, h.opts.To
 	total := 0
 	for _, u := range h.srv.Users() {
