@@ -68,7 +68,7 @@ func benchShardMemory(b *testing.B, perShard, shards int) {
 	latency := fleetLatency(b, users)
 	var sum fleetResult
 	for i := 0; i < b.N; i++ {
-		sum.add(runFleetSharded(b, fleetPopulation(users, "sparse", latency), shards, shards))
+		sum.add(runFleetSharded(b, fleetPopulation(users, "sparse", latency), shards, shards, 1))
 	}
 	for _, run := range []struct {
 		name string
