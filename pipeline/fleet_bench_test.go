@@ -356,24 +356,22 @@ func (r *fleetRunResult) add(o fleetRunResult) {
 // passPeak is the median of the passes' process peaks, MiB: the peak a rerun
 // reproduces (PeakRSSKiB is the highest of them).
 func (r *fleetRunResult) passPeak() float64 {
-	p := slices.Clone(r.PassPeaks)
-	if len(p) == 0 {
+	if len(r.PassPeaks) == 0 {
 		return float64(r.PeakRSSKiB) / 1024
 	}
-	slices.Sort(p)
-	if n := len(p); n%2 == 0 {
-		return float64(p[n/2-1]+p[n/2]) / 2048
-	}
-	return float64(p[len(p)/2]) / 1024
+	return median(r.PassPeaks) / 1024
 }
 
 // medianRunPeak is the median of the shard runs' own peak RSS, MiB: steadier than
 // the process peak, the highest of a task's runs' peaks.
-func (r *fleetRunResult) medianRunPeak() float64 {
-	if len(r.RunPeaks) == 0 {
+func (r *fleetRunResult) medianRunPeak() float64 { return median(r.RunPeaks) }
+
+// median is the median of xs (0 for none).
+func median(xs []int64) float64 {
+	if len(xs) == 0 {
 		return 0
 	}
-	p := slices.Clone(r.RunPeaks)
+	p := slices.Clone(xs)
 	slices.Sort(p)
 	if n := len(p); n%2 == 0 {
 		return float64(p[n/2-1]+p[n/2]) / 2
